@@ -1,0 +1,63 @@
+"""Argument validation shared by kernels wrappers, models and I/O.
+
+Each helper raises a specific :mod:`hadamnp.errors` exception whose message names
+the argument and the offending value.
+"""
+
+import numpy as np
+
+from hadamnp.errors import NonFiniteError, ShapeError, SizeError
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def is_power_of_two(n):
+    """True when the integer ``n`` is 1, 2, 4, 8, ..."""
+    return n >= 1 and (n & (n - 1)) == 0
+
+
+def check_power_of_two(n, name):
+    """Return ``int(n)``; raise :class:`SizeError` unless it is a power of two."""
+    n = int(n)
+    if not is_power_of_two(n):
+        raise SizeError(f"{name} must be a power of two (1, 2, 4, ...), got {n}")
+    return n
+
+
+def check_block_size(n, m):
+    """Validate a Block-HadamRNN block size ``m`` for hidden size ``n``; return ``int(m)``."""
+    n = check_power_of_two(n, "hidden size n")
+    m = check_power_of_two(m, "block size m")
+    if m > n:
+        raise SizeError(f"block size m={m} must not exceed hidden size n={n}")
+    return m
+
+
+def check_finite(a, name):
+    """Raise :class:`NonFiniteError` when array ``a`` holds NaN or Inf."""
+    a = np.asarray(a)
+    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise NonFiniteError(f"{name} contains {bad} NaN/Inf value(s)")
+
+
+def check_float(a, name):
+    """Return ``a`` as an array; raise :class:`TypeError` unless it is float32 or float64."""
+    a = np.asarray(a)
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    return a
+
+
+def check_ndim(a, ndim, name, layout):
+    """Raise :class:`ShapeError` unless ``a.ndim == ndim``; ``layout`` documents the axes."""
+    if a.ndim != ndim:
+        raise ShapeError(f"{name} must have shape {layout}, got shape {a.shape}")
+
+
+def check_axis(a, axis, size, name, what):
+    """Raise :class:`ShapeError` unless ``a.shape[axis] == size``."""
+    if a.shape[axis] != size:
+        raise ShapeError(
+            f"{name} has {a.shape[axis]} {what} (shape {a.shape}), expected {size}"
+        )

@@ -1,0 +1,285 @@
+"""Numba sequence kernels: the HadamRNN time loop, forward and backward (BPTT).
+
+Reference twins: :mod:`hadamnp.reference.recurrence` (same signatures and equations).
+The whole time loop runs in compiled code; the recurrent product ``W h`` is a block FWHT
+(``n log2 m`` additions), never a dense ``n x n`` product, for the Hadamard recurrences.
+
+Layout (see :mod:`hadamnp.conventions`): time-major, batch-last. ``x`` ``(T, d_in, B)``,
+states ``h`` ``(T, n, B)``, logits and their gradients ``(T_out, d_out, B)`` with
+``T_out = T`` when every step is scored and ``1`` when only the last one is. Every
+elementwise pass runs over ``B`` contiguous values; small matrix products call BLAS.
+
+Gradients that sum over the batch are accumulated per batch lane and reduced once at the
+end, so the inner loops vectorise without reassociating floating-point sums (the kernels
+use no ``fastmath`` and are deterministic).
+"""
+
+import numba
+import numpy as np
+
+from hadamnp._checks import check_axis, check_ndim, check_power_of_two, check_block_size
+from hadamnp.kernels.fwht import fwht_columns_inplace
+
+
+@numba.njit(cache=True, inline="always")
+def _add_drive(a, U, b, x_t):
+    """``a += U @ x_t + b[:, None]`` for ``a`` (n, B), ``x_t`` (d_in, B)."""
+    a += np.dot(U, x_t)
+    n, B = a.shape
+    for i in range(n):
+        bi = b[i]
+        for j in range(B):
+            a[i, j] += bi
+
+
+@numba.njit(cache=True, inline="always")
+def _readout(V, c, h_t, z, out):
+    """``z = relu(h_t)``; ``out = V @ z + c[:, None]`` (``out`` (d_out, B))."""
+    np.maximum(h_t, 0, z)
+    out[:] = np.dot(V, z)
+    for o in range(out.shape[0]):
+        co = c[o]
+        for j in range(out.shape[1]):
+            out[o, j] += co
+
+
+@numba.njit(cache=True, inline="always")
+def _readout_backward(V_T, h_t, g_t, z, delta, dV):
+    """Add the readout's contribution at one step.
+
+    ``delta += 1[h_t > 0] * (V^T g_t)`` and ``dV += g_t relu(h_t)^T``.
+    """
+    np.maximum(h_t, 0, z)
+    dV += np.dot(g_t, z.T)
+    back = np.dot(V_T, g_t)
+    n, B = delta.shape
+    for i in range(n):
+        for j in range(B):
+            if h_t[i, j] > 0:
+                delta[i, j] += back[i, j]
+
+
+@numba.njit(cache=True, inline="always")
+def _preactivation_grad(delta, h_t, nonlinear, dpre):
+    """``dpre = dL/da_t``: ``delta`` masked by the recurrent relu when there is one."""
+    if nonlinear:
+        n, B = delta.shape
+        for i in range(n):
+            for j in range(B):
+                dpre[i, j] = delta[i, j] if h_t[i, j] > 0 else 0
+    else:
+        dpre[:] = delta
+
+
+@numba.njit(cache=True)
+def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
+    T, _, B = x.shape
+    n = s.shape[0]
+    scale = s / np.sqrt(s.dtype.type(m))  # s_i / sqrt(m): signs and normalisation, once
+    first_scored = T - logits.shape[0]
+    z = np.empty((n, B), dtype=x.dtype)
+    for t in range(T):
+        a = h[t]
+        if t == 0:
+            a[:] = 0
+        else:
+            a[:] = h[t - 1]
+            fwht_columns_inplace(a, m)
+            for i in range(n):
+                si = scale[i]
+                for j in range(B):
+                    a[i, j] *= si
+        _add_drive(a, U, b, x[t])
+        if nonlinear:
+            np.maximum(a, 0, a)
+        if t >= first_scored:
+            _readout(V, c, a, z, logits[t - first_scored])
+
+
+@numba.njit(cache=True)
+def _hadamard_backward(s, m, U, V, x, h, g, nonlinear, dU, ds, db, dV):
+    T, _, B = x.shape
+    n = s.shape[0]
+    scale = s / np.sqrt(s.dtype.type(m))
+    V_T = np.ascontiguousarray(V.T)
+    first_scored = T - g.shape[0]
+    delta = np.zeros((n, B), dtype=x.dtype)   # dL/dh_t
+    dpre = np.empty((n, B), dtype=x.dtype)    # dL/da_t
+    z = np.empty((n, B), dtype=x.dtype)
+    hh = np.empty((n, B), dtype=x.dtype)      # S h_{t-1} / sqrt(m), recomputed
+    ds_lanes = np.zeros((n, B), dtype=x.dtype)
+    db_lanes = np.zeros((n, B), dtype=x.dtype)
+    inv_sqrt_m = 1 / np.sqrt(x.dtype.type(m))
+    for t in range(T - 1, -1, -1):
+        if t >= first_scored:
+            _readout_backward(V_T, h[t], g[t - first_scored], z, delta, dV)
+        _preactivation_grad(delta, h[t], nonlinear, dpre)
+        dU += np.dot(dpre, x[t].T)
+        if t > 0:
+            hh[:] = h[t - 1]
+            fwht_columns_inplace(hh, m)
+            for i in range(n):
+                for j in range(B):
+                    ds_lanes[i, j] += dpre[i, j] * hh[i, j]
+        for i in range(n):
+            si = scale[i]
+            for j in range(B):
+                db_lanes[i, j] += dpre[i, j]
+                delta[i, j] = dpre[i, j] * si   # W^T dpre = S (s ⊙ dpre) / sqrt(m)
+        fwht_columns_inplace(delta, m)
+    for i in range(n):
+        ds[i] = ds_lanes[i].sum() * inv_sqrt_m
+        db[i] = db_lanes[i].sum()
+
+
+@numba.njit(cache=True)
+def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
+    T, _, B = x.shape
+    n = W.shape[0]
+    first_scored = T - logits.shape[0]
+    z = np.empty((n, B), dtype=x.dtype)
+    for t in range(T):
+        a = h[t]
+        if t == 0:
+            a[:] = 0
+        else:
+            a[:] = np.dot(W, h[t - 1])
+        _add_drive(a, U, b, x[t])
+        if nonlinear:
+            np.maximum(a, 0, a)
+        if t >= first_scored:
+            _readout(V, c, a, z, logits[t - first_scored])
+
+
+@numba.njit(cache=True)
+def _dense_backward(W, U, V, x, h, g, nonlinear, dU, dW, db, dV):
+    T, _, B = x.shape
+    n = W.shape[0]
+    W_T = np.ascontiguousarray(W.T)
+    V_T = np.ascontiguousarray(V.T)
+    first_scored = T - g.shape[0]
+    delta = np.zeros((n, B), dtype=x.dtype)
+    dpre = np.empty((n, B), dtype=x.dtype)
+    z = np.empty((n, B), dtype=x.dtype)
+    db_lanes = np.zeros((n, B), dtype=x.dtype)
+    for t in range(T - 1, -1, -1):
+        if t >= first_scored:
+            _readout_backward(V_T, h[t], g[t - first_scored], z, delta, dV)
+        _preactivation_grad(delta, h[t], nonlinear, dpre)
+        dU += np.dot(dpre, x[t].T)
+        if t > 0:
+            dW += np.dot(dpre, h[t - 1].T)
+        db_lanes += dpre
+        delta[:] = np.dot(W_T, dpre)
+    for i in range(n):
+        db[i] = db_lanes[i].sum()
+
+
+def _check_sequence_args(U, V, x, n, many_to_many=None, g=None):
+    """Validate the kernel-layout arguments shared by all sequence kernels; return dims."""
+    check_ndim(x, 3, "x", "(T, d_in, B)")
+    T, d_in, B = x.shape
+    check_ndim(U, 2, "U", "(n, d_in)")
+    check_axis(U, 0, n, "U", "rows (hidden units)")
+    check_axis(U, 1, d_in, "U", "columns (input features)")
+    check_ndim(V, 2, "V", "(d_out, n)")
+    check_axis(V, 1, n, "V", "columns (hidden units)")
+    if g is not None:
+        check_ndim(g, 3, "g", "(T_out, d_out, B)")
+        if g.shape[0] not in (1, T) or g.shape[1:] != (V.shape[0], B):
+            raise ValueError(f"g has shape {g.shape}; expected (T or 1, {V.shape[0]}, {B})")
+    for name, a in (("U", U), ("V", V)):
+        if a.dtype != x.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
+    T_out = T if many_to_many else 1
+    return T, d_in, B, T_out
+
+
+def _contiguous(*arrays):
+    return tuple(np.ascontiguousarray(a) for a in arrays)
+
+
+def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many):
+    """Forward pass of the (Block-)HadamRNN over a whole sequence.
+
+    Parameters
+    ----------
+    s : (n,) signs in {-1, +1}, float32 or float64 (the dtype of every argument)
+    m : int, block size (power of two dividing ``n``; ``m = n`` for the full HadamRNN)
+    U : (n, d_in) quantized input matrix
+    b : (n,) recurrent bias
+    V : (d_out, n) quantized output matrix
+    c : (d_out,) output bias
+    x : (T, d_in, B) inputs
+    nonlinear : bool, ``h_t = relu(W h_{t-1} + U x_t + b)`` instead of the linear recurrence
+    many_to_many : bool, compute logits at every step (else only at the last)
+
+    Returns
+    -------
+    h : (T, n, B) states
+    logits : (T_out, d_out, B)
+    """
+    n = check_power_of_two(s.shape[0], "hidden size n")
+    m = check_block_size(n, m)
+    T, _, B, T_out = _check_sequence_args(U, V, x, n, many_to_many)
+    s, U, b, V, c, x = _contiguous(s, U, b, V, c, x)
+    h = np.empty((T, n, B), dtype=x.dtype)
+    logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
+    _hadamard_forward(s, m, U, b, V, c, x, bool(nonlinear), h, logits)
+    return h, logits
+
+
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
+    """Backpropagation through time for :func:`hadamard_forward`.
+
+    Parameters
+    ----------
+    s, m, U, V, x : as in :func:`hadamard_forward`
+    h : (T, n, B) states from the forward pass
+    g : (T_out, d_out, B) gradient of the loss with respect to the logits
+
+    Returns
+    -------
+    dict of gradients: ``s`` (n,) (``s`` treated as continuous), ``U`` (n, d_in),
+    ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,).
+    """
+    n = check_power_of_two(s.shape[0], "hidden size n")
+    m = check_block_size(n, m)
+    _check_sequence_args(U, V, x, n, g=g)
+    s, U, V, x, h, g = _contiguous(s, U, V, x, h, g)
+    grads = {"s": np.zeros(n, x.dtype), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
+             "V": np.zeros_like(V)}
+    _hadamard_backward(s, m, U, V, x, h, g, bool(nonlinear),
+                       grads["U"], grads["s"], grads["b"], grads["V"])
+    grads["c"] = g.sum(axis=(0, 2))
+    return grads
+
+
+def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many):
+    """Forward pass with a dense ``(n, n)`` recurrent matrix ``W`` (baselines and tests).
+
+    Same arguments and results as :func:`hadamard_forward`, with ``W`` in place of ``s, m``.
+    """
+    check_ndim(W, 2, "W", "(n, n)")
+    n = W.shape[0]
+    check_axis(W, 1, n, "W", "columns")
+    T, _, B, T_out = _check_sequence_args(U, V, x, n, many_to_many)
+    W, U, b, V, c, x = _contiguous(W, U, b, V, c, x)
+    h = np.empty((T, n, B), dtype=x.dtype)
+    logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
+    _dense_forward(W, U, b, V, c, x, bool(nonlinear), h, logits)
+    return h, logits
+
+
+def dense_backward(W, U, V, x, h, g, *, nonlinear):
+    """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``."""
+    check_ndim(W, 2, "W", "(n, n)")
+    n = W.shape[0]
+    _check_sequence_args(U, V, x, n, g=g)
+    W, U, V, x, h, g = _contiguous(W, U, V, x, h, g)
+    grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
+             "V": np.zeros_like(V)}
+    _dense_backward(W, U, V, x, h, g, bool(nonlinear),
+                    grads["U"], grads["W"], grads["b"], grads["V"])
+    grads["c"] = g.sum(axis=(0, 2))
+    return grads

@@ -1,0 +1,111 @@
+"""Plain-NumPy reference of the HadamRNN sequence kernels (forward and BPTT).
+
+Reference twins of :mod:`hadamnp.kernels.recurrence`: same signatures, same kernel layout
+(time-major, batch-last), written for readability with a dense recurrent matrix and one
+Python iteration per time step.
+
+Model (``W`` orthogonal; ``s = sign(u)``; ``S`` block-Sylvester with block size ``m``)::
+
+    W     = diag(s) S / sqrt(m)                       (or any dense n x n matrix)
+    a_t   = W h_{t-1} + U x_t + b,    h_0 = 0
+    h_t   = a_t            (linear)    or relu(a_t)    (nonlinear)
+    y_t   = V relu(h_t) + c           (every t, or only t = T)
+
+Layout: ``x`` ``(T, d_in, B)``, ``h`` ``(T, n, B)``, logits and their gradients
+``(T_out, d_out, B)`` with ``T_out = T`` (many-to-many) or ``1`` (many-to-one).
+"""
+
+import numpy as np
+
+from hadamnp.reference.hadamard import block_hadamard
+
+
+def hadamard_matrix(s, m):
+    """Dense ``W = diag(s) (I ⊗ S_m) / sqrt(m)`` of shape ``(n, n)``, dtype of ``s``."""
+    n = s.shape[0]
+    return (s[:, None] * block_hadamard(n, m, s.dtype)) / np.sqrt(s.dtype.type(m))
+
+
+def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many):
+    """Run the recurrence with a dense recurrent matrix.
+
+    Parameters
+    ----------
+    W : (n, n) recurrent matrix
+    U : (n, d_in) input matrix (already quantized)
+    b : (n,) recurrent bias
+    V : (d_out, n) output matrix (already quantized)
+    c : (d_out,) output bias
+    x : (T, d_in, B) inputs
+    nonlinear : bool, apply relu inside the recurrence
+    many_to_many : bool, score every step (else only the last)
+
+    Returns
+    -------
+    h : (T, n, B) states ``h_t``
+    logits : (T_out, d_out, B)
+    """
+    T, _, B = x.shape
+    n = W.shape[0]
+    h = np.zeros((T, n, B), dtype=x.dtype)
+    prev = np.zeros((n, B), dtype=x.dtype)
+    for t in range(T):
+        a = W @ prev + U @ x[t] + b[:, None]
+        prev = np.maximum(a, 0) if nonlinear else a
+        h[t] = prev
+    scored = h if many_to_many else h[-1:]
+    logits = V @ np.maximum(scored, 0) + c[:, None]
+    return h, logits
+
+
+def dense_backward(W, U, V, x, h, g, *, nonlinear):
+    """Backpropagation through time for :func:`dense_forward`.
+
+    Parameters
+    ----------
+    W, U, V, x, h : as in :func:`dense_forward` (``h`` from the forward pass)
+    g : (T_out, d_out, B) gradient of the loss with respect to the logits
+
+    Returns
+    -------
+    dict with ``W`` (n, n), ``U`` (n, d_in), ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,),
+    the gradients of the loss with respect to the matrices actually used.
+    """
+    T, _, B = x.shape
+    n = W.shape[0]
+    first_scored = T - g.shape[0]
+    grads = {name: np.zeros_like(p) for name, p in (("W", W), ("U", U), ("V", V))}
+    grads["b"] = np.zeros(n, dtype=x.dtype)
+    grads["c"] = g.sum(axis=(0, 2))
+    delta = np.zeros((n, B), dtype=x.dtype)  # dL/dh_t, accumulated from step t+1
+    for t in range(T - 1, -1, -1):
+        if t >= first_scored:
+            g_t = g[t - first_scored]
+            grads["V"] += g_t @ np.maximum(h[t], 0).T
+            delta = delta + (h[t] > 0) * (V.T @ g_t)
+        dpre = delta * (h[t] > 0) if nonlinear else delta  # dL/da_t
+        prev = h[t - 1] if t > 0 else np.zeros((n, B), dtype=x.dtype)
+        grads["W"] += dpre @ prev.T
+        grads["U"] += dpre @ x[t].T
+        grads["b"] += dpre.sum(axis=1)
+        delta = W.T @ dpre
+    return grads
+
+
+def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many):
+    """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}."""
+    return dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
+                         nonlinear=nonlinear, many_to_many=many_to_many)
+
+
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
+    """BPTT for :func:`hadamard_forward`; returns ``s`` (n,) in place of ``W``.
+
+    ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
+    straight-through estimator passes on to the latent ``u``).
+    """
+    W = hadamard_matrix(s, m)
+    grads = dense_backward(W, U, V, x, h, g, nonlinear=nonlinear)
+    dW = grads.pop("W")
+    grads["s"] = np.sum(dW * W, axis=1) * s  # dW_ij/ds_i = W_ij / s_i = W_ij * s_i
+    return grads
