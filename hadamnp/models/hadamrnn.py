@@ -213,13 +213,21 @@ class HadamRNN:
         check_finite(x, "x")
         return x
 
-    def forward(self, params, x):
+    def state_buffer(self, batch, seq_len):
+        """A reusable ``(T, n, B)`` buffer for :meth:`forward`'s ``states_out``."""
+        return np.empty((seq_len, self.config.hidden_size, batch), dtype=self.config.dtype)
+
+    def forward(self, params, x, states_out=None):
         """Run the model on a batch.
 
         Parameters
         ----------
         params : dict of parameters (see :meth:`init_params`)
         x : (B, T, d_in) inputs (converted to the model dtype)
+        states_out : (T, n, B) array, optional
+            Buffer from :meth:`state_buffer` that receives the hidden states. Training loops
+            pass the same buffer for every batch (the cache then refers to it until the next
+            call), which avoids re-faulting hundreds of MB of fresh memory per batch.
 
         Returns
         -------
@@ -229,7 +237,8 @@ class HadamRNN:
         x = self._check_input(x)
         w = self.weights(params)
         xk = np.ascontiguousarray(x.transpose(1, 2, 0))
-        options = {"nonlinear": self.config.nonlinear, "many_to_many": self.config.many_to_many}
+        options = {"nonlinear": self.config.nonlinear, "many_to_many": self.config.many_to_many,
+                   "h_out": states_out}
         if self.recurrent_name == "W":
             h, logits = self._kernels.dense_forward(
                 w["W"], w["U_q"], params["b"], w["V_q"], params["c"], xk, **options)

@@ -26,7 +26,7 @@ def hadamard_matrix(s, m):
     return (s[:, None] * block_hadamard(n, m, s.dtype)) / np.sqrt(s.dtype.type(m))
 
 
-def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many):
+def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """Run the recurrence with a dense recurrent matrix.
 
     Parameters
@@ -39,6 +39,7 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many):
     x : (T, d_in, B) inputs
     nonlinear : bool, apply relu inside the recurrence
     many_to_many : bool, score every step (else only the last)
+    h_out : (T, n, B) array, optional, buffer for the states
 
     Returns
     -------
@@ -47,7 +48,7 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many):
     """
     T, _, B = x.shape
     n = W.shape[0]
-    h = np.zeros((T, n, B), dtype=x.dtype)
+    h = np.zeros((T, n, B), dtype=x.dtype) if h_out is None else h_out
     prev = np.zeros((n, B), dtype=x.dtype)
     for t in range(T):
         a = W @ prev + U @ x[t] + b[:, None]
@@ -92,10 +93,10 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
     return grads
 
 
-def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many):
+def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}."""
     return dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
-                         nonlinear=nonlinear, many_to_many=many_to_many)
+                         nonlinear=nonlinear, many_to_many=many_to_many, h_out=h_out)
 
 
 def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
