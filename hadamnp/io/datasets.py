@@ -1,0 +1,442 @@
+"""One small interface over every task, as the training loop sees it.
+
+A task (:class:`TaskData`) states its sizes and yields batch-first batches:
+
+- ``x``: ``(B, T, d_in)`` float32 (or ``dtype``), or ``(B, T)`` int64 token ids when
+  ``input_kind == "tokens"`` (id 0 is padding);
+- ``y``: ``(B,)`` int64 (many-to-one) or ``(B, T)`` int64 (many-to-many).
+
+An epoch has ``ceil(num_train / batch_size)`` batches; the last one is smaller when
+``batch_size`` does not divide ``num_train``.
+
+Reproducibility. Every random stream is derived from the task ``seed`` alone, with
+``numpy.random.SeedSequence(seed, spawn_key=key)`` — the same sequence as
+``SeedSequence(seed).spawn(...)`` followed down the ``key`` path, e.g.
+``SeedSequence(seed, spawn_key=(0, e, i)) == SeedSequence(seed).spawn(1)[0]
+.spawn(e + 1)[e].spawn(i + 1)[i]`` — but built directly, so no stream depends on how many
+others were drawn before it:
+
+==================  ==============================================================
+key                 stream
+==================  ==============================================================
+``(0, e)``          shuffle order of epoch ``e`` (array tasks): ``rng.permutation(N)``
+``(0, e, i)``       batch ``i`` of epoch ``e`` (copy task, generated on the fly)
+``(1,)``            copy-task validation set
+``(2,)``            copy-task test set
+==================  ==============================================================
+
+Hence ``iter_batches(e, B, start_batch=i)`` yields exactly the batches ``i, i+1, ...`` of
+an uninterrupted ``iter_batches(e, B)``, at the cost of one permutation (array tasks) or
+nothing (copy task): resuming a run at (epoch, batch) is exact.
+
+:func:`load_task` builds a task by name: ``copy``, ``smnist``, ``pmnist``, ``npz``.
+"""
+
+import abc
+import inspect
+import math
+
+import numpy as np
+
+from hadamnp.errors import ConfigError
+from hadamnp.io import copy_task, mnist, sequences
+
+TRAIN_STREAM = 0
+VAL_STREAM = 1
+TEST_STREAM = 2
+
+# The seeds of the paper's configs (spec/hadamrnn.md, 1.b), used as default data seeds.
+COPY_SEED = 712
+PMNIST_SEED = 8
+SMNIST_SEED = 68
+COPY_NUM_TRAIN = 512_000
+COPY_NUM_EVAL = 2_000
+
+
+def derived_rng(seed, *key):
+    """``np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))``.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative task seed.
+    *key : int
+        Path of the stream in the spawn tree (see the module docstring).
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    seed = copy_task.check_int(seed, "seed", 0)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+class TaskData(abc.ABC):
+    """Sizes and batches of one task. Attributes are read-only by convention.
+
+    Attributes
+    ----------
+    name : str
+        ``"copy"``, ``"smnist"``, ``"pmnist"`` or ``"npz"``.
+    input_kind : {"features", "tokens"}
+    input_size : int
+        ``d_in`` (features) or vocabulary size (tokens).
+    output_size : int
+        Number of classes.
+    seq_len : int
+        ``T``.
+    many_to_many : bool
+        True when ``y`` is ``(B, T)``.
+    num_train : int
+        Training sequences per epoch.
+    seed : int
+        Root of every random stream of the task.
+    """
+
+    name: str
+    input_kind: str
+    input_size: int
+    output_size: int
+    seq_len: int
+    many_to_many: bool
+    num_train: int
+    seed: int
+
+    def num_batches(self, batch_size):
+        """Batches per epoch: ``ceil(num_train / batch_size)``."""
+        batch_size = copy_task.check_int(batch_size, "batch_size", 1)
+        return math.ceil(self.num_train / batch_size)
+
+    def iter_batches(self, epoch, batch_size, start_batch=0, dtype=np.float32):
+        """Training batches of one epoch, from batch ``start_batch`` on.
+
+        Parameters
+        ----------
+        epoch : int
+            ``>= 0``; the epoch's order depends only on ``(seed, epoch)``.
+        batch_size : int
+            ``B >= 1``.
+        start_batch : int
+            First batch index, ``0 <= start_batch <= num_batches(batch_size)``.
+        dtype : float32 or float64
+            Dtype of dense ``x``.
+
+        Yields
+        ------
+        x : ndarray, shape (B, T, d_in), ``dtype`` — or (B, T) int64 for token tasks
+        y : ndarray, shape (B,) or (B, T), int64
+        """
+        epoch = copy_task.check_int(epoch, "epoch", 0)
+        dtype = copy_task.float_dtype(dtype)
+        count = self.num_batches(batch_size)
+        start_batch = copy_task.check_int(start_batch, "start_batch", 0)
+        if start_batch > count:
+            raise ConfigError(
+                f"start_batch={start_batch} is past the end of the epoch "
+                f"({count} batches of {batch_size})"
+            )
+        return self._train_batches(epoch, int(batch_size), start_batch, count, dtype)
+
+    def split_names(self):
+        """Names of the evaluation splits this task holds (subset of ``("val", "test")``)."""
+        return tuple(name for name in ("val", "test") if self._split_size(name) is not None)
+
+    def split_size(self, name):
+        """Number of sequences in split ``name``."""
+        self._check_split(name)
+        return self._split_size(name)
+
+    def split(self, name, dtype=np.float32):
+        """The whole split ``name`` (``"val"`` or ``"test"``) as ``(x, y)`` arrays.
+
+        Large splits (copy task: ``2000 x 1000 x 10`` floats) are better read with
+        :meth:`iter_split`.
+        """
+        size = self.split_size(name)
+        return self._split_slice(name, 0, size, copy_task.float_dtype(dtype))
+
+    def iter_split(self, name, batch_size, dtype=np.float32):
+        """Split ``name`` in order, in batches of ``batch_size`` (last one smaller)."""
+        size = self.split_size(name)
+        batch_size = copy_task.check_int(batch_size, "batch_size", 1)
+        dtype = copy_task.float_dtype(dtype)
+        return (
+            self._split_slice(name, lo, min(lo + batch_size, size), dtype)
+            for lo in range(0, size, batch_size)
+        )
+
+    def describe(self):
+        """JSON-serialisable record of the task (for logs and checkpoints)."""
+        return {
+            "task": self.name,
+            "input_kind": self.input_kind,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "seq_len": self.seq_len,
+            "many_to_many": self.many_to_many,
+            "num_train": self.num_train,
+            "splits": {name: self._split_size(name) for name in self.split_names()},
+            **self._options(),
+        }
+
+    def _check_split(self, name):
+        if name not in ("val", "test"):
+            raise ConfigError(f"split must be 'val' or 'test', got {name!r}")
+        if self._split_size(name) is None:
+            raise ConfigError(
+                f"task {self.name} has no {name!r} split"
+                + (f"; add x_{name}/y_{name} to the archive or pass {name}_fraction"
+                   if self.name == "npz" else "")
+            )
+
+    @abc.abstractmethod
+    def _train_batches(self, epoch, batch_size, start_batch, count, dtype):
+        """Generator of the validated batches ``start_batch .. count-1`` of ``epoch``."""
+
+    @abc.abstractmethod
+    def _split_size(self, name):
+        """Size of split ``name``, ``None`` when absent."""
+
+    @abc.abstractmethod
+    def _split_slice(self, name, lo, hi, dtype):
+        """Sequences ``lo .. hi-1`` of split ``name`` as ``(x, y)``."""
+
+    @abc.abstractmethod
+    def _options(self):
+        """The constructor options that define the task, as a dict."""
+
+
+class CopyTask(TaskData):
+    """The copy task (:mod:`hadamnp.io.copy_task`), generated on the fly.
+
+    Training batch ``i`` of epoch ``e`` is ``copy_batch(derived_rng(seed, 0, e, i), ...)``;
+    nothing is stored but the symbols of the fixed validation and test sets
+    (``derived_rng(seed, 1)`` and ``derived_rng(seed, 2)``, ``(N, 10)`` int64 each).
+    Departure from the reference, which draws 512,000 training sequences once and
+    reshuffles them every epoch: here every epoch draws fresh sequences. A batch's content
+    depends on ``batch_size``, so resume with the same batch size.
+
+    Parameters
+    ----------
+    length : int
+        Total sequence length ``L >= 21`` (default 1000).
+    num_train : int
+        Sequences per epoch (default 512000, the reference's training set size).
+    num_val, num_test : int
+        Fixed evaluation set sizes (default 2000 each).
+    seed : int
+        Default 712 (the paper's copy-task seed).
+    """
+
+    name = "copy"
+    input_kind = "features"
+    input_size = copy_task.VOCABULARY
+    output_size = copy_task.NUM_CLASSES
+    many_to_many = True
+
+    def __init__(self, length=copy_task.DEFAULT_LENGTH, num_train=COPY_NUM_TRAIN,
+                 num_val=COPY_NUM_EVAL, num_test=COPY_NUM_EVAL, seed=COPY_SEED):
+        self.seq_len = copy_task.check_length(length)
+        self.num_train = copy_task.check_int(num_train, "num_train", 1)
+        self.seed = copy_task.check_int(seed, "seed", 0)
+        self._symbols = {
+            "val": copy_task.draw_symbols(derived_rng(self.seed, VAL_STREAM),
+                                          copy_task.check_int(num_val, "num_val", 1)),
+            "test": copy_task.draw_symbols(derived_rng(self.seed, TEST_STREAM),
+                                           copy_task.check_int(num_test, "num_test", 1)),
+        }
+
+    def baseline(self):
+        """Cross-entropy of the memoryless predictor, ``10 ln 8 / L``."""
+        return copy_task.memoryless_baseline(self.seq_len)
+
+    def _train_batches(self, epoch, batch_size, start_batch, count, dtype):
+        for i in range(start_batch, count):
+            size = min(batch_size, self.num_train - i * batch_size)
+            rng = derived_rng(self.seed, TRAIN_STREAM, epoch, i)
+            yield copy_task.copy_batch(rng, size, self.seq_len, dtype)
+
+    def _split_size(self, name):
+        return self._symbols[name].shape[0]
+
+    def _split_slice(self, name, lo, hi, dtype):
+        tokens, targets = copy_task.copy_tokens(self._symbols[name][lo:hi], self.seq_len)
+        return copy_task.one_hot(tokens, copy_task.VOCABULARY, dtype), targets
+
+    def _options(self):
+        return {"length": self.seq_len, "num_val": self._split_size("val"),
+                "num_test": self._split_size("test"), "seed": self.seed}
+
+
+class ArrayTask(TaskData):
+    """A task whose splits are in-memory arrays, reshuffled every epoch.
+
+    Epoch ``e`` visits the training set in the order
+    ``derived_rng(seed, 0, e).permutation(num_train)``.
+    """
+
+    def __init__(self, train, splits, seed):
+        self._train = train
+        self._splits = splits
+        self.num_train = train[1].shape[0]
+        self.seed = copy_task.check_int(seed, "seed", 0)
+
+    @abc.abstractmethod
+    def _to_input(self, stored, dtype):
+        """Stored inputs of a batch → model inputs."""
+
+    def _train_batches(self, epoch, batch_size, start_batch, count, dtype):
+        order = derived_rng(self.seed, TRAIN_STREAM, epoch).permutation(self.num_train)
+        x, y = self._train
+        for i in range(start_batch, count):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            yield self._to_input(x[idx], dtype), y[idx]
+
+    def _split_size(self, name):
+        arrays = self._splits.get(name)
+        return None if arrays is None else arrays[1].shape[0]
+
+    def _split_slice(self, name, lo, hi, dtype):
+        x, y = self._splits[name]
+        return self._to_input(x[lo:hi], dtype), y[lo:hi].copy()
+
+
+class MnistTask(ArrayTask):
+    """Sequential (``permuted=False``) or permuted MNIST, 784 steps of one pixel.
+
+    Images are kept as uint8 ``(N, 784)`` (already in step order) and scaled to
+    ``[0, 1]`` per batch. Splits: :func:`hadamnp.io.mnist.split_indices` of the official
+    training set (train / ``val``), the official test set (``test``).
+
+    Parameters
+    ----------
+    permuted : bool
+    data_dir : str or Path or None
+        See :func:`hadamnp.io.mnist.resolve_data_dir`.
+    seed : int or None
+        Shuffle seed; default the paper's (8 for pMNIST, 68 for sMNIST).
+    num_val : int
+        Validation images taken from the official training set (default 10000).
+    """
+
+    input_kind = "features"
+    input_size = 1
+    output_size = mnist.NUM_CLASSES
+    seq_len = mnist.NUM_PIXELS
+    many_to_many = False
+
+    def __init__(self, permuted, data_dir=None, seed=None, num_val=mnist.NUM_VAL):
+        self.name = "pmnist" if permuted else "smnist"
+        if seed is None:
+            seed = PMNIST_SEED if permuted else SMNIST_SEED
+        num_val = copy_task.check_int(num_val, "num_val", 1)
+        arrays = mnist.load_mnist(data_dir)
+        order = mnist.pmnist_permutation() if permuted else np.arange(mnist.NUM_PIXELS)
+
+        def steps(images):
+            return images.reshape(images.shape[0], mnist.NUM_PIXELS)[:, order]
+
+        train_idx, val_idx = mnist.split_indices(arrays.train_labels.shape[0], num_val)
+        train_images = steps(arrays.train_images)
+        super().__init__(
+            (train_images[train_idx], arrays.train_labels[train_idx]),
+            {
+                "val": (train_images[val_idx], arrays.train_labels[val_idx]),
+                "test": (steps(arrays.test_images), arrays.test_labels),
+            },
+            seed,
+        )
+        self._num_val = num_val
+
+    def _to_input(self, stored, dtype):
+        return mnist.pixels_to_steps(stored, None, dtype)
+
+    def _options(self):
+        return {"num_val": self._num_val, "seed": self.seed}
+
+
+class NpzTask(ArrayTask):
+    """A user ``.npz`` archive (:func:`hadamnp.io.sequences.load_npz`).
+
+    Parameters
+    ----------
+    path : str or Path
+    seed : int
+        Shuffle seed (default 0).
+    val_fraction, test_fraction, split_seed, num_classes, vocab_size
+        Passed to :func:`hadamnp.io.sequences.load_npz`.
+    """
+
+    name = "npz"
+
+    def __init__(self, path, seed=0, val_fraction=None, test_fraction=None, split_seed=0,
+                 num_classes=None, vocab_size=None):
+        data = sequences.load_npz(path, val_fraction, test_fraction, split_seed,
+                                  num_classes, vocab_size)
+        self.input_kind = data.input_kind
+        self.input_size = data.input_size
+        self.output_size = data.num_classes
+        self.seq_len = data.seq_len
+        self.many_to_many = data.many_to_many
+        splits = {}
+        if data.y_val is not None:
+            splits["val"] = (data.x_val, data.y_val)
+        if data.y_test is not None:
+            splits["test"] = (data.x_test, data.y_test)
+        super().__init__((data.x, data.y), splits, seed)
+        self._record = {"path": str(data.path), "val_fraction": val_fraction,
+                        "test_fraction": test_fraction, "split_seed": split_seed,
+                        "seed": self.seed}
+
+    def _to_input(self, stored, dtype):
+        if self.input_kind == "tokens":
+            return stored.copy()  # split slices are views of the stored arrays
+        return stored.astype(dtype)
+
+    def _options(self):
+        return dict(self._record)
+
+
+# name -> (class, fixed constructor arguments)
+_TASKS = {
+    "copy": (CopyTask, {}),
+    "smnist": (MnistTask, {"permuted": False}),
+    "pmnist": (MnistTask, {"permuted": True}),
+    "npz": (NpzTask, {}),
+}
+
+
+def task_options(name):
+    """The option names :func:`load_task` accepts for task ``name``."""
+    if name not in _TASKS:
+        raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(_TASKS)}")
+    cls, fixed = _TASKS[name]
+    return tuple(p for p in inspect.signature(cls).parameters if p not in fixed)
+
+
+def load_task(name, **options):
+    """Build a task by name.
+
+    Parameters
+    ----------
+    name : {"copy", "smnist", "pmnist", "npz"}
+    **options
+        Constructor options of :class:`CopyTask`, :class:`MnistTask` (``data_dir``,
+        ``seed``, ``num_val``) or :class:`NpzTask` (``path`` required). Unknown names are
+        a :class:`ConfigError`.
+
+    Returns
+    -------
+    TaskData
+    """
+    allowed = task_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
+            f"valid options: {', '.join(allowed)}"
+        )
+    cls, fixed = _TASKS[name]
+    if name == "npz" and "path" not in options:
+        raise ConfigError("task 'npz' needs the option path (the .npz archive)")
+    return cls(**fixed, **options)

@@ -1,0 +1,265 @@
+"""HadamRNN / Block-HadamRNN written from the spec on top of :mod:`autograd_ref`.
+
+Test-only, independent reference (nothing from hadamnp is imported; source:
+``/work/shared/spec/hadamrnn.md`` section 1.a and its "hadamnp decisions"). Gradients come from
+the generic reverse-mode autograd, not from a hand-derived BPTT, so this model cross-checks
+hadamnp's hand-written backward and its golden files.
+
+Equations (0-based indices, batch-first arrays)::
+
+    S[i, j]  = (-1) ** popcount(i & j)                 # Sylvester Hadamard, size m
+    B        = I_{n/m} kron (S_m / sqrt(m))            # m = n: the full normalised Hadamard
+    s        = sign(u),  sign(0) = +1                  # backward: identity STE, dL/du := dL/ds
+    W        = diag(s) B
+    Q_k(M)   = alpha/c * clip(rint(M c / alpha), -c, c - 1),  c = 2**(k-1), k >= 2
+    Q_1(M)   = alpha * clip(rint(M / alpha), -1, 1)
+               alpha = max|M| (1 if that is 0), rint = round half to even,
+               k in {0, None}: no quantization; backward: identity STE, alpha constant
+    h_0      = 0
+    h_t      = W h_{t-1} + Q(U) x_t + b                # recurrence="linear" (the model)
+    h_t      = relu(W h_{t-1} + Q(U) x_t + b)          # recurrence="nonlinear" (ablation)
+    y_t      = Q(V) relu(h_t) + c                      # scored at t = T only, or every t
+    loss     = mean softmax cross-entropy over the scored positions (B or B*T of them)
+"""
+
+import numpy as np
+
+import autograd_ref as ag
+
+PARAM_NAMES = ("u", "U", "b", "V", "c")
+RECURRENCES = ("linear", "nonlinear")
+
+
+def _is_pow2(k):
+    return isinstance(k, (int, np.integer)) and k >= 1 and (k & (k - 1)) == 0
+
+
+def sylvester(m):
+    """Unnormalised Sylvester Hadamard matrix from the popcount formula.
+
+    Parameters
+    ----------
+    m : int
+        Size, a power of two.
+
+    Returns
+    -------
+    ndarray, shape (m, m), float64
+        Entries ``(-1) ** popcount(i & j)`` in {-1, +1}.
+    """
+    if not _is_pow2(m):
+        raise ValueError(f"Hadamard size must be a power of two, got {m}")
+    idx = np.arange(m, dtype=np.uint64)
+    parity = np.bitwise_count(idx[:, None] & idx[None, :]) & 1
+    return np.where(parity == 1, -1.0, 1.0)
+
+
+def block_basis(n, m):
+    """Block-diagonal normalised Hadamard basis ``I_{n/m} kron (S_m / sqrt(m))``.
+
+    Parameters
+    ----------
+    n : int
+        Hidden size, a power of two.
+    m : int
+        Block size, a power of two dividing ``n`` (``m = n`` gives the full HadamRNN).
+
+    Returns
+    -------
+    ndarray, shape (n, n), float64
+        Orthogonal matrix with entries in {-1/sqrt(m), 0, +1/sqrt(m)}.
+    """
+    if not _is_pow2(n):
+        raise ValueError(f"hidden size n must be a power of two, got {n}")
+    if not _is_pow2(m) or m > n:
+        raise ValueError(f"block size m must be a power of two dividing n={n}, got {m}")
+    return np.kron(np.eye(n // m), sylvester(m) / np.sqrt(m))
+
+
+def sign_pm1(u):
+    """``sign(u)`` with ``sign(0) = +1``.
+
+    Parameters
+    ----------
+    u : ndarray, shape (n,), float
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+        Entries in {-1, +1}.
+    """
+    return np.where(np.asarray(u) < 0, -1.0, 1.0)
+
+
+def quantize(M, bits):
+    """Per-tensor uniform quantizer ``Q_bits`` of the spec (forward value only).
+
+    Parameters
+    ----------
+    M : ndarray, any shape, float64
+    bits : int or None
+        Bit width; 0 or None means no quantization (``M`` is returned as float64).
+
+    Returns
+    -------
+    ndarray, same shape as ``M``, float64
+    """
+    M = np.asarray(M, dtype=np.float64)
+    if bits is None or bits == 0:
+        return M.copy()
+    if bits < 0:
+        raise ValueError(f"bits must be None, 0 or positive, got {bits}")
+    alpha = np.max(np.abs(M)) if M.size else 0.0
+    if alpha == 0:
+        alpha = 1.0
+    if bits == 1:
+        return alpha * np.clip(np.rint(M / alpha), -1, 1)
+    c = 2.0 ** (bits - 1)
+    return alpha / c * np.clip(np.rint(M * c / alpha), -c, c - 1)
+
+
+def _check_params(params, x, y, block_size, many_to_many, recurrence):
+    missing = set(PARAM_NAMES) - set(params)
+    if missing:
+        raise ValueError(f"params is missing {sorted(missing)}")
+    u, U, b, V, c = (np.asarray(params[k], dtype=np.float64) for k in PARAM_NAMES)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if u.ndim != 1:
+        raise ValueError(f"u must be (n,), got shape {u.shape}")
+    n = u.shape[0]
+    if x.ndim != 3:
+        raise ValueError(f"x must be (B, T, d_in), got shape {x.shape}")
+    nb, T, d_in = x.shape
+    if U.shape != (n, d_in):
+        raise ValueError(f"U must be (n, d_in) = {(n, d_in)}, got {U.shape}")
+    if b.shape != (n,):
+        raise ValueError(f"b must be (n,) = {(n,)}, got {b.shape}")
+    if V.ndim != 2 or V.shape[1] != n:
+        raise ValueError(f"V must be (d_out, n) with n={n}, got {V.shape}")
+    if c.shape != (V.shape[0],):
+        raise ValueError(f"c must be (d_out,) = {(V.shape[0],)}, got {c.shape}")
+    want_y = (nb, T) if many_to_many else (nb,)
+    if y.shape != want_y:
+        raise ValueError(f"y must have shape {want_y}, got {y.shape}")
+    if recurrence not in RECURRENCES:
+        raise ValueError(f"recurrence must be one of {RECURRENCES}, got {recurrence!r}")
+    block_basis(n, block_size)  # validates n and block_size
+    return (u, U, b, V, c), x, y
+
+
+def effective_weights(params, *, block_size, bits_in, bits_out):
+    """Weights the forward pass actually uses.
+
+    Parameters
+    ----------
+    params : dict
+        ``u`` (n,), ``U`` (n, d_in), ``V`` (d_out, n); float64.
+    block_size : int
+        m; ``m = n`` for the full HadamRNN.
+    bits_in, bits_out : int or None
+        Bit widths of U and V (0 or None: unquantized).
+
+    Returns
+    -------
+    dict
+        ``W_signs`` (n,) in {-1, +1}; ``W`` (n, n) = diag(W_signs) B; ``U_q`` (n, d_in);
+        ``V_q`` (d_out, n). All float64.
+    """
+    u = np.asarray(params["u"], dtype=np.float64)
+    signs = sign_pm1(u)
+    return {
+        "W_signs": signs,
+        "W": signs[:, None] * block_basis(u.shape[0], block_size),
+        "U_q": quantize(params["U"], bits_in),
+        "V_q": quantize(params["V"], bits_out),
+    }
+
+
+def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurrence="linear"):
+    """Build the unrolled graph from the *effective* weights.
+
+    The signs ``s`` enter only through ``W = diag(s) B``, so with a continuous ``s`` this is
+    the smooth function whose gradient the identity STE passes to ``u``.
+
+    Parameters
+    ----------
+    s : Tensor, shape (n,)
+    U_eff : Tensor, shape (n, d_in)
+    b : Tensor, shape (n,)
+    V_eff : Tensor, shape (d_out, n)
+    c : Tensor, shape (d_out,)
+    x : ndarray, shape (B, T, d_in), float64
+    y : ndarray of int, shape (B,) or (B, T)
+    block_size : int
+    many_to_many : bool
+    recurrence : {"linear", "nonlinear"}
+
+    Returns
+    -------
+    loss : Tensor, shape ()
+    logits : Tensor, shape (B, d_out) or (B, T, d_out)
+    h : Tensor, shape (B, T, n)
+        The recurring state after every step.
+    """
+    n = s.shape[0]
+    nb, T, _ = x.shape
+    d_out = V_eff.shape[0]
+    basis = block_basis(n, block_size)
+    W = ag.reshape(s, (n, 1)) * basis
+    xs = ag.as_tensor(x)
+    h = ag.as_tensor(np.zeros((nb, n)))
+    states, outputs = [], []
+    for t in range(T):
+        pre = h @ W.T + xs[:, t, :] @ U_eff.T + b
+        h = ag.relu(pre) if recurrence == "nonlinear" else pre
+        states.append(h)
+        if many_to_many or t == T - 1:
+            outputs.append(ag.relu(h) @ V_eff.T + c)
+    if many_to_many:
+        logits = ag.stack(outputs, axis=1)
+        loss = ag.cross_entropy(ag.reshape(logits, (nb * T, d_out)), y.reshape(-1))
+    else:
+        logits = outputs[0]
+        loss = ag.cross_entropy(logits, y)
+    return loss, logits, ag.stack(states, axis=1)
+
+
+def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
+                 recurrence="linear"):
+    """Forward pass, loss and STE gradients of the spec model via reverse-mode autograd.
+
+    Parameters
+    ----------
+    params : dict
+        Latent parameters, float64: ``u`` (n,), ``U`` (n, d_in), ``b`` (n,),
+        ``V`` (d_out, n), ``c`` (d_out,).
+    x : ndarray, shape (B, T, d_in), float64
+    y : ndarray of int, shape (B,) (many-to-one) or (B, T) (many-to-many)
+    block_size : int
+        m, a power of two dividing n (m = n: full HadamRNN).
+    bits_in, bits_out : int or None
+        Bit widths of U and V; 0 or None means unquantized.
+    many_to_many : bool
+        Score every step (True) or only t = T (False).
+    recurrence : {"linear", "nonlinear"}
+
+    Returns
+    -------
+    loss : float
+    logits : ndarray, shape (B, d_out) or (B, T, d_out), float64
+    h : ndarray, shape (B, T, n), float64
+    grads : dict
+        Same keys and shapes as ``params``; gradients through the identity STEs.
+    """
+    (u, U, b, V, c), x, y = _check_params(params, x, y, block_size, many_to_many, recurrence)
+    leaves = {k: ag.Tensor(v, requires_grad=True) for k, v in zip(PARAM_NAMES, (u, U, b, V, c))}
+    s = ag.ste(leaves["u"], sign_pm1(u))
+    U_q = ag.ste(leaves["U"], quantize(U, bits_in))
+    V_q = ag.ste(leaves["V"], quantize(V, bits_out))
+    loss, logits, h = model_graph(s, U_q, leaves["b"], V_q, leaves["c"], x, y,
+                                  block_size=block_size, many_to_many=many_to_many,
+                                  recurrence=recurrence)
+    loss.backward()
+    grads = {k: leaves[k].grad.copy() for k in PARAM_NAMES}
+    return float(loss.value), logits.value.copy(), h.value.copy(), grads

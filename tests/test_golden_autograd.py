@@ -1,0 +1,480 @@
+"""Independent autograd cross-check of hadamnp's golden files (issue 2).
+
+Three layers, each validating the next:
+
+1. ``autograd_ref`` (a tiny reverse-mode autograd) against central finite differences for every
+   primitive, and against hand-derived gradients.
+2. ``spec_model`` (HadamRNN / Block-HadamRNN written from the spec on that autograd) against
+   finite differences with quantization off, against a plain NumPy forward loop, and its
+   straight-through estimators against finite differences of the effective weights.
+3. The golden files hadamnp writes (in memory, through a file, and through the CLI) are
+   recomputed from their ``x``, ``y``, ``param.*`` and ``meta`` and every array must agree to
+   1e-7 relative in float64. Only this layer imports hadamnp; it skips if
+   ``hadamnp.io.golden`` cannot be imported.
+"""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+import autograd_ref as ag
+import spec_model as sm
+
+RTOL = 1e-7
+TINY = np.finfo(np.float64).tiny
+FD_EPS = 1e-6
+FD_RTOL = 1e-7  # central differences in float64 on smooth tiny problems: truncation ~eps^2
+
+
+def rel_err(got, ref):
+    """Norm-wise relative error ``max|got - ref| / max(max|ref|, tiny)``."""
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if got.shape != ref.shape:
+        raise AssertionError(f"shape mismatch: got {got.shape}, reference {ref.shape}")
+    if ref.size == 0:
+        return 0.0
+    return float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), TINY))
+
+
+def numeric_grad(f, array, eps=FD_EPS):
+    """Central-difference gradient of the scalar ``f()`` w.r.t. ``array`` (perturbed in place
+    and restored)."""
+    grad = np.zeros_like(array)
+    for idx in np.ndindex(array.shape):
+        orig = array[idx]
+        array[idx] = orig + eps
+        f_plus = f()
+        array[idx] = orig - eps
+        f_minus = f()
+        array[idx] = orig
+        grad[idx] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+# --------------------------------------------------------------------------------------------
+# 1. The autograd itself
+# --------------------------------------------------------------------------------------------
+
+def _away_from_zero(rng, shape):
+    """Random values with |v| in [0.2, 1.2]: keeps FD steps off the ReLU kink."""
+    return np.asarray(rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.2, 1.2, size=shape),
+                      dtype=np.float64)
+
+
+# name -> (function of tensors, input shapes); each output is scalarised by a fixed random
+# weighting so that the upstream gradient is not trivially all-ones.
+OP_CASES = {
+    "add_same": (lambda a, b: a + b, [(3, 4), (3, 4)]),
+    "add_bcast_row": (lambda a, b: a + b, [(3, 4), (4,)]),
+    "add_bcast_both": (lambda a, b: a + b, [(3, 1), (1, 4)]),
+    "add_scalar_operand": (lambda a, b: a + b, [(2, 3), ()]),
+    "sub_bcast": (lambda a, b: a - b, [(4,), (2, 3, 4)]),
+    "mul_bcast": (lambda a, b: a * b, [(2, 3, 1), (3, 5)]),
+    "mul_self": (lambda a: a * a * a, [(5,)]),
+    "neg": (lambda a: -a, [(2, 3)]),
+    "matmul_2d": (lambda a, b: a @ b, [(3, 4), (4, 2)]),
+    "matmul_batched_bcast": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)]),
+    "transpose_2d": (lambda a: a.T, [(3, 4)]),
+    "transpose_axes": (lambda a: ag.transpose(a, (1, 2, 0)), [(2, 3, 4)]),
+    "reshape": (lambda a: ag.reshape(a, (6, 2)), [(3, 4)]),
+    "relu": (ag.relu, [(4, 5)]),
+    "sum_all": (lambda a: ag.tsum(a), [(3, 4)]),
+    "sum_axis": (lambda a: ag.tsum(a, axis=1), [(3, 4, 2)]),
+    "sum_axes_keepdims": (lambda a: ag.tsum(a, axis=(0, 2), keepdims=True), [(3, 4, 2)]),
+    "mean_all": (lambda a: ag.mean(a), [(3, 4)]),
+    "mean_axis": (lambda a: ag.mean(a, axis=-1), [(3, 4)]),
+    "getitem_slice": (lambda a: a[:, 1, :], [(3, 4, 2)]),
+    "getitem_advanced_repeats": (lambda a: a[np.array([0, 2, 0, 0]), np.array([1, 1, 3, 1])],
+                                 [(3, 4)]),
+    "stack_axis1": (lambda a, b, c: ag.stack([a, b, c], axis=1), [(2, 3), (2, 3), (2, 3)]),
+    "stack_negative_axis": (lambda a, b: ag.stack([a, b], axis=-1), [(2, 3), (2, 3)]),
+    "log_softmax": (lambda a: ag.log_softmax(a, axis=-1), [(3, 5)]),
+    "log_softmax_axis0": (lambda a: ag.log_softmax(a, axis=0), [(4, 2)]),
+    "cross_entropy": (lambda a: ag.cross_entropy(a, np.array([0, 4, 2, 4])), [(4, 5)]),
+    "rnn_like_chain": (lambda w, x0, v: ag.relu(ag.relu(x0 @ w) @ w) @ v, [(3, 3), (2, 3), (3, 2)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OP_CASES))
+def test_autograd_primitive_matches_finite_differences(name):
+    fn, shapes = OP_CASES[name]
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    inputs = [_away_from_zero(rng, shape) for shape in shapes]
+    out_shape = fn(*[ag.as_tensor(a) for a in inputs]).shape
+    weights = rng.standard_normal(out_shape)
+
+    def scalar():
+        return float(ag.tsum(fn(*[ag.as_tensor(a) for a in inputs]) * weights).value)
+
+    leaves = [ag.Tensor(a.copy(), requires_grad=True) for a in inputs]
+    ag.tsum(fn(*leaves) * weights).backward()
+    for i, (leaf, array) in enumerate(zip(leaves, inputs)):
+        fd = numeric_grad(scalar, array)
+        err = rel_err(leaf.grad, fd)
+        assert err < FD_RTOL, (f"{name}, input {i}: autograd vs finite differences rel err {err:.3e}"
+                               f"\nautograd={leaf.grad}\nfd={fd}")
+
+
+def test_autograd_hand_derived_gradients():
+    rng = np.random.default_rng(0)
+    A, x = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    # d/dA sum(A @ x) = 1 x^T
+    leaf = ag.Tensor(A, requires_grad=True)
+    ag.tsum(leaf @ x).backward()
+    np.testing.assert_allclose(leaf.grad, np.ones((3, 2)) @ x.T, rtol=1e-15, atol=0)
+
+    # d/da sum(a * a + a) = 2a + 1 (a used three times: accumulation on a shared node)
+    a = rng.standard_normal(5)
+    leaf = ag.Tensor(a, requires_grad=True)
+    ag.tsum(leaf * leaf + leaf).backward()
+    np.testing.assert_allclose(leaf.grad, 2 * a + 1, rtol=1e-15, atol=0)
+
+    # mean cross-entropy: d/dlogits = (softmax - onehot) / N
+    logits, t = rng.standard_normal((4, 3)), np.array([2, 0, 1, 2])
+    leaf = ag.Tensor(logits, requires_grad=True)
+    loss = ag.cross_entropy(leaf, t)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(float(loss.value), -np.mean(np.log(p[np.arange(4), t])),
+                               rtol=1e-14)
+    loss.backward()
+    np.testing.assert_allclose(leaf.grad, (p - np.eye(3)[t]) / 4, rtol=1e-13, atol=1e-16)
+
+
+def test_autograd_ste_forwards_value_and_passes_gradient_unchanged():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 2))
+    w = rng.standard_normal((3, 2))
+    leaf = ag.Tensor(a, requires_grad=True)
+    out = ag.ste(leaf, np.sign(a))
+    np.testing.assert_array_equal(out.value, np.sign(a))
+    ag.tsum(out * w).backward()
+    # Identity backward: the gradient w.r.t. the latent is the upstream gradient w, exactly.
+    np.testing.assert_array_equal(leaf.grad, w)
+    with pytest.raises(ValueError, match="ste forward value has shape"):
+        ag.ste(leaf, np.zeros(6))
+
+
+def test_autograd_constants_get_no_gradient_and_backward_needs_scalar():
+    leaf = ag.Tensor(np.ones(3), requires_grad=True)
+    const = ag.as_tensor(np.arange(3.0))
+    out = leaf * const
+    with pytest.raises(ValueError, match="needs a scalar output"):
+        out.backward()
+    ag.tsum(out).backward()
+    assert const.grad is None
+    np.testing.assert_array_equal(leaf.grad, np.arange(3.0))
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The spec model
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("m", [1, 2, 4, 8, 16, 32])
+def test_sylvester_popcount_equals_kronecker_recursion(m):
+    kron = np.ones((1, 1))
+    while kron.shape[0] < m:
+        kron = np.kron(kron, np.array([[1.0, 1.0], [1.0, -1.0]]))
+    S = sm.sylvester(m)
+    np.testing.assert_array_equal(S, kron)
+    np.testing.assert_array_equal(S @ S.T, m * np.eye(m))
+
+
+@pytest.mark.parametrize("n,m", [(8, 8), (8, 2), (16, 4), (16, 1)])
+def test_block_basis_orthogonal_with_density_m_over_n(n, m):
+    B = sm.block_basis(n, m)
+    np.testing.assert_allclose(B @ B.T, np.eye(n), rtol=0, atol=1e-15)
+    assert np.count_nonzero(B) == n * m
+    np.testing.assert_allclose(np.abs(B[B != 0]), 1 / np.sqrt(m), rtol=1e-15)
+
+
+@pytest.mark.parametrize("n,m", [(6, 2), (8, 3), (8, 16), (8, 0)])
+def test_block_basis_rejects_bad_sizes(n, m):
+    with pytest.raises(ValueError, match="power of two"):
+        sm.block_basis(n, m)
+
+
+def test_sign_zero_is_plus_one():
+    np.testing.assert_array_equal(sm.sign_pm1(np.array([-2.0, -0.0, 0.0, 1e-300, 3.0])),
+                                  [-1.0, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_quantizer_hand_examples():
+    # bits 4: alpha = 1, c = 8: M*8 = [-8, 4, 0.5, 1.5, 8] -> rint (half to even)
+    # [-8, 4, 0, 2, 8] -> clip to [-8, 7] -> /8
+    M = np.array([-1.0, 0.5, 0.0625, 0.1875, 1.0])
+    np.testing.assert_array_equal(sm.quantize(M, 4), [-1.0, 0.5, 0.0, 0.25, 0.875])
+    # alpha scales the grid: same pattern at 3x
+    np.testing.assert_array_equal(sm.quantize(3 * M, 4), 3 * np.array([-1.0, 0.5, 0.0, 0.25, 0.875]))
+    # bits 1 (ternary): M/alpha = [-1, -0.5, 0.5, 0.6, 1] -> rint [-1, -0, 0, 1, 1]
+    M1 = np.array([-2.0, -1.0, 1.0, 1.2, 2.0])
+    np.testing.assert_array_equal(sm.quantize(M1, 1), [-2.0, 0.0, 0.0, 2.0, 2.0])
+    # alpha := 1 for an all-zero tensor; bits 0 / None: unquantized
+    np.testing.assert_array_equal(sm.quantize(np.zeros(3), 4), np.zeros(3))
+    np.testing.assert_array_equal(sm.quantize(M, 0), M)
+    np.testing.assert_array_equal(sm.quantize(M, None), M)
+
+
+def test_quantizer_levels_on_grid():
+    M = np.random.default_rng(2).standard_normal((16, 9))
+    alpha = np.max(np.abs(M))
+    q = sm.quantize(M, 4) * 8 / alpha
+    np.testing.assert_array_equal(q, np.rint(q))
+    assert q.min() == -8 and q.max() <= 7 and len(np.unique(q)) <= 16
+
+
+def _problem(seed, n, d_in, d_out, T, nb, many_to_many):
+    rng = np.random.default_rng(seed)
+    params = {
+        "u": _away_from_zero(rng, (n,)),
+        "U": rng.standard_normal((n, d_in)) * 0.7,
+        "b": rng.standard_normal(n) * 0.3,
+        "V": rng.standard_normal((d_out, n)) * 0.7,
+        "c": rng.standard_normal(d_out) * 0.3,
+    }
+    x = rng.standard_normal((nb, T, d_in))
+    y = rng.integers(0, d_out, size=(nb, T) if many_to_many else (nb,))
+    return params, x, y
+
+
+SPEC_CASES = [  # (n, block_size, many_to_many, recurrence, T)
+    (8, 8, False, "linear", 5),
+    (8, 8, True, "linear", 6),
+    (16, 4, False, "linear", 7),
+    (16, 4, True, "linear", 5),
+    (8, 2, True, "nonlinear", 5),
+    (8, 8, False, "nonlinear", 6),
+]
+
+
+@pytest.mark.parametrize("n,m,mtm,recurrence,T", SPEC_CASES)
+def test_spec_forward_matches_plain_numpy_loop(n, m, mtm, recurrence, T):
+    params, x, y = _problem(10 + n + m + T, n, 3, 5, T, 3, mtm)
+    loss, logits, h, _ = sm.forward_loss(params, x, y, block_size=m, bits_in=4, bits_out=4,
+                                         many_to_many=mtm, recurrence=recurrence)
+    w = sm.effective_weights(params, block_size=m, bits_in=4, bits_out=4)
+    state = np.zeros((3, n))
+    hs, outs = [], []
+    for t in range(T):
+        state = state @ w["W"].T + x[:, t] @ w["U_q"].T + params["b"]
+        if recurrence == "nonlinear":
+            state = np.maximum(state, 0)
+        hs.append(state)
+        outs.append(np.maximum(state, 0) @ w["V_q"].T + params["c"])
+    ref_logits = np.stack(outs, axis=1) if mtm else outs[-1]
+    flat = ref_logits.reshape(-1, 5)
+    logp = flat - np.log(np.exp(flat).sum(axis=1, keepdims=True))
+    ref_loss = -np.mean(logp[np.arange(flat.shape[0]), y.reshape(-1)])
+    np.testing.assert_allclose(h, np.stack(hs, axis=1), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
+
+
+def _graph_loss(s, U_eff, params, x, y, m, mtm, recurrence):
+    """Loss of the smooth graph with the sign vector and effective U, V given directly."""
+    return float(sm.model_graph(ag.as_tensor(s), ag.as_tensor(U_eff), ag.as_tensor(params["b"]),
+                                ag.as_tensor(params["V_eff"]), ag.as_tensor(params["c"]), x, y,
+                                block_size=m, many_to_many=mtm, recurrence=recurrence)[0].value)
+
+
+@pytest.mark.parametrize("n,m,mtm,recurrence,T", SPEC_CASES)
+def test_spec_gradients_match_finite_differences_unquantized(n, m, mtm, recurrence, T):
+    """bits 0: U, b, V, c are differentiated directly; u through the smooth function of the
+    continuous signs s at s = sign(u), which is what the identity STE passes to u."""
+    params, x, y = _problem(20 + n + m + T, n, 3, 5, T, 3, mtm)
+    kw = dict(block_size=m, bits_in=0, bits_out=0, many_to_many=mtm, recurrence=recurrence)
+    _, _, _, grads = sm.forward_loss(params, x, y, **kw)
+    errors = {}
+    for name in ("U", "b", "V", "c"):
+        fd = numeric_grad(lambda: sm.forward_loss(params, x, y, **kw)[0], params[name])
+        errors[name] = rel_err(grads[name], fd)
+    s = sm.sign_pm1(params["u"])
+    smooth = dict(params, V_eff=params["V"])
+    fd_s = numeric_grad(lambda: _graph_loss(s, params["U"], smooth, x, y, m, mtm, recurrence), s)
+    errors["u"] = rel_err(grads["u"], fd_s)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < FD_RTOL, f"worst FD rel err {errors[worst]:.3e} on {worst}: {errors}"
+
+
+@pytest.mark.parametrize("n,m,mtm", [(8, 8, True), (16, 4, False)])
+def test_spec_quantizer_ste_passes_effective_weight_gradient(n, m, mtm):
+    """bits 4: dL/dU and dL/dV must equal the derivative w.r.t. Q(U), Q(V) themselves."""
+    params, x, y = _problem(30 + n + m, n, 3, 5, 5, 3, mtm)
+    _, _, _, grads = sm.forward_loss(params, x, y, block_size=m, bits_in=4, bits_out=4,
+                                     many_to_many=mtm)
+    s = sm.sign_pm1(params["u"])
+    U_q, V_q = sm.quantize(params["U"], 4), sm.quantize(params["V"], 4)
+    smooth = dict(params, V_eff=V_q)
+    fd_U = numeric_grad(lambda: _graph_loss(s, U_q, smooth, x, y, m, mtm, "linear"), U_q)
+    fd_V = numeric_grad(lambda: _graph_loss(s, U_q, smooth, x, y, m, mtm, "linear"),
+                        smooth["V_eff"])
+    assert not np.array_equal(U_q, params["U"])  # the quantizer is really active here
+    for name, fd in (("U", fd_U), ("V", fd_V)):
+        err = rel_err(grads[name], fd)
+        assert err < FD_RTOL, f"STE grad {name} vs FD w.r.t. Q({name}): rel err {err:.3e}"
+
+
+def test_spec_model_validates_inputs():
+    params, x, y = _problem(0, 8, 3, 5, 4, 2, False)
+    kw = dict(block_size=8, bits_in=4, bits_out=4, many_to_many=False)
+    with pytest.raises(ValueError, match="y must have shape"):
+        sm.forward_loss(params, x, np.zeros((2, 4), dtype=np.int64), **kw)
+    with pytest.raises(ValueError, match="U must be"):
+        sm.forward_loss(dict(params, U=np.zeros((8, 2))), x, y, **kw)
+    with pytest.raises(ValueError, match="recurrence"):
+        sm.forward_loss(params, x, y, recurrence="gru", **kw)
+    with pytest.raises(ValueError, match="block size"):
+        sm.forward_loss(params, x, y, **dict(kw, block_size=3))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. hadamnp's golden files against the spec model
+# --------------------------------------------------------------------------------------------
+
+PARAM_KEYS = tuple(f"param.{k}" for k in sm.PARAM_NAMES)
+GRAD_KEYS = tuple(f"grad.{k}" for k in sm.PARAM_NAMES)
+WEIGHT_KEYS = ("weight.W_signs", "weight.U_q", "weight.V_q")
+GOLDEN_KEYS = frozenset(("x", "y", "h", "logits", "loss") + PARAM_KEYS + WEIGHT_KEYS + GRAD_KEYS)
+META_KEYS = ("format", "version", "model", "hidden_size", "block_size", "input_size",
+             "output_size", "bits_in", "bits_out", "many_to_many", "activation", "recurrence",
+             "loss", "dtype", "seed", "hadamnp_version", "sign_zero", "ste", "rounding")
+
+
+def golden_errors(arrays, meta):
+    """Recompute a golden file with the spec model; return ``{key: norm-wise rel error}``.
+
+    Also checks the file's structure (keys, meta fields, shapes, dtypes), raising
+    AssertionError with a message naming the problem.
+    """
+    assert set(arrays) == GOLDEN_KEYS, (
+        f"golden keys differ: missing {sorted(GOLDEN_KEYS - set(arrays))}, "
+        f"extra {sorted(set(arrays) - GOLDEN_KEYS)}")
+    missing = [k for k in META_KEYS if k not in meta]
+    assert not missing, f"meta lacks required fields {missing}"
+    assert meta["format"] == "hadamnp-golden" and meta["version"] == 1, meta
+    assert meta["model"] in ("hadamrnn", "block-hadamrnn"), meta["model"]
+    assert (meta["activation"], meta["loss"], meta["dtype"]) == ("relu", "cross_entropy",
+                                                                  "float64"), meta
+    n, m = meta["hidden_size"], meta["block_size"]
+    if meta["model"] == "hadamrnn":
+        assert m == n, f"hadamrnn must have block_size = hidden_size, got {m} vs {n}"
+    x, y = arrays["x"], arrays["y"]
+    nb, T, d_in = x.shape
+    d_out = meta["output_size"]
+    mtm = meta["many_to_many"]
+    expected_shapes = {
+        "x": (nb, T, meta["input_size"]), "y": (nb, T) if mtm else (nb,),
+        "param.u": (n,), "param.U": (n, d_in), "param.b": (n,), "param.V": (d_out, n),
+        "param.c": (d_out,), "weight.W_signs": (n,), "weight.U_q": (n, d_in),
+        "weight.V_q": (d_out, n), "h": (nb, T, n),
+        "logits": (nb, T, d_out) if mtm else (nb, d_out), "loss": (),
+    }
+    expected_shapes.update({f"grad.{k}": expected_shapes[f"param.{k}"] for k in sm.PARAM_NAMES})
+    for key, shape in expected_shapes.items():
+        assert arrays[key].shape == shape, f"{key}: shape {arrays[key].shape}, expected {shape}"
+        want = np.int64 if key == "y" else np.float64
+        assert arrays[key].dtype == want, f"{key}: dtype {arrays[key].dtype}, expected {want}"
+
+    params = {k: arrays[f"param.{k}"] for k in sm.PARAM_NAMES}
+    kw = dict(block_size=m, bits_in=meta["bits_in"], bits_out=meta["bits_out"])
+    loss, logits, h, grads = sm.forward_loss(params, x, y, many_to_many=mtm,
+                                             recurrence=meta["recurrence"], **kw)
+    weights = sm.effective_weights(params, **kw)
+    reference = {"weight.W_signs": weights["W_signs"], "weight.U_q": weights["U_q"],
+                 "weight.V_q": weights["V_q"], "h": h, "logits": logits,
+                 "loss": np.asarray(loss)}
+    reference.update({f"grad.{k}": g for k, g in grads.items()})
+    errors = {}
+    for key, ref in reference.items():
+        errors[key] = rel_err(arrays[key], ref)
+        scale = max(float(np.max(np.abs(ref))), TINY)
+        np.testing.assert_allclose(
+            arrays[key], ref, rtol=RTOL, atol=1e-12 * scale,
+            err_msg=f"golden {key} vs spec autograd (norm-wise rel err {errors[key]:.3e})")
+    return errors
+
+
+def assert_golden_agrees(arrays, meta):
+    errors = golden_errors(arrays, meta)
+    worst = max(errors, key=errors.get)
+    summary = ", ".join(f"{k}={v:.2e}" for k, v in sorted(errors.items()))
+    assert errors[worst] <= RTOL, f"worst rel err {errors[worst]:.3e} on {worst}; all: {summary}"
+    return errors
+
+
+def load_npz_independently(path):
+    """Read a golden ``.npz`` with NumPy alone (no hadamnp): ``(arrays, meta)``."""
+    with np.load(path, allow_pickle=False) as data:
+        assert "meta" in data.files, f"{path} has no 'meta' entry: {data.files}"
+        raw = data["meta"]
+        arrays = {k: data[k] for k in data.files if k != "meta"}
+    assert raw.shape == () and raw.dtype.kind == "U", (
+        f"meta must be a 0-d unicode array, got shape {raw.shape} dtype {raw.dtype}")
+    return arrays, json.loads(str(raw))
+
+
+GOLDEN_CASES = [  # (model, hidden_size, block_size, many_to_many, seq_len, seed)
+    ("hadamrnn", 8, 8, False, 5, 3),
+    ("hadamrnn", 16, 16, True, 6, 4),
+    ("block-hadamrnn", 16, 4, False, 7, 5),
+    ("block-hadamrnn", 8, 2, True, 5, 6),
+]
+
+
+def _make(golden, model, n, m, mtm, T, seed):
+    return golden.make_golden(model=model, hidden_size=n, block_size=m, bits=4, input_size=3,
+                              output_size=5, seq_len=T, batch=3, many_to_many=mtm, seed=seed)
+
+
+@pytest.mark.parametrize("model,n,m,mtm,T,seed", GOLDEN_CASES)
+def test_golden_in_memory_agrees_with_spec_autograd(model, n, m, mtm, T, seed):
+    golden = pytest.importorskip("hadamnp.io.golden")
+    arrays, meta = _make(golden, model, n, m, mtm, T, seed)
+    assert (meta["model"], meta["hidden_size"], meta["block_size"], meta["many_to_many"],
+            meta["bits_in"], meta["bits_out"], meta["seed"]) == (model, n, m, mtm, 4, 4, seed), meta
+    assert arrays["x"].shape == (3, T, 3)
+    assert_golden_agrees(arrays, meta)
+
+
+@pytest.mark.parametrize("model,n,m,mtm,T,seed", GOLDEN_CASES)
+def test_golden_file_roundtrip_agrees_with_spec_autograd(tmp_path, model, n, m, mtm, T, seed):
+    golden = pytest.importorskip("hadamnp.io.golden")
+    arrays, meta = _make(golden, model, n, m, mtm, T, seed)
+    again, _ = _make(golden, model, n, m, mtm, T, seed)
+    for key in arrays:  # same seed, same file: golden files are regenerated, never edited
+        np.testing.assert_array_equal(again[key], arrays[key], err_msg=f"{key} not reproducible")
+    path = tmp_path / "golden.npz"
+    golden.write_golden(path, arrays, meta)
+    for label, (read, read_meta) in (("read_golden", golden.read_golden(path)),
+                                     ("np.load", load_npz_independently(path))):
+        assert set(read) == set(arrays), f"{label}: keys {sorted(read)}"
+        for key in arrays:
+            np.testing.assert_array_equal(read[key], arrays[key], err_msg=f"{label}: {key}")
+            assert read[key].dtype == arrays[key].dtype, f"{label}: {key} dtype changed"
+        # The file layer may add fields of its own (e.g. a checksum); none may be lost or changed.
+        changed = {k: (v, read_meta.get(k, "<missing>"))
+                   for k, v in json.loads(json.dumps(meta)).items()
+                   if k not in read_meta or read_meta[k] != v}
+        assert not changed, f"{label}: meta fields changed (written, read): {changed}"
+        assert_golden_agrees(read, read_meta)
+
+
+def test_golden_cli_file_agrees_with_spec_autograd(tmp_path):
+    pytest.importorskip("hadamnp.io.golden")
+    from click.testing import CliRunner
+
+    from hadamnp.cli import main
+
+    path = tmp_path / "cli.npz"
+    args = ["golden", "--model", "block-hadamrnn", "--hidden", "8", "--block", "4", "--bits", "4",
+            "--input-size", "3", "--output-size", "5", "--seq-len", "6", "--batch", "3",
+            "--many-to-many", "--seed", "1", "--out", str(path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}\n{result.exception!r}"
+    arrays, meta = load_npz_independently(path)
+    assert (meta["model"], meta["hidden_size"], meta["block_size"], meta["many_to_many"],
+            meta["seed"]) == ("block-hadamrnn", 8, 4, True, 1), meta
+    assert arrays["x"].shape == (3, 6, 3) and arrays["logits"].shape == (3, 6, 5)
+    assert_golden_agrees(arrays, meta)
