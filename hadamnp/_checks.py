@@ -17,7 +17,9 @@ def is_power_of_two(n):
 
 
 def check_power_of_two(n, name):
-    """Return ``int(n)``; raise :class:`SizeError` unless it is a power of two."""
+    """Return ``int(n)``; raise :class:`SizeError` unless it is an integer power of two."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise SizeError(f"{name} must be an integer power of two (1, 2, 4, ...), got {n!r}")
     n = int(n)
     if not is_power_of_two(n):
         raise SizeError(f"{name} must be a power of two (1, 2, 4, ...), got {n}")

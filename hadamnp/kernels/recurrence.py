@@ -17,7 +17,7 @@ use no ``fastmath`` and are deterministic).
 import numba
 import numpy as np
 
-from hadamnp._checks import check_axis, check_block_size, check_ndim, check_power_of_two
+from hadamnp._checks import check_block_size, check_finite, check_ndim, check_power_of_two
 from hadamnp.errors import ShapeError
 from hadamnp.kernels.fwht import fwht_columns_inplace
 
@@ -192,24 +192,27 @@ def _dense_backward(W, U, V, x, h, g, nonlinear, dU, dW, db, dV):
         db[i] = db_lanes[i].sum()
 
 
-def _check_sequence_args(U, V, x, n, many_to_many=None, g=None):
-    """Validate the kernel-layout arguments shared by all sequence kernels; return dims."""
+def _check_sequence_args(x, V, n, **arrays):
+    """Validate kernel-layout arguments against ``x`` (T, d_in, B) and ``V`` (d_out, n).
+
+    ``arrays`` maps argument names (``s``, ``W``, ``U``, ``b``, ``c``, ``h``, ``g``) to arrays;
+    each must have its documented shape and the dtype of ``x``. Returns ``(T, d_in, B)``.
+    """
     check_ndim(x, 3, "x", "(T, d_in, B)")
+    check_finite(x, "x")
     T, d_in, B = x.shape
-    check_ndim(U, 2, "U", "(n, d_in)")
-    check_axis(U, 0, n, "U", "rows (hidden units)")
-    check_axis(U, 1, d_in, "U", "columns (input features)")
     check_ndim(V, 2, "V", "(d_out, n)")
-    check_axis(V, 1, n, "V", "columns (hidden units)")
-    if g is not None:
-        check_ndim(g, 3, "g", "(T_out, d_out, B)")
-        if g.shape[0] not in (1, T) or g.shape[1:] != (V.shape[0], B):
-            raise ShapeError(f"g has shape {g.shape}; expected (T or 1, {V.shape[0]}, {B})")
-    for name, a in (("U", U), ("V", V)):
+    d_out = V.shape[0]
+    expected = {"s": [(n,)], "W": [(n, n)], "U": [(n, d_in)], "b": [(n,)], "c": [(d_out,)],
+                "h": [(T, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
+    for name, a in (("V", V), *arrays.items()):
+        shapes = expected.get(name, [(d_out, n)])
+        if a.shape not in shapes:
+            raise ShapeError(f"{name} has shape {a.shape}, expected "
+                             + " or ".join(str(shape) for shape in shapes))
         if a.dtype != x.dtype:
             raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
-    T_out = T if many_to_many else 1
-    return T, d_in, B, T_out
+    return T, d_in, B
 
 
 def _contiguous(*arrays):
@@ -254,7 +257,8 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
-    T, _, B, T_out = _check_sequence_args(U, V, x, n, many_to_many)
+    T, _, B = _check_sequence_args(x, V, n, s=s, U=U, b=b, c=c)
+    T_out = T if many_to_many else 1
     s, U, b, V, c, x = _contiguous(s, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
     logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
@@ -278,7 +282,7 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
-    _check_sequence_args(U, V, x, n, g=g)
+    _check_sequence_args(x, V, n, s=s, U=U, h=h, g=g)
     s, U, V, x, h, g = _contiguous(s, U, V, x, h, g)
     grads = {"s": np.zeros(n, x.dtype), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
@@ -295,8 +299,8 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    check_axis(W, 1, n, "W", "columns")
-    T, _, B, T_out = _check_sequence_args(U, V, x, n, many_to_many)
+    T, _, B = _check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
+    T_out = T if many_to_many else 1
     W, U, b, V, c, x = _contiguous(W, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
     logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
@@ -308,7 +312,7 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
     """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``."""
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    _check_sequence_args(U, V, x, n, g=g)
+    _check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
     W, U, V, x, h, g = _contiguous(W, U, V, x, h, g)
     grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}

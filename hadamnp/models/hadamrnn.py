@@ -70,15 +70,19 @@ class HadamRNNConfig:
     def __post_init__(self):
         for name in ("input_size", "output_size"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         n = check_power_of_two(self.hidden_size, "hidden size n")
         if self.block_size is not None:
             check_block_size(n, self.block_size)
         for name in ("bits_in", "bits_out"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or not 0 <= value <= 32:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 0 <= value <= 32:
                 raise ConfigError(f"{name} must be an integer in [0, 32], got {value!r}")
+        for name in ("nonlinear", "many_to_many"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name, allowed in (("recurrent", RECURRENT_KINDS), ("ste", STE_KINDS),
                               ("dtype", DTYPES)):
             if getattr(self, name) not in allowed:
@@ -234,6 +238,7 @@ class HadamRNN:
         logits : (B, d_out) (many-to-one) or (B, T, d_out) (many-to-many), a view
         cache : dict needed by :meth:`backward` (kernel layout ``(T, ., B)`` arrays)
         """
+        self.check_params(params)
         x = self._check_input(x)
         w = self.weights(params)
         xk = np.ascontiguousarray(x.transpose(1, 2, 0))

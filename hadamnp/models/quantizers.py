@@ -73,7 +73,8 @@ class Uniform:
     bits: int
 
     def __post_init__(self):
-        if not isinstance(self.bits, (int, np.integer)) or not 1 <= self.bits <= 32:
+        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) \
+                or not 1 <= self.bits <= 32:
             raise ConfigError(f"quantizer bits must be an integer in [1, 32], got {self.bits!r}")
 
     def alpha(self, M):

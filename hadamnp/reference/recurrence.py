@@ -105,8 +105,8 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
     straight-through estimator passes on to the latent ``u``).
     """
-    W = hadamard_matrix(s, m)
-    grads = dense_backward(W, U, V, x, h, g, nonlinear=nonlinear)
+    grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear)
     dW = grads.pop("W")
-    grads["s"] = np.sum(dW * W, axis=1) * s  # dW_ij/ds_i = W_ij / s_i = W_ij * s_i
+    # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
+    grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))
     return grads

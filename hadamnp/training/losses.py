@@ -6,6 +6,7 @@ many-to-many), as ``torch.nn.functional.cross_entropy`` and
 """
 
 import numpy as np
+from scipy.special import expit
 
 from hadamnp.errors import ShapeError
 
@@ -27,6 +28,10 @@ def softmax_cross_entropy(logits, y):
     if logits.shape[:-1] != y.shape:
         raise ShapeError(f"targets have shape {y.shape}, logits {logits.shape}: "
                          f"expected targets of shape {logits.shape[:-1]}")
+    if y.size == 0:
+        raise ShapeError(f"no positions to score: logits have shape {logits.shape}")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"class targets must be integers, got dtype {y.dtype}")
     C = logits.shape[-1]
     if y.size and (y.min() < 0 or y.max() >= C):
         raise ValueError(f"targets must lie in [0, {C}), got range [{y.min()}, {y.max()}]")
@@ -60,10 +65,14 @@ def bce_with_logits(logits, y):
     if logits.shape != y.shape + (1,):
         raise ShapeError(f"targets have shape {y.shape}, logits {logits.shape}: "
                          f"expected logits of shape {y.shape + (1,)}")
+    if y.size == 0:
+        raise ShapeError(f"no positions to score: logits have shape {logits.shape}")
+    if not np.all((y >= 0) & (y <= 1)):
+        raise ValueError("binary targets must lie in [0, 1] (and not be NaN)")
     z = logits[..., 0]
     # max(z, 0) - z y + log(1 + exp(-|z|)) is stable for large |z|.
     loss = float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
-    grad = (1 / (1 + np.exp(-z)) - y) / y.size
+    grad = (expit(z) - y) / y.size
     return loss, grad[..., None].astype(logits.dtype, copy=False)
 
 
