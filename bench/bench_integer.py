@@ -1,0 +1,116 @@
+"""Per-step latency, batch 1, of the integer engine vs the float FWHT path vs a dense step.
+
+Job: one HadamRNN recurrent step for one sequence (batch 1), n = 128, 512, 2048 (full
+Hadamard recurrence, m = n), d_in = 1, d_out = 10, many-to-one, single thread. Each call
+runs T steps inside compiled code; the figures are per step (call time / T), so the
+Python call and argument checks are amortised over T. Implementations:
+
+- ``hadamnp-int``: :func:`hadamnp.kernels.integer.integer_forward`, 12-bit activations,
+  int32 block FWHT, fixed-point requantisation (issue 4 target: <= 2 us for n = 512);
+- ``hadamnp-float-fwht``: :func:`hadamnp.kernels.recurrence.hadamard_forward`, float32;
+- ``dense-f32-blas``: :func:`hadamnp.kernels.recurrence.dense_forward`, float32 dense
+  ``W`` (one BLAS sgemv per step from compiled code);
+- ``sgemv-only``: one ``W @ h`` float32 NumPy/BLAS call (the issue's 13.7 us
+  alternative for n = 512), timed per call.
+
+``compile_s`` is the first call's excess over the warm median (JIT compile or cache load),
+reported separately and not divided by T. Run: ``python bench/bench_integer.py [--quick]``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Single-thread figures; must precede the NumPy import (BLAS reads it once).
+    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
+                      print_table, time_call)
+
+BENCH = "integer"
+SIZES = (128, 512, 2048)
+TARGETS_S = {512: 2e-6}
+D_IN, D_OUT, A = 1, 10, 12
+PER_STEP_FIELDS = ("median_s", "min_s", "q1_s", "q3_s", "iqr_s")
+
+
+def per_step(timing, T):
+    """The per-call timing fields divided by the ``T`` steps of a call."""
+    return {**timing, **{k: timing[k] / T for k in PER_STEP_FIELDS}, "steps_per_call": T}
+
+
+def models(n, rng):
+    """A float32 HadamRNN and its integer conversion (random parameters, calibrated)."""
+    from hadamnp.deploy.integer import convert
+    from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+
+    config = HadamRNNConfig(input_size=D_IN, hidden_size=n, output_size=D_OUT)
+    params = HadamRNN(config).init_params(rng)
+    calib = rng.random((8, 50, D_IN)).astype(np.float32)
+    return config, params, convert(config, params, calib, a=A)
+
+
+def run_size(n, T, quick, threads):
+    """Rows for one hidden size."""
+    from hadamnp.kernels import integer as kint
+    from hadamnp.kernels import recurrence
+    from hadamnp.models.hadamrnn import HadamRNN
+    from hadamnp.reference.hadamard import sylvester
+
+    rng = np.random.default_rng(n)
+    config, params, im = models(n, rng)
+    x = rng.random((1, T, D_IN)).astype(np.float32)
+    x_int = im.quantize_inputs(x)
+    x_k = np.ascontiguousarray(x.transpose(1, 2, 0))  # (T, d_in, B) for the float kernels
+    w = HadamRNN(config).weights(params)
+    s, U, V = w["W_signs"], w["U_q"], w["V_q"]
+    b, c = params["b"], params["c"]
+    W = (s[:, None] * sylvester(n) / np.sqrt(n)).astype(np.float32)  # diag(s) S / sqrt(n)
+    h0 = rng.standard_normal(n).astype(np.float32)
+    case = f"step n={n} B=1"
+    common = {"n": n, "threads": threads}
+    b_s = budget(quick)
+    jobs = [
+        ("hadamnp-int", T, lambda: kint.integer_forward(
+            im.signs, im.m, im.U_int, im.b_int, im.V_int, im.c_int, im.M_rec, im.q_rec,
+            im.M_in, im.q_in, im.a, x_int, many_to_many=False)),
+        ("hadamnp-float-fwht", T, lambda: recurrence.hadamard_forward(
+            s, n, U, b, V, c, x_k, nonlinear=False, many_to_many=False)),
+        ("dense-f32-blas", T, lambda: recurrence.dense_forward(
+            W, U, b, V, c, x_k, nonlinear=False, many_to_many=False)),
+        ("sgemv-only", 1, lambda: W @ h0),
+    ]
+    rows = []
+    for impl, steps, fn in jobs:
+        timing = per_step(time_call(fn, budget_s=b_s, min_repeats=3 if quick else 7), steps)
+        rows.append(make_row(BENCH, case, impl, timing, target_s=TARGETS_S.get(n)
+                             if impl == "hadamnp-int" else None, **common))
+    return add_ratios(rows, subject_impl="hadamnp-int")
+
+
+def _threads():
+    value = os.environ.get("OMP_NUM_THREADS") or os.environ.get("NUMBA_NUM_THREADS")
+    return int(value) if value and value.isdigit() else os.cpu_count()
+
+
+def main(quick=False):
+    """Time every size; print the table; return the rows (list of dicts)."""
+    threads = _threads()
+    T = 200 if quick else 1000
+    rows = []
+    for n in SIZES:
+        rows += run_size(n, T, quick, threads)
+    print_table(rows, f"recurrent step latency, batch 1, {threads} thread(s), per step "
+                      f"(T={T} steps per call); hadamnp_speedup = other / hadamnp-int")
+    return rows
+
+
+if __name__ == "__main__":
+    print(format_facts(machine_facts()))
+    main(quick="--quick" in sys.argv[1:])

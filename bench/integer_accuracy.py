@@ -1,0 +1,95 @@
+"""Accuracy of the integer-only model against its float model, a = 8, 12, 16 bits.
+
+A measurement, not a speed benchmark. Takes a trained run (``--checkpoint PATH``: run
+directory or checkpoint file); without one it first trains the ``quick`` preset (sequential
+MNIST, HadamRNN n = 64, 4-bit U/V, 1000 steps of batch 32 per epoch; ``--quick``: one
+epoch of 300 steps) into ``runs/integer-accuracy`` (reused when already there).
+
+For each activation width ``a`` the checkpoint is converted with
+:func:`hadamnp.deploy.integer.convert_run` (scales from the first 1000 training sequences,
+max rule; plus the 99.9th-percentile rule at a = 8) and compared with the float model on the
+first test sequences: argmax agreement, logit error (max and RMS, of
+``logits_scale * logits_int`` against the float logits, relative to ``max |logit|``), the
+fraction of saturated state entries, and both models' test accuracy.
+
+Run: ``python bench/integer_accuracy.py [--quick] [--checkpoint PATH] [--test N]``.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                 "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import format_facts, machine_facts, print_table  # noqa: E402
+
+BENCH = "integer-accuracy"
+DEFAULT_RUN = Path(__file__).resolve().parent.parent / "runs" / "integer-accuracy"
+WIDTHS = ((8, None), (8, 99.9), (12, None), (16, None))
+COLUMNS = ("case", "a", "calibration", "argmax_agreement", "rel_max_logit_error",
+           "rel_rms_logit_error", "saturated_fraction", "float_accuracy", "int_accuracy",
+           "S_h")
+
+
+def trained_run(quick, run_dir=DEFAULT_RUN):
+    """The run directory of a trained quick-preset model (trained here when absent)."""
+    from hadamnp.io.checkpoint import latest_checkpoint
+    from hadamnp.training.config import resolve_config
+    from hadamnp.training.loop import train
+
+    run_dir = Path(run_dir)
+    if latest_checkpoint(run_dir) is None:
+        overrides = {"epochs": 1, "steps_per_epoch": 300} if quick else {}
+        print(f"[{BENCH}] training the quick preset into {run_dir} ...", flush=True)
+        train(resolve_config("quick", None, overrides), run_dir)
+    return run_dir
+
+
+def measure(path, test_size, calib_size=1000):
+    """Rows (dicts) of the integer-vs-float comparison for every width in WIDTHS."""
+    from hadamnp.deploy.integer import agreement, convert, run_data, task_inputs
+
+    config, params, task = run_data(path)
+    x_cal, _ = task_inputs(task, config.dtype, calib_size)
+    x, y = task_inputs(task, config.dtype, test_size, source="test")
+    case = f"{config.model_name} n={config.hidden_size} m={config.m} on {task.name}"
+    rows = []
+    for a, percentile in WIDTHS:
+        imodel = convert(config, params, x_cal, a=a, percentile=percentile)
+        r = agreement(config, params, imodel, x, y)
+        rows.append({
+            "bench": BENCH, "case": case, "a": a,
+            "calibration": "max" if percentile is None else f"p{percentile:g}",
+            "argmax_agreement": r["argmax_agreement"],
+            "rel_max_logit_error": r["max_abs_logit_error"] / r["max_abs_logit"],
+            "rel_rms_logit_error": r["rms_logit_error"] / r["max_abs_logit"],
+            "max_abs_logit": r["max_abs_logit"], "saturated_fraction": r["saturated_fraction"],
+            "float_accuracy": r["float_accuracy"], "int_accuracy": r["int_accuracy"],
+            "S_h": f"2^{imodel.exp_h}", "S_x": f"2^{imodel.exp_x}",
+            "rec_shift": imodel.rec_shift, "test_sequences": int(x.shape[0]),
+            "checkpoint": str(path)})
+    return rows
+
+
+def main(quick=False, checkpoint=None, test_size=None):
+    """Train (if needed), measure, print the table; return the rows."""
+    path = checkpoint or trained_run(quick)
+    rows = measure(path, test_size or (500 if quick else 2000))
+    print_table(rows, "integer (a bits) vs float model on test sequences; logit errors "
+                      "relative to max |float logit|", columns=COLUMNS)
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--test", type=int, default=None, help="test sequences")
+    args = parser.parse_args()
+    print(format_facts(machine_facts()))
+    main(args.quick, args.checkpoint, args.test)

@@ -1,0 +1,507 @@
+"""Post-training conversion of a trained HadamRNN to an integer-only model.
+
+The scheme is ``shared/spec/integer-inference.md`` (arithmetic: :mod:`hadamnp.reference.integer`).
+The float model
+
+    h_t = s * (S_m h_{t-1}) / sqrt(m) + U~ x_t + b,     y_t = V~ relu(h_t) + c,
+    U~ = (alpha_U / levels_U) U_int,   V~ = (alpha_V / levels_V) V_int
+
+(``levels = 2^(p-1)`` for ``p >= 2`` bits, 1 for ``p = 1``) becomes, with power-of-two
+scales ``x ~ S_x x_int`` and ``h ~ S_h h_int``:
+
+- ``U_int``, ``V_int``: the trained quantizer's integer codes (int8; ``p <= 8``);
+- ``(M_rec, q_rec)``: the factor ``1/sqrt(m)`` (a rounding shift by ``k`` when ``m = 4^k``);
+- ``(M_in, q_in)``: the factor ``alpha_U S_x / (levels_U S_h)`` (a shift when it is a
+  power of two);
+- ``b_int = round_half_even(b / S_h)``, ``c_int = round_half_even(c / logits_scale)``,
+  ``logits_scale = alpha_V S_h / levels_V`` (kept as a float for reference only:
+  ``argmax`` needs no float).
+
+Calibration (:func:`calibrate`) picks ``S_x`` and ``S_h`` from training-set statistics:
+the smallest power of two ``S`` with ``stat <= S (2^(a-1) - 1)``, where ``stat`` is
+
+- for ``S_x``: ``max |x|``; inputs that are all integers inside ``R_a`` (one-hot, tokens)
+  use ``S_x = 1`` so they are represented exactly;
+- for ``S_h``: by default ``max |h_t|`` over all sequences, steps and units of the float
+  model's forward pass; with ``percentile=q``, the ``q``-th percentile over the calibration
+  sequences of each sequence's peak ``max_{t,i} |h_t,i|`` (so about ``100 - q`` percent of
+  those sequences saturate somewhere).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hadamnp import conventions
+from hadamnp._checks import check_finite, check_ndim
+from hadamnp.errors import ConfigError, ShapeError
+from hadamnp.reference.integer import (activation_range, check_bounds, check_multiplier,
+                                       integer_bounds)
+
+ENGINES = ("numba", "reference")
+
+
+def power_of_two_exponent(stat, a):
+    """Smallest ``e`` with ``stat <= 2^e (2^(a-1) - 1)`` (``e = 0`` when ``stat == 0``).
+
+    Parameters
+    ----------
+    stat : float >= 0, the calibration statistic (a maximum magnitude)
+    a : int, activation width
+
+    Returns
+    -------
+    int
+    """
+    stat = float(stat)
+    if not math.isfinite(stat) or stat < 0:
+        raise ConfigError(f"calibration statistic must be finite and >= 0, got {stat}")
+    if stat == 0:
+        return 0
+    top = activation_range(a)[1]
+    e = math.ceil(math.log2(stat / top))
+    # log2 is inexact near powers of two: settle the boundary with exact comparisons.
+    while math.ldexp(top, e - 1) >= stat:
+        e -= 1
+    while math.ldexp(top, e) < stat:
+        e += 1
+    return e
+
+
+def fixed_point_multiplier(r):
+    """Represent a real factor ``r > 0`` as ``M / 2^q``.
+
+    Parameters
+    ----------
+    r : float > 0
+
+    Returns
+    -------
+    M : int, in ``[2^30, 2^31)``, or a power of two ``<= 2^30`` when ``r`` is one
+    q : int, ``0 <= q <= 62``
+    is_shift : bool
+        ``r`` is an exact power of two: ``M = 2^e`` with ``q = 0`` (``r = 2^e``) or
+        ``M = 1`` (``r = 2^-q``), applied as a plain (rounding) shift, no multiply.
+
+    Raises
+    ------
+    ConfigError
+        ``r`` is not positive and finite, or needs ``q`` outside ``[0, 62]``.
+    """
+    r = float(r)
+    if not math.isfinite(r) or r <= 0:
+        raise ConfigError(f"fixed-point factor must be positive and finite, got {r}")
+    frac, e = math.frexp(r)  # r = frac 2^e, frac in [0.5, 1)
+    if frac == 0.5:
+        e -= 1  # r = 2^e exactly
+        M, q = (2**e, 0) if e >= 0 else (1, -e)
+        return (*check_multiplier(M, q, f"factor {r!r}"), True)
+    M = round(math.ldexp(frac, 31))  # Python round: half to even, M in [2^30, 2^31]
+    q = 31 - e
+    if M == 2**31:
+        M, q = 2**30, q - 1
+    return (*check_multiplier(M, q, f"factor {r!r}"), False)
+
+
+def mul_round(v, M, q):
+    """``(v M + 2^(q-1)) >> q`` in int64 (arithmetic shift: round half up).
+
+    Parameters
+    ----------
+    v : array_like of integers with ``|v| < 2^31``
+    M, q : int, a multiplier from :func:`fixed_point_multiplier`
+
+    Returns
+    -------
+    ndarray int64, same shape as ``v``
+    """
+    M, q = check_multiplier(M, q, "multiplier")
+    v = np.asarray(v, dtype=np.int64)
+    half = np.int64(2 ** (q - 1)) if q > 0 else np.int64(0)
+    return (v * np.int64(M) + half) >> np.int64(q)
+
+
+def quantize_inputs(x, exp_x, a):
+    """Integer inputs ``x_int = sat_a(round_half_even(x / 2^exp_x))``.
+
+    Parameters
+    ----------
+    x : (B, T, d_in) float inputs
+    exp_x : int, exponent of ``S_x``
+    a : int, activation width
+
+    Returns
+    -------
+    (B, T, d_in) int32
+    """
+    x = np.asarray(x, dtype=np.float64)
+    check_finite(x, "x")
+    low, high = activation_range(a)
+    return np.clip(conventions.round_half_even(np.ldexp(x, -int(exp_x))), low, high).astype(
+        np.int32)
+
+
+def _check_convertible(config):
+    if config.recurrent != "hadamard":
+        raise ConfigError(f"integer inference needs the Hadamard recurrence, got "
+                          f"recurrent={config.recurrent!r}")
+    if config.nonlinear:
+        raise ConfigError("integer inference implements the linear recurrence; "
+                          "nonlinear=True models are not supported")
+    for name in ("bits_in", "bits_out"):
+        bits = getattr(config, name)
+        if not 1 <= bits <= 8:
+            raise ConfigError(f"integer inference needs U and V quantized to 1..8 bits "
+                              f"(int8 codes); {name}={bits}")
+
+
+def _calibration_inputs(config, x_calib):
+    x = np.asarray(x_calib)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"x_calib must be numeric, got dtype {x.dtype}")
+    check_ndim(x, 3, "x_calib", "(B, T, d_in)")
+    if x.shape[2] != config.input_size:
+        raise ShapeError(f"x_calib has {x.shape[2]} input features (shape {x.shape}), the "
+                         f"model expects d_in = {config.input_size}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ShapeError(f"x_calib must hold at least one sequence of one step, got {x.shape}")
+    check_finite(x, "x_calib")
+    return x
+
+
+def calibrate(config, params, x_calib, a, percentile=None, batch_size=256):
+    """Choose the power-of-two scales ``S_x = 2^exp_x`` and ``S_h = 2^exp_h``.
+
+    Parameters
+    ----------
+    config : HadamRNNConfig
+    params : dict of the trained (latent) parameters
+    x_calib : (B, T, d_in) calibration inputs (training-set sequences)
+    a : int, activation width
+    percentile : float in (0, 100], optional
+        ``None`` (default): ``S_h`` covers ``max |h|``. Otherwise it covers this percentile
+        of the per-sequence peaks ``max_{t,i} |h_t,i|`` (see the module docstring).
+    batch_size : int, sequences per forward pass (memory only; results do not depend on it)
+
+    Returns
+    -------
+    dict: ``exp_x``, ``exp_h`` (int), ``method`` (``"max"`` or ``"percentile"``),
+    ``percentile``, ``max_abs_x``, ``stat_h`` (the covered ``|h|``), ``max_abs_h``,
+    ``num_sequences``, ``inputs_integer`` (bool).
+    """
+    from hadamnp.models.hadamrnn import HadamRNN
+
+    _check_convertible(config)
+    low, high = activation_range(a)
+    x = _calibration_inputs(config, x_calib)
+    if percentile is not None and not 0 < float(percentile) <= 100:
+        raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
+    max_abs_x = float(np.max(np.abs(x)))
+    inputs_integer = bool(np.all(x == np.round(x)) and x.min() >= low and x.max() <= high)
+    exp_x = 0 if inputs_integer else power_of_two_exponent(max_abs_x, a)
+    net = HadamRNN(config)
+    peaks = []
+    for lo in range(0, x.shape[0], int(batch_size)):
+        _, cache = net.forward(params, x[lo:lo + int(batch_size)])
+        peaks.append(np.max(np.abs(net.states(cache)), axis=(1, 2)))
+    peaks = np.concatenate(peaks).astype(np.float64)
+    max_abs_h = float(peaks.max())
+    stat_h = max_abs_h if percentile is None else float(np.percentile(peaks, float(percentile)))
+    return {"exp_x": exp_x, "exp_h": power_of_two_exponent(stat_h, a),
+            "method": "max" if percentile is None else "percentile",
+            "percentile": None if percentile is None else float(percentile),
+            "max_abs_x": max_abs_x, "stat_h": stat_h, "max_abs_h": max_abs_h,
+            "num_sequences": int(x.shape[0]), "inputs_integer": inputs_integer}
+
+
+@dataclass(frozen=True, eq=False)
+class IntegerModel:
+    """An integer-only HadamRNN (see the module docstring for the meaning of each field).
+
+    Attributes
+    ----------
+    n, m, d_in, d_out, a, p_in, p_out : int
+        Hidden size, block size, input and output sizes, activation width, bit widths of
+        ``U`` and ``V``.
+    signs : (n,) int8 in {-1, +1}
+    U_int : (n, d_in) int8
+    V_int : (d_out, n) int8
+    b_int : (n,) int32
+    c_int : (d_out,) int32
+    exp_x, exp_h : int, ``S_x = 2^exp_x``, ``S_h = 2^exp_h``
+    M_rec, q_rec, rec_shift : recurrent multiplier; ``rec_shift`` when it is a power of two
+    M_in, q_in, in_shift : input multiplier; ``in_shift`` when it is a power of two
+    logits_scale : float, ``logits ~ logits_scale * logits_int`` (reference only)
+    many_to_many : bool
+    calibration : dict, how the scales were chosen (JSON-serialisable)
+    """
+
+    n: int
+    m: int
+    d_in: int
+    d_out: int
+    a: int
+    p_in: int
+    p_out: int
+    signs: np.ndarray
+    U_int: np.ndarray
+    V_int: np.ndarray
+    b_int: np.ndarray
+    c_int: np.ndarray
+    exp_x: int
+    exp_h: int
+    M_rec: int
+    q_rec: int
+    rec_shift: bool
+    M_in: int
+    q_in: int
+    in_shift: bool
+    logits_scale: float
+    many_to_many: bool
+    calibration: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.check()
+
+    def bounds(self):
+        """Worst-case magnitudes of the intermediates (see
+        :func:`hadamnp.reference.integer.integer_bounds`)."""
+        return integer_bounds(self.m, self.U_int, self.V_int, self.b_int, self.c_int,
+                              self.M_rec, self.q_rec, self.M_in, self.q_in, self.a)
+
+    def check(self):
+        """Validate dtypes, shapes and the int32 bounds; raise on any violation."""
+        expected = {"signs": ((self.n,), np.int8), "U_int": ((self.n, self.d_in), np.int8),
+                    "V_int": ((self.d_out, self.n), np.int8), "b_int": ((self.n,), np.int32),
+                    "c_int": ((self.d_out,), np.int32)}
+        for name, (shape, dtype) in expected.items():
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
+                got = (getattr(value, "shape", None), getattr(value, "dtype", None))
+                raise ShapeError(f"IntegerModel.{name} must be {np.dtype(dtype)} of shape "
+                                 f"{shape}, got shape {got[0]} dtype {got[1]}")
+        if not np.all(np.abs(self.signs.astype(np.int64)) == 1):
+            raise ConfigError("IntegerModel.signs must hold -1 and +1 only")
+        for name, p in (("U_int", self.p_in), ("V_int", self.p_out)):
+            low, high = (-1, 1) if p == 1 else (-(2 ** (p - 1)), 2 ** (p - 1) - 1)
+            codes = getattr(self, name)
+            if codes.size and (codes.min() < low or codes.max() > high):
+                raise ConfigError(f"IntegerModel.{name} holds codes outside the {p}-bit "
+                                  f"grid [{low}, {high}]")
+        check_multiplier(self.M_rec, self.q_rec, "recurrent multiplier")
+        check_multiplier(self.M_in, self.q_in, "input multiplier")
+        check_bounds(self.bounds())
+
+    def quantize_inputs(self, x):
+        """``x_int`` (B, T, d_in) int32 for float inputs ``x`` (B, T, d_in)."""
+        return quantize_inputs(x, self.exp_x, self.a)
+
+    def run(self, x_int, engine="numba"):
+        """Integer inference on integer inputs.
+
+        Parameters
+        ----------
+        x_int : (B, T, d_in) integers within ``R_a``
+        engine : {"numba", "reference"}
+            The compiled engine or the float64 simulation (identical results).
+
+        Returns
+        -------
+        h_int : (B, T, n) int32
+        logits_int : (B, d_out) int32 (many-to-one) or (B, T, d_out) (many-to-many)
+        """
+        if engine == "numba":
+            from hadamnp.kernels.integer import integer_forward
+        elif engine == "reference":
+            from hadamnp.reference.integer import integer_forward
+        else:
+            raise ConfigError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
+        h, logits = integer_forward(self.signs, self.m, self.U_int, self.b_int, self.V_int,
+                                    self.c_int, self.M_rec, self.q_rec, self.M_in, self.q_in,
+                                    self.a, x_int, many_to_many=self.many_to_many)
+        return h, (logits if self.many_to_many else logits[:, 0, :])
+
+    def logits(self, logits_int):
+        """Float logits ``logits_scale * logits_int`` (for comparison with the float model)."""
+        return np.asarray(logits_int, dtype=np.float64) * self.logits_scale
+
+
+def to_integer(config, params, a, calibration):
+    """Convert a trained float HadamRNN to an :class:`IntegerModel`.
+
+    Parameters
+    ----------
+    config : HadamRNNConfig (Hadamard recurrence, linear, ``bits_in``/``bits_out`` in 1..8)
+    params : dict of trained latent parameters (``u``, ``U``, ``b``, ``V``, ``c``)
+    a : int, activation width (8, 12 and 16 are the useful choices)
+    calibration : dict from :func:`calibrate` (at least ``exp_x`` and ``exp_h``)
+
+    Returns
+    -------
+    IntegerModel
+
+    Raises
+    ------
+    ConfigError
+        Unsupported configuration or a multiplier out of range.
+    IntegerRangeError
+        The worst-case intermediates exceed int32 (e.g. ``a`` too large for ``m``).
+    """
+    from hadamnp.models.hadamrnn import HadamRNN
+    from hadamnp.models.quantizers import Uniform
+
+    _check_convertible(config)
+    activation_range(a)
+    HadamRNN(config).check_params(params)
+    n, m = config.hidden_size, config.m
+    exp_x, exp_h = int(calibration["exp_x"]), int(calibration["exp_h"])
+    qU, qV = Uniform(config.bits_in), Uniform(config.bits_out)
+    U_codes, alpha_U = qU.codes(params["U"])
+    V_codes, alpha_V = qV.codes(params["V"])
+    levels_U, levels_V = qU.grid()[2], qV.grid()[2]
+    M_rec, q_rec, rec_shift = fixed_point_multiplier(1.0 / math.sqrt(m))
+    r_in = math.ldexp(float(alpha_U) / levels_U, exp_x - exp_h)
+    M_in, q_in, in_shift = fixed_point_multiplier(r_in)
+    logits_scale = math.ldexp(float(alpha_V) / levels_V, exp_h)
+    b_int = conventions.round_half_even(np.ldexp(params["b"].astype(np.float64), -exp_h))
+    c_int = conventions.round_half_even(params["c"].astype(np.float64) / logits_scale)
+    for name, value in (("b_int", b_int), ("c_int", c_int)):
+        if np.abs(value).max() > 2**31 - 1:
+            raise ConfigError(f"{name} does not fit int32 (max |{name}| = "
+                              f"{np.abs(value).max():.3g}); the state scale is too small")
+    return IntegerModel(
+        n=n, m=m, d_in=config.input_size, d_out=config.output_size, a=int(a),
+        p_in=int(config.bits_in), p_out=int(config.bits_out),
+        signs=conventions.sign(params["u"].astype(np.float64)).astype(np.int8),
+        U_int=U_codes.astype(np.int8), V_int=V_codes.astype(np.int8),
+        b_int=b_int.astype(np.int32), c_int=c_int.astype(np.int32),
+        exp_x=exp_x, exp_h=exp_h, M_rec=M_rec, q_rec=q_rec, rec_shift=rec_shift,
+        M_in=M_in, q_in=q_in, in_shift=in_shift, logits_scale=logits_scale,
+        many_to_many=bool(config.many_to_many), calibration=dict(calibration))
+
+
+def convert(config, params, x_calib, a=8, percentile=None):
+    """:func:`calibrate` on ``x_calib`` then :func:`to_integer`: the one-call conversion."""
+    return to_integer(config, params, a, calibrate(config, params, x_calib, a, percentile))
+
+
+def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250):
+    """Compare the integer model with the float model on float inputs ``x``.
+
+    Parameters
+    ----------
+    config, params : the float model
+    imodel : IntegerModel converted from it
+    x : (B, T, d_in) float inputs
+    y : (B,) or (B, T) int targets, optional (adds the two accuracies)
+    engine : {"numba", "reference"}
+    batch_size : int, sequences per forward pass (memory only)
+
+    Returns
+    -------
+    dict: ``argmax_agreement`` (fraction of scored positions where both argmaxes agree),
+    ``max_abs_logit_error`` and ``rms_logit_error`` (of ``logits_scale * logits_int``
+    against the float logits), ``max_abs_logit`` (float), ``saturated_fraction`` (of
+    ``h_int`` entries at the edge of ``R_a``), ``float_logits``, ``int_logits`` (arrays);
+    with ``y``: ``float_accuracy`` and ``int_accuracy``.
+    """
+    from hadamnp.models.hadamrnn import HadamRNN
+
+    net = HadamRNN(config)
+    low, high = activation_range(imodel.a)
+    float_parts, int_parts = [], []
+    saturated = 0
+    for lo in range(0, x.shape[0], int(batch_size)):
+        xb = x[lo:lo + int(batch_size)]
+        logits, _ = net.forward(params, xb)
+        float_parts.append(np.asarray(logits, dtype=np.float64))
+        h_int, logits_int = imodel.run(imodel.quantize_inputs(xb), engine=engine)
+        int_parts.append(logits_int)
+        saturated += int(np.count_nonzero((h_int == low) | (h_int == high)))
+    float_logits = np.concatenate(float_parts)
+    logits_int = np.concatenate(int_parts)
+    err = imodel.logits(logits_int) - float_logits
+    int_argmax = logits_int.argmax(-1)  # logits_scale > 0: no float needed
+    result = {"argmax_agreement": float(np.mean(int_argmax == float_logits.argmax(-1))),
+              "max_abs_logit_error": float(np.abs(err).max()),
+              "rms_logit_error": float(np.sqrt(np.mean(err**2))),
+              "max_abs_logit": float(np.abs(float_logits).max()),
+              "saturated_fraction": saturated / (x.shape[0] * x.shape[1] * imodel.n),
+              "float_logits": float_logits, "int_logits": logits_int}
+    if y is not None:
+        y = np.asarray(y)
+        result["float_accuracy"] = float(np.mean(float_logits.argmax(-1) == y))
+        result["int_accuracy"] = float(np.mean(int_argmax == y))
+    return result
+
+
+def run_data(path, data_dir=None):
+    """The float model and task of a training run (``path``: run directory or checkpoint).
+
+    Returns
+    -------
+    config : HadamRNNConfig
+    params : dict of trained parameters
+    task : hadamnp.io.datasets.TaskData
+    """
+    from hadamnp.training.loop import build_task, load_run, task_model_config
+
+    ckpt, run_config, _ = load_run(path)
+    if data_dir is not None:
+        run_config = run_config.replace(data_dir=str(data_dir))
+    task = build_task(run_config)
+    return task_model_config(run_config, task), ckpt.params, task
+
+
+def task_inputs(task, dtype, count, source="train", batch_size=250):
+    """The first ``count`` input sequences of a task, as the model sees them.
+
+    Parameters
+    ----------
+    task : TaskData
+    dtype : float dtype of the inputs
+    count : int >= 1
+    source : {"train", "val", "test"}
+        ``"train"``: epoch-0 training batches (calibration data); else that split.
+    batch_size : int
+
+    Returns
+    -------
+    x : (B, T, d_in) inputs (token tasks one-hot), ``B <= count``
+    y : (B,) or (B, T) int64 targets
+    """
+    import itertools
+
+    from hadamnp.training.loop import model_inputs
+
+    if source == "train":
+        batches = task.iter_batches(0, batch_size, dtype=dtype)
+    else:
+        batches = task.iter_split(source, batch_size, dtype=dtype)
+    xs, ys, total = [], [], 0
+    for x, y in itertools.takewhile(lambda _: total < count, batches):
+        xs.append(model_inputs(task, x, dtype))
+        ys.append(y)
+        total += y.shape[0]
+    return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
+
+
+def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None):
+    """Convert the checkpoint of a training run, calibrating on its first training batches.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, run directory or checkpoint file
+    a : int, activation width
+    calib_size : int, calibration sequences (epoch-0 training batches, in order)
+    percentile : float, optional (see :func:`calibrate`)
+    data_dir : str, optional, MNIST directory when it moved since training
+
+    Returns
+    -------
+    IntegerModel
+    """
+    config, params, task = run_data(path, data_dir)
+    x, _ = task_inputs(task, config.dtype, int(calib_size))
+    return convert(config, params, x, a=a, percentile=percentile)

@@ -1,0 +1,382 @@
+"""Integer-only inference: float64 simulation vs Numba engine (bit for bit), the fixed-point
+arithmetic, calibration and conversion, bounds, export round trips and golden traces."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hadamnp.deploy.integer import (IntegerModel, agreement, calibrate, convert,
+                                    fixed_point_multiplier, mul_round, power_of_two_exponent,
+                                    quantize_inputs, to_integer)
+from hadamnp.errors import ConfigError, ShapeError
+from hadamnp.kernels import integer as kernel
+from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+from hadamnp.reference import integer as reference
+from hadamnp.reference.hadamard import sylvester
+from hadamnp.reference.integer import IntegerRangeError
+
+GENERAL = (1518500250, 31)   # 1/sqrt(2): a general multiplier
+SHIFT = (1, 3)               # 2^-3: a rounding shift
+
+
+def exact_mul_round(v, M, q):
+    """Python-int ground truth of mul_round."""
+    return (int(v) * int(M) + (2 ** (q - 1) if q > 0 else 0)) >> q
+
+
+def random_integer_args(rng, n, m, d_in, d_out, a, B, T, rec=GENERAL, inp=(1234567890, 33),
+                        bias=40):
+    """Random arguments of integer_forward, inputs over the whole a-bit range."""
+    low, high = reference.activation_range(a)
+    return dict(s=rng.choice(np.array([-1, 1], np.int8), n), m=m,
+                U_int=rng.integers(-8, 8, (n, d_in)).astype(np.int8),
+                b_int=rng.integers(-bias, bias + 1, n).astype(np.int32),
+                V_int=rng.integers(-8, 8, (d_out, n)).astype(np.int8),
+                c_int=rng.integers(-bias, bias + 1, d_out).astype(np.int32),
+                M_rec=rec[0], q_rec=rec[1], M_in=inp[0], q_in=inp[1], a=a,
+                x_int=rng.integers(low, high + 1, (B, T, d_in)).astype(np.int32))
+
+
+def assert_engines_equal(args, many_to_many):
+    h_ref, l_ref = reference.integer_forward(**args, many_to_many=many_to_many)
+    h_num, l_num = kernel.integer_forward(**args, many_to_many=many_to_many)
+    assert h_ref.dtype == h_num.dtype == np.int32
+    diff = np.argwhere(h_ref != h_num)
+    assert diff.size == 0, (f"h_int differs at {diff[:3].tolist()}: reference "
+                            f"{h_ref[tuple(diff[0])]} vs numba {h_num[tuple(diff[0])]}")
+    assert np.array_equal(l_ref, l_num), f"logits_int differ:\n{l_ref}\nvs\n{l_num}"
+    return h_ref, l_ref
+
+
+# --- fixed-point arithmetic ---------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(v=st.integers(-(2**31) + 1, 2**31 - 1), M=st.integers(2**30, 2**31 - 1),
+       q=st.integers(0, 62))
+def test_mul_round_float64_and_int64_are_exact(v, M, q):
+    expected = exact_mul_round(v, M, q)
+    got_ref = reference.mul_round(np.array([float(v)]), M, q)[0]
+    got_int = mul_round(np.array([v]), M, q)[0]
+    if abs(expected) < 2**53:
+        assert got_ref == expected, f"float64 {got_ref} vs exact {expected}"
+    assert got_int == expected, f"int64 {got_int} vs exact {expected}"
+
+
+@pytest.mark.parametrize("M,q", [(1, 0), (1, 1), (1, 5), (8, 0), (2**30, 0), (2**30, 62)])
+def test_mul_round_power_of_two_is_a_rounding_shift(M, q):
+    v = np.arange(-70, 71)
+    expected = [exact_mul_round(x, M, q) for x in v]
+    assert reference.mul_round(v.astype(float), M, q).tolist() == expected
+    assert mul_round(v, M, q).tolist() == expected
+    if M == 1 and q == 1:  # half up: -1.5 -> -1, -0.5 -> 0, 0.5 -> 1
+        assert mul_round(np.array([-3, -1, 1]), M, q).tolist() == [-1, 0, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(r=st.floats(2.0**-30, 2.0**29, allow_nan=False, allow_infinity=False))
+def test_fixed_point_multiplier_precision(r):
+    M, q, is_shift = fixed_point_multiplier(r)
+    assert 0 <= q <= 62
+    if is_shift:
+        assert M / 2.0**q == r and (M == 1 or q == 0)
+    else:
+        assert 2**30 <= M < 2**31
+        assert abs(M / 2.0**q - r) <= r * 2.0**-31, f"M={M} q={q} r={r}"
+
+
+@pytest.mark.parametrize("m,shift", [(1, True), (2, False), (4, True), (8, False), (16, True),
+                                     (512, False), (1024, True)])
+def test_recurrent_factor_is_a_shift_exactly_when_m_is_a_power_of_four(m, shift):
+    M, q, is_shift = fixed_point_multiplier(1 / math.sqrt(m))
+    assert is_shift == shift
+    if shift:
+        assert (M, q) == (1, int(math.log2(m)) // 2)
+
+
+def test_fixed_point_multiplier_rejects_bad_factors():
+    for r in (0.0, -1.0, float("nan"), 3 * 2.0**40, 2.0**40, 3 * 2.0**-40):
+        with pytest.raises(ConfigError):
+            fixed_point_multiplier(r)
+
+
+@settings(max_examples=100, deadline=None)
+@given(stat=st.floats(1e-6, 1e6), a=st.sampled_from([4, 8, 12, 16]))
+def test_power_of_two_exponent_is_the_smallest(stat, a):
+    top = 2 ** (a - 1) - 1
+    e = power_of_two_exponent(stat, a)
+    assert stat <= math.ldexp(top, e)
+    assert stat > math.ldexp(top, e - 1)
+
+
+def test_power_of_two_exponent_boundaries():
+    assert power_of_two_exponent(127.0, 8) == 0
+    assert power_of_two_exponent(127.0 * 2**-5, 8) == -5
+    assert power_of_two_exponent(np.nextafter(127.0, 200), 8) == 1
+    assert power_of_two_exponent(0.0, 8) == 0
+
+
+# --- simulation vs engine -----------------------------------------------------------------
+
+SIZES = [(1, 1), (2, 1), (2, 2), (4, 2), (4, 4), (8, 8), (8, 2), (16, 16), (16, 4),
+         (32, 32), (32, 8), (64, 64), (64, 16), (128, 128), (128, 32), (256, 8), (256, 256)]
+
+
+@pytest.mark.parametrize("n,m", SIZES)
+def test_engine_equals_simulation_over_sizes(n, m):
+    rng = np.random.default_rng(n * 1000 + m)
+    for B, T, d_in, d_out in ((1, 1, 1, 1), (3, 5, 3, 2), (1, 9, 2, 3)):
+        for rec in (GENERAL, SHIFT):
+            args = random_integer_args(rng, n, m, d_in, d_out, 12, B, T, rec=rec)
+            for many_to_many in (False, True):
+                assert_engines_equal(args, many_to_many)
+
+
+@pytest.mark.parametrize("a", [4, 8, 12, 16, 20])
+def test_engine_equals_simulation_over_widths(a):
+    rng = np.random.default_rng(a)
+    args = random_integer_args(rng, 64, 64, 3, 4, a, 2, 12, inp=(1, 0), bias=2 ** (a - 2))
+    h, _ = assert_engines_equal(args, True)
+    low, high = reference.activation_range(a)
+    assert h.min() >= low and h.max() <= high
+
+
+def test_saturation_is_exercised_and_exact():
+    rng = np.random.default_rng(7)
+    # Input factor 4 and a large bias drive the state to both rails within a few steps.
+    args = random_integer_args(rng, 32, 32, 2, 3, 8, 3, 20, inp=(4, 0), bias=200)
+    h, _ = assert_engines_equal(args, True)
+    assert (h == 127).any() and (h == -128).any(), "saturation case never saturated"
+
+
+def test_simulation_matches_python_integers():
+    """The float64 simulation against a from-scratch Python-int version of the scheme."""
+    rng = np.random.default_rng(3)
+    n, m, a = 8, 4, 8
+    args = random_integer_args(rng, n, m, 2, 2, a, 2, 6)
+    h_ref, l_ref = reference.integer_forward(**args, many_to_many=True)
+    S = np.kron(np.eye(n // m, dtype=int), sylvester(m).astype(int))
+    low, high = reference.activation_range(a)
+    for b in range(2):
+        prev = [0] * n
+        for t in range(6):
+            z = [int(args["s"][i]) * sum(int(S[i, j]) * prev[j] for j in range(n))
+                 for i in range(n)]
+            acc = [sum(int(args["U_int"][i, j]) * int(args["x_int"][b, t, j])
+                       for j in range(2)) for i in range(n)]
+            prev = [min(max(exact_mul_round(z[i], args["M_rec"], args["q_rec"])
+                            + exact_mul_round(acc[i], args["M_in"], args["q_in"])
+                            + int(args["b_int"][i]), low), high) for i in range(n)]
+            assert h_ref[b, t].tolist() == prev, f"step {t}: {h_ref[b, t]} vs {prev}"
+            logits = [sum(int(args["V_int"][o, i]) * max(prev[i], 0) for i in range(n))
+                      + int(args["c_int"][o]) for o in range(2)]
+            assert l_ref[b, t].tolist() == logits
+
+
+def test_bounds_reject_int32_overflow():
+    rng = np.random.default_rng(0)
+    args = random_integer_args(rng, 1024, 1024, 1, 1, 24, 1, 1)
+    with pytest.raises(IntegerRangeError, match="fwht"):
+        kernel.integer_forward(**args, many_to_many=False)
+    with pytest.raises(IntegerRangeError, match="fwht"):
+        reference.integer_forward(**args, many_to_many=False)
+
+
+def test_inputs_outside_the_activation_range_are_rejected():
+    rng = np.random.default_rng(0)
+    args = random_integer_args(rng, 8, 8, 1, 1, 8, 1, 2)
+    args["x_int"][0, 1, 0] = 128
+    with pytest.raises(IntegerRangeError, match="x_int"):
+        kernel.integer_forward(**args, many_to_many=False)
+
+
+def test_argument_validation_names_the_argument():
+    rng = np.random.default_rng(0)
+    args = random_integer_args(rng, 8, 8, 2, 2, 8, 1, 2)
+    bad = dict(args, U_int=args["U_int"][:, :1])
+    with pytest.raises(ShapeError, match="x_int"):
+        kernel.integer_forward(**bad, many_to_many=False)
+    with pytest.raises(TypeError, match="x_int"):
+        kernel.integer_forward(**dict(args, x_int=args["x_int"].astype(float)),
+                               many_to_many=False)
+    with pytest.raises(ConfigError, match="M_rec"):
+        kernel.integer_forward(**dict(args, M_rec=12345), many_to_many=False)
+    with pytest.raises(ConfigError, match="signs"):
+        kernel.integer_forward(**dict(args, s=np.zeros(8, np.int8)), many_to_many=False)
+
+
+# --- calibration and conversion -----------------------------------------------------------
+
+def float_model(n=32, block=None, d_in=3, d_out=4, many_to_many=False, seed=0):
+    config = HadamRNNConfig(input_size=d_in, hidden_size=n, output_size=d_out,
+                            block_size=block, many_to_many=many_to_many, dtype="float64")
+    rng = np.random.default_rng(seed)
+    return config, HadamRNN(config).init_params(rng), rng
+
+
+@pytest.mark.parametrize("n,block", [(32, None), (64, 8), (16, 2)])
+def test_conversion_tracks_the_float_model(n, block):
+    config, params, rng = float_model(n, block)
+    x = rng.standard_normal((40, 25, 3))
+    for a, tol in ((8, 0.5), (16, 0.01)):
+        imodel = convert(config, params, x, a=a)
+        report = agreement(config, params, imodel, x)
+        scale = report["max_abs_logit"]
+        assert report["max_abs_logit_error"] <= tol * scale, (a, report["max_abs_logit_error"],
+                                                              scale)
+        assert report["saturated_fraction"] == 0.0
+    assert report["argmax_agreement"] >= 0.95
+    ref = agreement(config, params, imodel, x, engine="reference")
+    assert np.array_equal(ref["int_logits"], report["int_logits"])
+
+
+def test_conversion_fields():
+    config, params, rng = float_model(16, None, many_to_many=True)
+    x = rng.standard_normal((5, 4, 3))
+    imodel = convert(config, params, x, a=12)
+    assert imodel.rec_shift and (imodel.M_rec, imodel.q_rec) == (1, 2)  # 1/sqrt(16) = 2^-2
+    assert imodel.U_int.dtype == np.int8 and imodel.V_int.dtype == np.int8
+    assert np.array_equal(imodel.signs, np.where(params["u"] >= 0, 1, -1))
+    assert np.array_equal(imodel.b_int, np.rint(params["b"] / 2.0**imodel.exp_h))
+    max_h = calibrate(config, params, x, 12)["max_abs_h"]
+    assert max_h <= 2.0**imodel.exp_h * 2047 < 2 * max_h
+    h, logits = imodel.run(imodel.quantize_inputs(x))
+    assert h.shape == (5, 4, 16) and logits.shape == (5, 4, 4)
+
+
+def test_one_hot_inputs_are_exact():
+    config, params, rng = float_model(16, None, d_in=5)
+    x = np.eye(5)[rng.integers(0, 5, (6, 7))]
+    cal = calibrate(config, params, x, 8)
+    assert cal["exp_x"] == 0 and cal["inputs_integer"]
+    imodel = to_integer(config, params, 8, cal)
+    assert np.array_equal(imodel.quantize_inputs(x), x)
+
+
+def test_percentile_calibration_never_widens_the_scale():
+    config, params, rng = float_model(32)
+    x = rng.standard_normal((60, 10, 3))
+    cal_max = calibrate(config, params, x, 8)
+    cal_pct = calibrate(config, params, x, 8, percentile=50)
+    assert cal_pct["method"] == "percentile" and cal_pct["stat_h"] <= cal_max["stat_h"]
+    assert cal_pct["exp_h"] <= cal_max["exp_h"]
+    with pytest.raises(ConfigError, match="percentile"):
+        calibrate(config, params, x, 8, percentile=0)
+
+
+def test_unsupported_models_are_rejected():
+    for kwargs in ({"recurrent": "dense"}, {"nonlinear": True}, {"bits_in": 0}):
+        config = HadamRNNConfig(input_size=2, hidden_size=8, output_size=2, **kwargs)
+        params = HadamRNN(config).init_params(np.random.default_rng(0))
+        with pytest.raises(ConfigError):
+            convert(config, params, np.zeros((1, 2, 2)), a=8)
+
+
+def test_quantize_inputs_rounds_half_even_and_saturates():
+    x = np.array([[[0.5], [1.5], [-0.5], [1000.0], [-1000.0]]])
+    assert quantize_inputs(x, 0, 8).ravel().tolist() == [0, 2, 0, 127, -128]
+
+
+def test_integer_model_validates_its_fields():
+    config, params, rng = float_model(8)
+    imodel = convert(config, params, rng.standard_normal((2, 3, 3)), a=8)
+    fields = {k: getattr(imodel, k) for k in IntegerModel.__dataclass_fields__}
+    with pytest.raises(ShapeError, match="U_int"):
+        IntegerModel(**dict(fields, U_int=imodel.U_int.astype(np.int32)))
+    with pytest.raises(ConfigError, match="V_int"):
+        IntegerModel(**dict(fields, p_out=2))
+    with pytest.raises(IntegerRangeError):
+        IntegerModel(**dict(fields, b_int=np.full(8, 2**31 - 100, np.int32)))
+
+
+# --- export round trip, golden traces, report ---------------------------------------------
+
+def test_npz_export_round_trip(tmp_path):
+    from hadamnp.deploy.export import export_npz, read_export_npz
+
+    config, params, rng = float_model(128, 32)
+    x = rng.standard_normal((3, 6, 3))
+    imodel = convert(config, params, x, a=12)
+    export_npz(imodel, tmp_path / "model.npz")
+    back = read_export_npz(tmp_path / "model.npz")
+    assert np.array_equal(back.signs, imodel.signs)
+    x_int = imodel.quantize_inputs(x)
+    for got, want in zip(back.run(x_int), imodel.run(x_int)):
+        assert np.array_equal(got, want)
+
+
+def test_integer_golden_is_reproducible_and_consistent(tmp_path):
+    from hadamnp.io.golden_int import (make_integer_golden, read_integer_golden,
+                                       write_integer_golden)
+
+    arrays, meta = make_integer_golden(model="block-hadamrnn", hidden_size=16, a=8, seed=3)
+    again, _ = make_integer_golden(model="block-hadamrnn", hidden_size=16, a=8, seed=3)
+    assert all(np.array_equal(arrays[k], again[k]) for k in arrays)
+    write_integer_golden(tmp_path / "g.npz", arrays, meta)
+    stored, stored_meta = read_integer_golden(tmp_path / "g.npz")
+    assert stored_meta["format"] == "hadamnp-golden-int" and stored_meta["version"] == 1
+    assert stored["h_int"].shape == (3, 7, 16) and stored["logits_int"].shape == (3, 5)
+    from hadamnp.deploy.export import model_from_fields
+
+    imodel = model_from_fields(stored, stored_meta)
+    h, logits = imodel.run(stored["x_int"], engine="reference")
+    assert np.array_equal(h, stored["h_int"]) and np.array_equal(logits, stored["logits_int"])
+
+
+def test_deployment_report_counts():
+    from hadamnp.deploy.export import deployment_report
+
+    config = HadamRNNConfig(input_size=1, hidden_size=512, output_size=10)
+    params = HadamRNN(config).init_params(np.random.default_rng(0))
+    imodel = convert(config, params, np.random.default_rng(1).random((4, 5, 1)), a=8)
+    report = deployment_report(imodel)
+    ops = report["ops_per_step"]
+    assert ops["integer_fwht"]["additions"] >= 512 * 9
+    assert ops["integer_fwht"]["popcounts"] == 0
+    assert ops["integer_xnor_popcount"]["popcounts"] == 512 * 8 * 8
+    assert ops["float_dense"]["multiplications"] == 512 * 512 + 512
+    # spec/hadamrnn.md "Model size bookkeeping": sMNIST 39,808 bits.
+    assert report["size_bytes"]["float_model"] == math.ceil(39808 / 8)
+    # int8 U, V; 8 sign words; int32 b, c; 17 scalar words.
+    assert report["size_bytes"]["integer_exported"] == 512 + 5120 + 64 + 4 * 522 + 4 * 17
+
+
+# --- command line -------------------------------------------------------------------------
+
+def test_cli_export_and_golden_int(tmp_path):
+    from click.testing import CliRunner
+
+    from hadamnp.cli import main
+    from hadamnp.deploy.export import read_export_npz
+    from hadamnp.io.golden_int import read_integer_golden
+    from hadamnp.training.config import resolve_config
+    from hadamnp.training.loop import train
+
+    config = resolve_config("copy", None, {"hidden": 16, "copy_length": 24, "batch_size": 4,
+                                           "train_size": 8, "epochs": 1, "val_batches": 1,
+                                           "test_batches": 1, "eval_batch_size": 4})
+    train(config, tmp_path / "run", max_steps=2)
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "--format", "npz",
+                                  "--bits-act", "12", "--calib-size", "8",
+                                  "--out", str(tmp_path / "m.npz")])
+    assert result.exit_code == 0, result.output
+    assert "deployed size" in result.output and "integer_fwht" in result.output
+    imodel = read_export_npz(tmp_path / "m.npz")
+    assert (imodel.n, imodel.a, imodel.exp_x, imodel.many_to_many) == (16, 12, 0, True)
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "--format", "c",
+                                  "--out", str(tmp_path / "m.h")])
+    assert result.exit_code == 0, result.output
+    assert "#define HADAMRNN_N 16" in (tmp_path / "m.h").read_text()
+    result = runner.invoke(main, ["export", str(tmp_path / "run"), "--bits-act", "30",
+                                  "--out", str(tmp_path / "x.npz")])
+    assert result.exit_code != 0 and "activation width" in result.output
+    assert "Traceback" not in result.output
+
+    result = runner.invoke(main, ["golden-int", "--hidden", "8", "--bits-act", "8",
+                                  "--out", str(tmp_path / "g.npz")])
+    assert result.exit_code == 0, result.output
+    arrays, meta = read_integer_golden(tmp_path / "g.npz")
+    assert meta["n"] == 8 and arrays["h_int"].dtype == np.int32
