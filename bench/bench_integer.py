@@ -6,7 +6,8 @@ runs T steps inside compiled code; the figures are per step (call time / T), so 
 Python call and argument checks are amortised over T. Implementations:
 
 - ``hadamnp-int``: :func:`hadamnp.kernels.integer.integer_forward`, 12-bit activations,
-  int32 block FWHT, fixed-point requantisation (issue 4 target: <= 2 us for n = 512);
+  int32 block FWHT, one int64 accumulator and one rounding shift per step (issue 4 target:
+  <= 2 us for n = 512);
 - ``hadamnp-float-fwht``: :func:`hadamnp.kernels.recurrence.hadamard_forward`, float32;
 - ``dense-f32-blas``: :func:`hadamnp.kernels.recurrence.dense_forward`, float32 dense
   ``W`` (one BLAS sgemv per step from compiled code);
@@ -78,8 +79,8 @@ def run_size(n, T, quick, threads):
     b_s = budget(quick)
     jobs = [
         ("hadamnp-int", T, lambda: kint.integer_forward(
-            im.signs, im.m, im.U_int, im.b_int, im.V_int, im.c_int, im.M_rec, im.q_rec,
-            im.M_in, im.q_in, im.a, x_int, many_to_many=False)),
+            im.signs, im.m, im.U_int, im.b_fine, im.V_int, im.c_int, im.M_rec, im.M_in,
+            im.q, im.a, x_int, many_to_many=False)),
         ("hadamnp-float-fwht", T, lambda: recurrence.hadamard_forward(
             s, n, U, b, V, c, x_k, nonlinear=False, many_to_many=False)),
         ("dense-f32-blas", T, lambda: recurrence.dense_forward(

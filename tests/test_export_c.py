@@ -10,7 +10,7 @@ import pytest
 
 from hadamnp.deploy.export import (c_header, export_c, export_npz, read_export_npz,
                                    read_runner_output, write_runner_input)
-from hadamnp.deploy.integer import IntegerModel, convert
+from hadamnp.deploy.integer import IntegerModel, convert, default_shift, recurrent_multiplier
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.reference.integer import activation_range
 
@@ -40,29 +40,34 @@ def run_runner(exe, x_int, out_dir):
     return out
 
 
-def random_model(rng, n, m, d_in, d_out, a, many_to_many, rec=(1518500250, 31),
-                 inp=(1234567890, 33), bias=40):
-    """An IntegerModel with random fields (exercises shifts, saturation, odd multipliers)."""
+def random_model(rng, n, m, d_in, d_out, a, many_to_many, q=None, M_in=None, bias=40.0):
+    """An IntegerModel with random fields (exercises negative accumulators, saturation,
+    multipliers with every bit set, large and small shifts).
+
+    Defaults: the conversion's shift and ``M_rec`` for ``m``; an odd input multiplier
+    ``M_in / 2^q`` in [0, 1/8); biases of up to ``bias`` state units, fractional parts
+    kept to ``2^-q``.
+    """
+    q = default_shift(m) if q is None else q
+    M_in = int(rng.integers(0, 2 ** (q - 3))) | 1 if M_in is None else M_in
     return IntegerModel(
         n=n, m=m, d_in=d_in, d_out=d_out, a=a, p_in=4, p_out=4,
         signs=rng.choice(np.array([-1, 1], np.int8), n),
         U_int=rng.integers(-8, 8, (n, d_in)).astype(np.int8),
         V_int=rng.integers(-8, 8, (d_out, n)).astype(np.int8),
-        b_int=rng.integers(-bias, bias + 1, n).astype(np.int32),
-        c_int=rng.integers(-bias, bias + 1, d_out).astype(np.int32),
-        exp_x=0, exp_h=0, M_rec=rec[0], q_rec=rec[1], rec_shift=rec[0] < 2**30,
-        M_in=inp[0], q_in=inp[1], in_shift=inp[0] < 2**30, logits_scale=1.0,
-        many_to_many=many_to_many)
+        b_fine=np.rint(rng.uniform(-bias, bias, n) * 2.0**q).astype(np.int64),
+        c_int=rng.integers(-40, 41, d_out).astype(np.int32),
+        exp_x=0, exp_h=0, M_rec=recurrent_multiplier(m, q), M_in=M_in, q=q,
+        logits_scale=1.0, many_to_many=many_to_many)
 
 
 CASES = {
-    "n1": dict(n=1, m=1, d_in=1, d_out=1, a=8, many_to_many=True, rec=(1, 0)),
+    "n1": dict(n=1, m=1, d_in=1, d_out=1, a=8, many_to_many=True),
     "n2-general": dict(n=2, m=2, d_in=2, d_out=3, a=8, many_to_many=False),
-    "n64-blocks-shift": dict(n=64, m=16, d_in=1, d_out=4, a=12, many_to_many=True,
-                             rec=(1, 2), inp=(1, 3)),
+    "n64-blocks-small-shift": dict(n=64, m=16, d_in=1, d_out=4, a=12, many_to_many=True, q=5),
     "n128-two-words": dict(n=128, m=128, d_in=3, d_out=5, a=16, many_to_many=False),
-    "n32-saturating": dict(n=32, m=32, d_in=2, d_out=3, a=8, many_to_many=True, inp=(4, 0),
-                           bias=200),
+    "n32-saturating": dict(n=32, m=32, d_in=2, d_out=3, a=8, many_to_many=True,
+                           M_in=4 * 2**33, bias=200.0),
 }
 
 
@@ -138,10 +143,12 @@ def test_c_runner_rejects_out_of_range_inputs(tmp_path):
 def test_header_and_npz_carry_the_same_fields(tmp_path):
     imodel = random_model(np.random.default_rng(5), **CASES["n128-two-words"])
     text = c_header(imodel)
-    for name, value in (("N", 128), ("M", 128), ("D_IN", 3), ("A", 16), ("Q_REC", 31),
-                        ("M_REC", "INT64_C(1518500250)"), ("REC_SHIFT", 0),
+    for name, value in (("N", 128), ("M", 128), ("D_IN", 3), ("A", 16), ("Q", 34),
+                        ("M_REC", "INT64_C(1518500250)"), ("M_IN", f"INT64_C({imodel.M_in})"),
                         ("CONVENTIONS_VERSION", 1)):
         assert f"#define HADAMRNN_{name} {value}\n" in text
+    b_text = [f"{'-' if v < 0 else ''}INT64_C({abs(int(v))})" for v in imodel.b_fine[:2]]
+    assert f"hadamrnn_b_fine[128] = {{\n    {b_text[0]}, {b_text[1]}," in text
     export_npz(imodel, tmp_path / "m.npz")
     back = read_export_npz(tmp_path / "m.npz")
     assert c_header(back) == text

@@ -1,6 +1,7 @@
 """Export an :class:`~hadamnp.deploy.integer.IntegerModel` as a compact ``.npz`` or a C header.
 
-Both files carry the same fields (``shared/spec/integer-inference.md``):
+Both files carry the same fields (the scheme: :mod:`hadamnp.reference.integer`; one step is
+``h = sat_a((M_rec (s * FWHT_m(h)) + M_in U_int x + b_fine + 2^(q-1)) >> q)``):
 
 =====================  ===========================  =========================================
 field                  npz                          C header
@@ -12,18 +13,19 @@ sign bits of s         ``sign_bits`` (ceil(n/64),)  ``hadamrnn_sign_bits[]`` uin
                        uint64, LSB-first, bit 1=-1
 U_int                  ``U_int`` (n, d_in) int8     ``hadamrnn_U_int[]`` row-major
 V_int                  ``V_int`` (d_out, n) int8    ``hadamrnn_V_int[]`` row-major
-b_int, c_int           ``b_int``, ``c_int`` int32   ``hadamrnn_b_int[]``, ``hadamrnn_c_int[]``
+b_fine                 ``b_fine`` (n,) int64        ``hadamrnn_b_fine[]`` int64_t
+c_int                  ``c_int`` (d_out,) int32     ``hadamrnn_c_int[]`` int32_t
 S_x, S_h exponents     ``meta.exp_x``, ``exp_h``    ``HADAMRNN_EXP_X``, ``HADAMRNN_EXP_H``
-(M_rec, q_rec)         ``meta.M_rec`` ...           ``HADAMRNN_M_REC``, ``HADAMRNN_Q_REC``
-shift flags            ``meta.rec_shift``,          ``HADAMRNN_REC_SHIFT``,
-                       ``meta.in_shift``            ``HADAMRNN_IN_SHIFT``
-(M_in, q_in)           ``meta.M_in`` ...            ``HADAMRNN_M_IN``, ``HADAMRNN_Q_IN``
+M_rec (< 2^31)         ``meta.M_rec``               ``HADAMRNN_M_REC`` (``INT64_C``)
+M_in (< 2^63)          ``meta.M_in``                ``HADAMRNN_M_IN`` (``INT64_C``)
+shift q                ``meta.q``                   ``HADAMRNN_Q``
 logits scale (float)   ``meta.logits_scale``        ``HADAMRNN_LOGITS_SCALE``
 many_to_many           ``meta.many_to_many``        ``HADAMRNN_MANY_TO_MANY``
 =====================  ===========================  =========================================
 
-A multiplier with its shift flag set is an exact power of two: ``M = 2^e, q = 0`` or
-``M = 1``, ``q = k`` (a rounding shift by ``k``); it needs no multiply.
+``M_rec`` is a power of two when ``m = 4^k`` (the multiply is a shift). The exporter
+validates every bound (``z``, ``U_int x``, readout in int32; the accumulator in int64) and
+refuses a model that could overflow.
 
 The npz is written by :func:`hadamnp.io.npzfile.write_npz_atomic` (format
 ``"hadamnp-integer-model"``, version 1, content checksum).
@@ -45,9 +47,8 @@ EXPORT_FORMAT = "hadamnp-integer-model"
 EXPORT_VERSION = 1
 
 SCALAR_FIELDS = ("n", "m", "d_in", "d_out", "a", "p_in", "p_out", "exp_x", "exp_h",
-                 "M_rec", "q_rec", "rec_shift", "M_in", "q_in", "in_shift", "logits_scale",
-                 "many_to_many")
-ARRAY_FIELDS = ("sign_bits", "U_int", "V_int", "b_int", "c_int")
+                 "M_rec", "M_in", "q", "logits_scale", "many_to_many")
+ARRAY_FIELDS = ("sign_bits", "U_int", "V_int", "b_fine", "c_int")
 
 
 def _pack_signs(signs):
@@ -72,13 +73,13 @@ def export_fields(imodel):
     Returns
     -------
     arrays : dict: ``sign_bits`` (ceil(n/64),) uint64, ``U_int``, ``V_int`` int8,
-        ``b_int``, ``c_int`` int32
+        ``b_fine`` int64, ``c_int`` int32
     meta : dict: format, version, the scalar fields, conventions, calibration, hadamnp
         version
     """
     imodel.check()
     arrays = {"sign_bits": np.asarray(_pack_signs(imodel.signs), dtype=np.uint64),
-              "U_int": imodel.U_int, "V_int": imodel.V_int, "b_int": imodel.b_int,
+              "U_int": imodel.U_int, "V_int": imodel.V_int, "b_fine": imodel.b_fine,
               "c_int": imodel.c_int}
     scalars = {}
     for name in SCALAR_FIELDS:
@@ -105,7 +106,7 @@ def model_from_fields(arrays, meta):
     n = int(meta["n"])
     signs = np.asarray(_unpack_signs(arrays["sign_bits"], n)).astype(np.int8)
     return IntegerModel(**{k: meta[k] for k in SCALAR_FIELDS}, signs=signs,
-                        U_int=arrays["U_int"], V_int=arrays["V_int"], b_int=arrays["b_int"],
+                        U_int=arrays["U_int"], V_int=arrays["V_int"], b_fine=arrays["b_fine"],
                         c_int=arrays["c_int"], calibration=meta.get("calibration", {}))
 
 
@@ -160,9 +161,9 @@ def c_header(imodel, guard="HADAMRNN_MODEL_H"):
            "(hadamnp.deploy.export). Do not edit: regenerate with `hadamnp export`.",
            f" * {meta['model']} n={imodel.n} m={imodel.m} d_in={imodel.d_in} "
            f"d_out={imodel.d_out} a={imodel.a} p_in={imodel.p_in} p_out={imodel.p_out}",
-           " * Conventions: sign bits LSB-first uint64, bit 1 = -1; matrices row-major;",
-           " * a multiplier with its _SHIFT flag set is a power of two (M = 2^e, q = 0, or",
-           " * M = 1: rounding shift by q). HADAMRNN_LOGITS_SCALE is for reference only. */",
+           " * Conventions: sign bits LSB-first uint64, bit 1 = -1; matrices row-major.",
+           " * Step: h = sat_a((M_REC (s * FWHT_m(h)) + M_IN U_int x + b_fine + 2^(Q-1)) >> Q)",
+           " * in int64. HADAMRNN_LOGITS_SCALE is for reference only. */",
            f"#ifndef {guard}", f"#define {guard}", "", "#include <stdint.h>", ""]
     out += [f"#define HADAMRNN_{name} {text}" for name, text in defines]
     out.append("")
@@ -170,7 +171,9 @@ def c_header(imodel, guard="HADAMRNN_MODEL_H"):
                         lambda v: f"UINT64_C(0x{int(v):016x})"))
     out.append(_c_array("int8_t", "hadamrnn_U_int", arrays["U_int"], 16, lambda v: str(int(v))))
     out.append(_c_array("int8_t", "hadamrnn_V_int", arrays["V_int"], 16, lambda v: str(int(v))))
-    out.append(_c_array("int32_t", "hadamrnn_b_int", arrays["b_int"], 8, lambda v: str(int(v))))
+    # C99 wants INT64_C's argument unsigned and unsuffixed: the sign goes outside.
+    out.append(_c_array("int64_t", "hadamrnn_b_fine", arrays["b_fine"], 4,
+                        lambda v: f"{'-' if v < 0 else ''}INT64_C({abs(int(v))})"))
     out.append(_c_array("int32_t", "hadamrnn_c_int", arrays["c_int"], 8, lambda v: str(int(v))))
     out.append(f"#endif /* {guard} */\n")
     return "\n".join(out)
@@ -215,9 +218,10 @@ def deployment_report(imodel):
     dict with
     ``size_bytes``: ``float_model`` (bits of ``shared/spec/hadamrnn.md`` "Model size
     bookkeeping": p-bit U and V, n sign bits, FP32 b, c, two FP32 alphas, rounded up to
-    bytes), ``integer_packed`` (p-bit U and V codes and sign bits packed, int32 biases,
-    the scalar fields as 4-byte words), ``integer_exported`` (as the exported arrays
-    store them: int8 codes, uint64 sign words, int32 biases, scalars as 4-byte words);
+    bytes), ``integer_packed`` (p-bit U and V codes and sign bits packed, int64 ``b_fine``,
+    int32 ``c_int``, the scalar fields as 4-byte words, two for the 64-bit ``M_in``),
+    ``integer_exported`` (as the exported arrays store them: int8 codes, uint64 sign
+    words, int64 ``b_fine``, int32 ``c_int``, the scalars as in ``integer_packed``);
     ``ops_per_step``: for ``float_fwht`` (float FWHT path), ``float_dense`` (dense float
     W), ``integer_fwht`` (this engine) and ``integer_xnor_popcount`` (dense binary W by
     XNOR-popcount over the ``a`` bit-planes of ``h_int``): ``additions``,
@@ -226,30 +230,32 @@ def deployment_report(imodel):
     """
     n, m, d_in, d_out, a = imodel.n, imodel.m, imodel.d_in, imodel.d_out, imodel.a
     log_m = int(math.log2(m))
-    scalars = len(SCALAR_FIELDS)  # one 4-byte word each on the device
+    scalars = len(SCALAR_FIELDS) + 1  # 4-byte words on the device; M_in takes two
     float_bits = (imodel.p_in * n * d_in + imodel.p_out * d_out * n + n + 32 * (n + d_out)
                   + 2 * 32)
-    packed_bits = (imodel.p_in * n * d_in + imodel.p_out * d_out * n + n + 32 * (n + d_out)
+    packed_bits = (imodel.p_in * n * d_in + imodel.p_out * d_out * n + n + 64 * n + 32 * d_out
                    + 32 * scalars)
-    exported = (n * d_in + d_out * n + 8 * math.ceil(n / 64) + 4 * (n + d_out) + 4 * scalars)
+    exported = (n * d_in + d_out * n + 8 * math.ceil(n / 64) + 8 * n + 4 * d_out + 4 * scalars)
     words = math.ceil(m / 64)
     input_mults = n * d_in
+    # U_int x, then the accumulator: M_in u always, M_rec z unless M_rec is a power of two.
+    rec_power_of_two = (imodel.M_rec & (imodel.M_rec - 1)) == 0
+    integer_mults = input_mults + n + (0 if rec_power_of_two else n)
+    # Accumulator: + M_in u, + b_fine, + 2^(q-1) (an engine may fold it into b_fine).
+    accumulate = 3 * n
     ops = {
         "float_fwht": {"additions": n * log_m + n * d_in + n, "multiplications": n + input_mults,
                        "popcounts": 0, "shifts": 0},
         "float_dense": {"additions": n * (n - 1) + n * d_in + n,
                         "multiplications": n * n + input_mults, "popcounts": 0, "shifts": 0},
         "integer_fwht": {
-            "additions": n * log_m + n * d_in + 2 * n + 2 * n,  # FWHT, U x, +b, +r_in, rounding
-            "multiplications": input_mults + (0 if imodel.rec_shift else n)
-            + (0 if imodel.in_shift else n),
-            "popcounts": 0, "shifts": 2 * n},
+            "additions": n * log_m + n * d_in + accumulate,
+            "multiplications": integer_mults, "popcounts": 0, "shifts": n},
         "integer_xnor_popcount": {
             # n rows x a bit-planes x ceil(m/64) words; weighted sum of the plane counts.
-            "additions": n * a * words + n * d_in + 2 * n + 2 * n,
-            "multiplications": input_mults + (0 if imodel.rec_shift else n)
-            + (0 if imodel.in_shift else n),
-            "popcounts": n * a * words, "shifts": n * a + 2 * n},
+            "additions": n * a * words + n * d_in + accumulate,
+            "multiplications": integer_mults, "popcounts": n * a * words,
+            "shifts": n * a + n},
     }
     readout = {"float": {"additions": d_out * n, "multiplications": d_out * n},
                "integer": {"additions": d_out * n, "multiplications": d_out * n}}

@@ -1,7 +1,7 @@
 """Post-training conversion of a trained HadamRNN to an integer-only model.
 
-The scheme is ``shared/spec/integer-inference.md`` (arithmetic: :mod:`hadamnp.reference.integer`).
-The float model
+The scheme is ``shared/spec/integer-inference.md`` with one rounding per step instead of
+three (arithmetic and rationale: :mod:`hadamnp.reference.integer`). The float model
 
     h_t = s * (S_m h_{t-1}) / sqrt(m) + U~ x_t + b,     y_t = V~ relu(h_t) + c,
     U~ = (alpha_U / levels_U) U_int,   V~ = (alpha_V / levels_V) V_int
@@ -10,12 +10,13 @@ The float model
 scales ``x ~ S_x x_int`` and ``h ~ S_h h_int``:
 
 - ``U_int``, ``V_int``: the trained quantizer's integer codes (int8; ``p <= 8``);
-- ``(M_rec, q_rec)``: the factor ``1/sqrt(m)`` (a rounding shift by ``k`` when ``m = 4^k``);
-- ``(M_in, q_in)``: the factor ``alpha_U S_x / (levels_U S_h)`` (a shift when it is a
-  power of two);
-- ``b_int = round_half_even(b / S_h)``, ``c_int = round_half_even(c / logits_scale)``,
-  ``logits_scale = alpha_V S_h / levels_V`` (kept as a float for reference only:
-  ``argmax`` needs no float).
+- one shift ``q`` shared by the step's accumulator (:func:`fixed_point`) and
+  ``M_rec = round(2^q / sqrt(m))`` (a power of two when ``m = 4^k``),
+  ``M_in = round_half_even(2^q alpha_U S_x / (levels_U S_h))``,
+  ``b_fine = round_half_even(2^q b / S_h)`` (int64: the bias at resolution ``2^-q``
+  state units);
+- ``c_int = round_half_even(c / logits_scale)``, ``logits_scale = alpha_V S_h / levels_V``
+  (kept as a float for reference only: ``argmax`` needs no float).
 
 Calibration (:func:`calibrate`) picks ``S_x`` and ``S_h`` from training-set statistics:
 the smallest power of two ``S`` with ``stat <= S (2^(a-1) - 1)``, where ``stat`` is
@@ -36,8 +37,9 @@ import numpy as np
 from hadamnp import conventions
 from hadamnp._checks import check_finite, check_ndim
 from hadamnp.errors import ConfigError, ShapeError
-from hadamnp.reference.integer import (activation_range, check_bounds, check_multiplier,
-                                       integer_bounds)
+from hadamnp.reference.integer import (INT64_MAX, M_IN_LIMIT, MAX_SHIFT, IntegerRangeError,
+                                       accumulator_bound, activation_range, check_bounds,
+                                       check_fixed_point, integer_bounds)
 
 ENGINES = ("numba", "reference")
 
@@ -69,57 +71,86 @@ def power_of_two_exponent(stat, a):
     return e
 
 
-def fixed_point_multiplier(r):
-    """Represent a real factor ``r > 0`` as ``M / 2^q``.
+def default_shift(m):
+    """The shift ``q = 30 + ceil(log2(m) / 2)``: the one that puts ``M_rec`` in ``[2^30, 2^31)``.
+
+    ``2^q / sqrt(m) = 2^(30 + ceil(k/2) - k/2)`` for ``m = 2^k``: ``2^30`` when ``k`` is even,
+    ``2^30.5`` when it is odd.
+    """
+    k = int(m).bit_length() - 1
+    return 30 + (k + 1) // 2
+
+
+def recurrent_multiplier(m, q):
+    """``M_rec = round(2^q / sqrt(m))``, the nearest integer, computed exactly.
+
+    ``2^q / sqrt(m) = sqrt(N)`` with ``N = 2^(2q) / m`` an integer (``m = 2^k``, ``k <= 2q``);
+    ``r = isqrt(N)`` and ``sqrt(N)`` is nearer to ``r + 1`` exactly when ``N - r^2 > r``
+    (never a tie: the square root of an integer is not a half-integer).
 
     Parameters
     ----------
-    r : float > 0
+    m : int, block size (a power of two)
+    q : int >= 0, with ``2^(2q) >= m``
 
     Returns
     -------
-    M : int, in ``[2^30, 2^31)``, or a power of two ``<= 2^30`` when ``r`` is one
-    q : int, ``0 <= q <= 62``
-    is_shift : bool
-        ``r`` is an exact power of two: ``M = 2^e`` with ``q = 0`` (``r = 2^e``) or
-        ``M = 1`` (``r = 2^-q``), applied as a plain (rounding) shift, no multiply.
+    int
+    """
+    N = 2 ** (2 * int(q)) // int(m)
+    r = math.isqrt(N)
+    return r + 1 if N - r * r > r else r
+
+
+def fixed_point(m, a, r_in, b_state, U_int):
+    """Choose the accumulator shift ``q`` and the integers ``M_rec``, ``M_in``, ``b_fine``.
+
+    ``q`` starts at :func:`default_shift` (31 significant bits in ``M_rec``) and is lowered
+    one bit at a time, only when needed, until ``M_in`` and ``b_fine`` fit int64 and so does
+    the worst-case accumulator
+    ``M_rec m 2^(a-1) + M_in max_i sum_j |U_int[i,j]| 2^(a-1) + max |b_fine| + 2^(q-1)``
+    (:func:`hadamnp.reference.integer.accumulator_bound`).
+
+    Parameters
+    ----------
+    m : int, block size
+    a : int, activation width
+    r_in : float >= 0, the input factor ``alpha_U S_x / (levels_U S_h)``
+    b_state : (n,) float64, the bias in state units ``b / S_h``
+    U_int : (n, d_in) integer input codes
+
+    Returns
+    -------
+    M_rec : int, ``round(2^q / sqrt(m))`` in ``[1, 2^31)``
+    M_in : int, ``round_half_even(2^q r_in)``
+    b_fine : (n,) int64, ``round_half_even(2^q b_state)``
+    q : int, ``1 <= q <= 62``
 
     Raises
     ------
     ConfigError
-        ``r`` is not positive and finite, or needs ``q`` outside ``[0, 62]``.
+        ``r_in`` or ``b_state`` not finite, or ``r_in < 0``.
+    IntegerRangeError
+        No shift ``q >= 1`` keeps the accumulator within int64.
     """
-    r = float(r)
-    if not math.isfinite(r) or r <= 0:
-        raise ConfigError(f"fixed-point factor must be positive and finite, got {r}")
-    frac, e = math.frexp(r)  # r = frac 2^e, frac in [0.5, 1)
-    if frac == 0.5:
-        e -= 1  # r = 2^e exactly
-        M, q = (2**e, 0) if e >= 0 else (1, -e)
-        return (*check_multiplier(M, q, f"factor {r!r}"), True)
-    M = round(math.ldexp(frac, 31))  # Python round: half to even, M in [2^30, 2^31]
-    q = 31 - e
-    if M == 2**31:
-        M, q = 2**30, q - 1
-    return (*check_multiplier(M, q, f"factor {r!r}"), False)
-
-
-def mul_round(v, M, q):
-    """``(v M + 2^(q-1)) >> q`` in int64 (arithmetic shift: round half up).
-
-    Parameters
-    ----------
-    v : array_like of integers with ``|v| < 2^31``
-    M, q : int, a multiplier from :func:`fixed_point_multiplier`
-
-    Returns
-    -------
-    ndarray int64, same shape as ``v``
-    """
-    M, q = check_multiplier(M, q, "multiplier")
-    v = np.asarray(v, dtype=np.int64)
-    half = np.int64(2 ** (q - 1)) if q > 0 else np.int64(0)
-    return (v * np.int64(M) + half) >> np.int64(q)
+    r_in = float(r_in)
+    b_state = np.asarray(b_state, dtype=np.float64)
+    if not math.isfinite(r_in) or r_in < 0:
+        raise ConfigError(f"input factor must be finite and >= 0, got {r_in}")
+    check_finite(b_state, "b_state")
+    activation_range(a)
+    for q in range(min(default_shift(m), MAX_SHIFT), 0, -1):
+        M_rec = recurrent_multiplier(m, q)
+        M_in = round(math.ldexp(r_in, q))  # ldexp is exact; round: half to even
+        b_fine = conventions.round_half_even(np.ldexp(b_state, q))
+        if M_in >= M_IN_LIMIT or float(np.abs(b_fine).max(initial=0.0)) > INT64_MAX:
+            continue
+        b_fine = b_fine.astype(np.int64)
+        if accumulator_bound(m, U_int, b_fine, M_rec, M_in, q, a) <= INT64_MAX:
+            return M_rec, M_in, b_fine, q
+    raise IntegerRangeError(f"no accumulator shift q >= 1 keeps M_rec z + M_in U_int x + b_fine "
+                            f"within int64 (m={m}, a={a}, input factor {r_in:.3g}, "
+                            f"max |b / S_h| = {np.abs(b_state).max(initial=0.0):.3g})")
 
 
 def quantize_inputs(x, exp_x, a):
@@ -227,11 +258,12 @@ class IntegerModel:
     signs : (n,) int8 in {-1, +1}
     U_int : (n, d_in) int8
     V_int : (d_out, n) int8
-    b_int : (n,) int32
+    b_fine : (n,) int64, the bias in units of ``S_h / 2^q``
     c_int : (d_out,) int32
     exp_x, exp_h : int, ``S_x = 2^exp_x``, ``S_h = 2^exp_h``
-    M_rec, q_rec, rec_shift : recurrent multiplier; ``rec_shift`` when it is a power of two
-    M_in, q_in, in_shift : input multiplier; ``in_shift`` when it is a power of two
+    M_rec : int, recurrent multiplier ``~ 2^q / sqrt(m)``, in ``[1, 2^31)``
+    M_in : int, input multiplier ``~ 2^q alpha_U S_x / (levels_U S_h)``, in ``[0, 2^63)``
+    q : int, the common shift of the accumulator, in ``[1, 62]``
     logits_scale : float, ``logits ~ logits_scale * logits_int`` (reference only)
     many_to_many : bool
     calibration : dict, how the scales were chosen (JSON-serialisable)
@@ -247,16 +279,13 @@ class IntegerModel:
     signs: np.ndarray
     U_int: np.ndarray
     V_int: np.ndarray
-    b_int: np.ndarray
+    b_fine: np.ndarray
     c_int: np.ndarray
     exp_x: int
     exp_h: int
     M_rec: int
-    q_rec: int
-    rec_shift: bool
     M_in: int
-    q_in: int
-    in_shift: bool
+    q: int
     logits_scale: float
     many_to_many: bool
     calibration: dict = field(default_factory=dict)
@@ -267,13 +296,13 @@ class IntegerModel:
     def bounds(self):
         """Worst-case magnitudes of the intermediates (see
         :func:`hadamnp.reference.integer.integer_bounds`)."""
-        return integer_bounds(self.m, self.U_int, self.V_int, self.b_int, self.c_int,
-                              self.M_rec, self.q_rec, self.M_in, self.q_in, self.a)
+        return integer_bounds(self.m, self.U_int, self.V_int, self.b_fine, self.c_int,
+                              self.M_rec, self.M_in, self.q, self.a)
 
     def check(self):
-        """Validate dtypes, shapes and the int32 bounds; raise on any violation."""
+        """Validate dtypes, shapes and the int32 / int64 bounds; raise on any violation."""
         expected = {"signs": ((self.n,), np.int8), "U_int": ((self.n, self.d_in), np.int8),
-                    "V_int": ((self.d_out, self.n), np.int8), "b_int": ((self.n,), np.int32),
+                    "V_int": ((self.d_out, self.n), np.int8), "b_fine": ((self.n,), np.int64),
                     "c_int": ((self.d_out,), np.int32)}
         for name, (shape, dtype) in expected.items():
             value = getattr(self, name)
@@ -289,8 +318,7 @@ class IntegerModel:
             if codes.size and (codes.min() < low or codes.max() > high):
                 raise ConfigError(f"IntegerModel.{name} holds codes outside the {p}-bit "
                                   f"grid [{low}, {high}]")
-        check_multiplier(self.M_rec, self.q_rec, "recurrent multiplier")
-        check_multiplier(self.M_in, self.q_in, "input multiplier")
+        check_fixed_point(self.M_rec, self.M_in, self.q)
         check_bounds(self.bounds())
 
     def quantize_inputs(self, x):
@@ -317,9 +345,9 @@ class IntegerModel:
             from hadamnp.reference.integer import integer_forward
         else:
             raise ConfigError(f"unknown engine {engine!r}; choose one of {list(ENGINES)}")
-        h, logits = integer_forward(self.signs, self.m, self.U_int, self.b_int, self.V_int,
-                                    self.c_int, self.M_rec, self.q_rec, self.M_in, self.q_in,
-                                    self.a, x_int, many_to_many=self.many_to_many)
+        h, logits = integer_forward(self.signs, self.m, self.U_int, self.b_fine, self.V_int,
+                                    self.c_int, self.M_rec, self.M_in, self.q, self.a, x_int,
+                                    many_to_many=self.many_to_many)
         return h, (logits if self.many_to_many else logits[:, 0, :])
 
     def logits(self, logits_int):
@@ -346,7 +374,8 @@ def to_integer(config, params, a, calibration):
     ConfigError
         Unsupported configuration or a multiplier out of range.
     IntegerRangeError
-        The worst-case intermediates exceed int32 (e.g. ``a`` too large for ``m``).
+        A worst-case intermediate exceeds int32 (``z``, ``U_int x``, readout; e.g. ``a`` too
+        large for ``m``) or, for every shift ``q``, the int64 accumulator.
     """
     from hadamnp.models.hadamrnn import HadamRNN
     from hadamnp.models.quantizers import Uniform
@@ -360,24 +389,21 @@ def to_integer(config, params, a, calibration):
     U_codes, alpha_U = qU.codes(params["U"])
     V_codes, alpha_V = qV.codes(params["V"])
     levels_U, levels_V = qU.grid()[2], qV.grid()[2]
-    M_rec, q_rec, rec_shift = fixed_point_multiplier(1.0 / math.sqrt(m))
     r_in = math.ldexp(float(alpha_U) / levels_U, exp_x - exp_h)
-    M_in, q_in, in_shift = fixed_point_multiplier(r_in)
+    b_state = np.ldexp(params["b"].astype(np.float64), -exp_h)
+    M_rec, M_in, b_fine, q = fixed_point(m, a, r_in, b_state, U_codes)
     logits_scale = math.ldexp(float(alpha_V) / levels_V, exp_h)
-    b_int = conventions.round_half_even(np.ldexp(params["b"].astype(np.float64), -exp_h))
     c_int = conventions.round_half_even(params["c"].astype(np.float64) / logits_scale)
-    for name, value in (("b_int", b_int), ("c_int", c_int)):
-        if np.abs(value).max() > 2**31 - 1:
-            raise ConfigError(f"{name} does not fit int32 (max |{name}| = "
-                              f"{np.abs(value).max():.3g}); the state scale is too small")
+    if np.abs(c_int).max() > 2**31 - 1:
+        raise ConfigError(f"c_int does not fit int32 (max |c_int| = {np.abs(c_int).max():.3g}); "
+                          "the state scale is too small")
     return IntegerModel(
         n=n, m=m, d_in=config.input_size, d_out=config.output_size, a=int(a),
         p_in=int(config.bits_in), p_out=int(config.bits_out),
         signs=conventions.sign(params["u"].astype(np.float64)).astype(np.int8),
         U_int=U_codes.astype(np.int8), V_int=V_codes.astype(np.int8),
-        b_int=b_int.astype(np.int32), c_int=c_int.astype(np.int32),
-        exp_x=exp_x, exp_h=exp_h, M_rec=M_rec, q_rec=q_rec, rec_shift=rec_shift,
-        M_in=M_in, q_in=q_in, in_shift=in_shift, logits_scale=logits_scale,
+        b_fine=b_fine, c_int=c_int.astype(np.int32),
+        exp_x=exp_x, exp_h=exp_h, M_rec=M_rec, M_in=M_in, q=q, logits_scale=logits_scale,
         many_to_many=bool(config.many_to_many), calibration=dict(calibration))
 
 
@@ -403,8 +429,10 @@ def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250)
     dict: ``argmax_agreement`` (fraction of scored positions where both argmaxes agree),
     ``max_abs_logit_error`` and ``rms_logit_error`` (of ``logits_scale * logits_int``
     against the float logits), ``max_abs_logit`` (float), ``saturated_fraction`` (of
-    ``h_int`` entries at the edge of ``R_a``), ``float_logits``, ``int_logits`` (arrays);
-    with ``y``: ``float_accuracy`` and ``int_accuracy``.
+    ``h_int`` entries at the edge of ``R_a``), ``final_state_error`` (``||S_h h_int_T -
+    h_T|| / ||h_T||``, norms over all sequences and units at the last step),
+    ``float_logits``, ``int_logits`` (arrays); with ``y``: ``float_accuracy`` and
+    ``int_accuracy``.
     """
     from hadamnp.models.hadamrnn import HadamRNN
 
@@ -412,13 +440,17 @@ def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250)
     low, high = activation_range(imodel.a)
     float_parts, int_parts = [], []
     saturated = 0
+    state_err2 = state_norm2 = 0.0
     for lo in range(0, x.shape[0], int(batch_size)):
         xb = x[lo:lo + int(batch_size)]
-        logits, _ = net.forward(params, xb)
+        logits, cache = net.forward(params, xb)
         float_parts.append(np.asarray(logits, dtype=np.float64))
         h_int, logits_int = imodel.run(imodel.quantize_inputs(xb), engine=engine)
         int_parts.append(logits_int)
         saturated += int(np.count_nonzero((h_int == low) | (h_int == high)))
+        h_last = net.states(cache)[:, -1].astype(np.float64)
+        state_err2 += float(np.sum((np.ldexp(h_int[:, -1], imodel.exp_h) - h_last) ** 2))
+        state_norm2 += float(np.sum(h_last**2))
     float_logits = np.concatenate(float_parts)
     logits_int = np.concatenate(int_parts)
     err = imodel.logits(logits_int) - float_logits
@@ -428,6 +460,7 @@ def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250)
               "rms_logit_error": float(np.sqrt(np.mean(err**2))),
               "max_abs_logit": float(np.abs(float_logits).max()),
               "saturated_fraction": saturated / (x.shape[0] * x.shape[1] * imodel.n),
+              "final_state_error": math.sqrt(state_err2 / state_norm2) if state_norm2 else 0.0,
               "float_logits": float_logits, "int_logits": logits_int}
     if y is not None:
         y = np.asarray(y)

@@ -1,10 +1,10 @@
 """Numba integer engine for integer-only HadamRNN inference.
 
 Reference twin: :func:`hadamnp.reference.integer.integer_forward` (same signature, same
-scheme, see that module and ``shared/spec/integer-inference.md``). Here the state is int32,
-the block FWHT is exact int32 additions, each fixed-point rescaling is one int64 multiply,
-an add and an arithmetic (flooring) right shift, and the results equal the float64
-simulation bit for bit.
+scheme, see that module). Here the state is int32, the block FWHT is exact int32 additions,
+the step's accumulator ``M_rec (s * z) + M_in u + b_fine`` is int64 and the single
+rounding ``(acc + 2^(q-1)) >> q`` an arithmetic (flooring) right shift; the results equal
+the float64 simulation bit for bit.
 
 Layout: batch-first ``(B, T, .)`` like the public arrays, not the time-major batch-last
 layout of the float sequence kernels. Deployment runs one sequence at a time (batch 1, as
@@ -12,8 +12,8 @@ on a device); keeping each state vector contiguous lets the butterflies, the req
 and the readout vectorise along the hidden axis, which is what batch-1 latency needs.
 Sequences of a batch are independent and run one after the other.
 
-The worst-case bounds are checked by the wrapper (int32 everywhere except the int64
-products ``v M``), so the compiled loop never overflows.
+The worst-case bounds are checked by the wrapper (``z``, ``U_int x`` and the readout in
+int32, the accumulator in int64), so the compiled loop never overflows.
 """
 
 import numba
@@ -82,36 +82,32 @@ def _fwht(src, z, tmp, m):
 
 
 @numba.njit(cache=True)
-def _integer_forward(s, m, U_T, b, V, c, M_rec, q_rec, M_in, q_in, low, high, x, h, logits):
+def _integer_forward(s, m, U_T, b_half, V, c, M_rec, M_in, q, low, high, x, h, logits):
     B, T, d_in = x.shape
     n = s.shape[0]
     d_out = V.shape[0]
     first_scored = T - logits.shape[1]
-    half_rec = np.int64(1) << (q_rec - 1) if q_rec > 0 else np.int64(0)
-    half_in = np.int64(1) << (q_in - 1) if q_in > 0 else np.int64(0)
     sM = s.astype(np.int64) * M_rec  # sign flip folded into the multiplier
     z = np.empty(n, dtype=np.int32)
     tmp = np.empty(n, dtype=np.int32)
-    acc = np.empty(n, dtype=np.int32)
+    u = np.empty(n, dtype=np.int32)
     for bb in range(B):
         for t in range(T):
             if t == 0:
                 z[:] = 0
             else:
                 _fwht(h[bb, t - 1], z, tmp, m)
-            # U_int x_t, column by column of U (rows of U_T are contiguous).
-            acc[:] = 0
+            # u = U_int x_t, column by column of U (rows of U_T are contiguous).
+            u[:] = 0
             for j in range(d_in):
                 xj = x[bb, t, j]
                 if xj != 0:
                     for i in range(n):
-                        acc[i] += U_T[j, i] * xj
+                        u[i] += U_T[j, i] * xj
             out = h[bb, t]
             for i in range(n):
-                r_rec = (z[i] * sM[i] + half_rec) >> q_rec
-                r_in = (np.int64(acc[i]) * M_in + half_in) >> q_in
-                v = r_rec + r_in + b[i]
-                out[i] = min(max(v, low), high)
+                acc = z[i] * sM[i] + np.int64(u[i]) * M_in + b_half[i]
+                out[i] = min(max(acc >> q, low), high)
             if t >= first_scored:
                 row = logits[bb, t - first_scored]
                 for o in range(d_out):
@@ -121,7 +117,7 @@ def _integer_forward(s, m, U_T, b, V, c, M_rec, q_rec, M_in, q_in, low, high, x,
                     row[o] = total + c[o]
 
 
-def integer_forward(s, m, U_int, b_int, V_int, c_int, M_rec, q_rec, M_in, q_in, a, x_int, *,
+def integer_forward(s, m, U_int, b_fine, V_int, c_int, M_rec, M_in, q, a, x_int, *,
                     many_to_many):
     """Integer HadamRNN over whole sequences (compiled engine).
 
@@ -130,11 +126,12 @@ def integer_forward(s, m, U_int, b_int, V_int, c_int, M_rec, q_rec, M_in, q_in, 
     s : (n,) integer signs in {-1, +1}
     m : int, block size (power of two dividing ``n``)
     U_int : (n, d_in) integer input codes (int8 in exported models)
-    b_int : (n,) integer recurrent bias, in state units ``S_h``
+    b_fine : (n,) integer recurrent bias in units of ``S_h / 2^q`` (int64 in exported models)
     V_int : (d_out, n) integer output codes
     c_int : (d_out,) integer output bias, in logit units
-    M_rec, q_rec : int, recurrent multiplier (factor ``1/sqrt(m)``)
-    M_in, q_in : int, input multiplier (factor ``alpha_U S_x / (levels_U S_h)``)
+    M_rec : int, recurrent multiplier, ``~ 2^q / sqrt(m)``
+    M_in : int, input multiplier, ``~ 2^q alpha_U S_x / (levels_U S_h)``
+    q : int, the common shift of the accumulator
     a : int, activation width
     x_int : (B, T, d_in) integer inputs within ``R_a``
     many_to_many : bool, logits at every step (else at the last step only)
@@ -147,21 +144,21 @@ def integer_forward(s, m, U_int, b_int, V_int, c_int, M_rec, q_rec, M_in, q_in, 
     Raises
     ------
     IntegerRangeError
-        ``x_int`` outside ``R_a``, or worst-case intermediates beyond int32.
+        ``x_int`` outside ``R_a``, or a worst-case intermediate beyond int32 / int64.
     """
-    args = check_integer_args(s, m, U_int, b_int, V_int, c_int, M_rec, q_rec, M_in, q_in, a,
-                              x_int, many_to_many)
+    args = check_integer_args(s, m, U_int, b_fine, V_int, c_int, M_rec, M_in, q, a, x_int,
+                              many_to_many)
     x = np.ascontiguousarray(args["x_int"], dtype=np.int32)
     B, T, _ = x.shape
-    n = args["n"]
+    n, q = args["n"], args["q"]
     h = np.empty((B, T, n), dtype=np.int32)
     logits = np.empty((B, args["T_out"], args["V_int"].shape[0]), dtype=np.int32)
+    # The rounding constant folded into the bias (the bounds include it: no overflow).
+    b_half = args["b_fine"].astype(np.int64) + np.int64(2 ** (q - 1))
     _integer_forward(np.ascontiguousarray(args["s"], dtype=np.int32), args["m"],
-                     np.ascontiguousarray(args["U_int"].T, dtype=np.int32),
-                     np.ascontiguousarray(args["b_int"], dtype=np.int64),
+                     np.ascontiguousarray(args["U_int"].T, dtype=np.int32), b_half,
                      np.ascontiguousarray(args["V_int"], dtype=np.int32),
                      np.ascontiguousarray(args["c_int"], dtype=np.int32),
-                     np.int64(args["M_rec"]), np.int64(args["q_rec"]),
-                     np.int64(args["M_in"]), np.int64(args["q_in"]),
+                     np.int64(args["M_rec"]), np.int64(args["M_in"]), np.int64(q),
                      np.int64(args["low"]), np.int64(args["high"]), x, h, logits)
     return h, logits
