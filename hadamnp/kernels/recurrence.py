@@ -23,70 +23,69 @@ from hadamnp.kernels.fwht import fwht_columns_inplace
 
 
 @numba.njit(cache=True, inline="always")
-def _update_state(a, scale, U, b, x_t, nonlinear):
-    """``a = relu?(scale[:, None] * a + U @ x_t + b[:, None])`` for ``a`` (n, B), in place.
+def _update_state(a, scale, b, drive, nonlinear, z):
+    """``a = relu?(scale[:, None] * a + b[:, None] + drive)`` in place, and ``z = relu(a)``.
 
-    ``scale`` holds ``s_i / sqrt(m)`` (or ones for the dense recurrence, zeros at t = 0).
+    ``a``, ``drive`` and ``z`` are (n, B); ``scale`` holds ``s_i / sqrt(m)`` (ones for the
+    dense recurrence).
     """
     n, B = a.shape
-    d_in = U.shape[1]
     for i in range(n):
-        row = a[i]
         si = scale[i]
         bi = b[i]
         for j in range(B):
-            row[j] = si * row[j] + bi
-        for k in range(d_in):
-            uik = U[i, k]
-            xk = x_t[k]
-            for j in range(B):
-                row[j] += uik * xk[j]
-        if nonlinear:
-            for j in range(B):
-                row[j] = max(row[j], 0)
+            v = si * a[i, j] + bi + drive[i, j]
+            if nonlinear:
+                v = max(v, 0)
+            a[i, j] = v
+            z[i, j] = max(v, 0)
 
 
 @numba.njit(cache=True, inline="always")
-def _readout(V, c, h_t, out):
-    """``out = V @ relu(h_t) + c[:, None]`` for ``out`` (d_out, B)."""
-    d_out, n = V.shape
-    B = h_t.shape[1]
-    for o in range(d_out):
-        row = out[o]
-        co = c[o]
+def _input_drive(U, x_t, drive):
+    """``drive = U @ x_t`` for ``x_t`` (d_in, B); explicit loops when d_in is tiny.
+
+    BLAS is faster from a few input features on, but a rank-1 update (d_in = 1, e.g.
+    pixel-by-pixel MNIST) costs more in call overhead than in arithmetic.
+    """
+    n, d_in = U.shape
+    if d_in > 4:
+        np.dot(U, x_t, drive)
+        return
+    B = x_t.shape[1]
+    for i in range(n):
         for j in range(B):
-            row[j] = co
-        for i in range(n):
-            v = V[o, i]
-            h_i = h_t[i]
+            drive[i, j] = U[i, 0] * x_t[0, j]
+        for k in range(1, d_in):
+            u = U[i, k]
             for j in range(B):
-                row[j] += v * max(h_i[j], 0)
+                drive[i, j] += u * x_t[k, j]
 
 
 @numba.njit(cache=True, inline="always")
-def _readout_backward(V, h_t, g_t, z, delta, dV):
-    """Add the readout's contribution at one step (``z`` is (n, B) scratch).
+def _readout(V, c, z, out):
+    """``out = V @ z + c[:, None]`` for ``z = relu(h_t)`` (n, B), ``out`` (d_out, B)."""
+    np.dot(V, z, out)
+    for o in range(out.shape[0]):
+        co = c[o]
+        for j in range(out.shape[1]):
+            out[o, j] += co
+
+
+@numba.njit(cache=True, inline="always")
+def _readout_backward(V_T, h_t, g_t, z, back, delta, dV):
+    """Add the readout's contribution at one step (``z``, ``back`` are (n, B) scratch).
 
     ``delta += 1[h_t > 0] * (V^T g_t)`` and ``dV += g_t relu(h_t)^T``.
     """
-    d_out, n = V.shape
-    B = h_t.shape[1]
-    for i in range(n):
-        h_i = h_t[i]
-        z_i = z[i]
-        for j in range(B):
-            z_i[j] = 0
-        for o in range(d_out):
-            v = V[o, i]
-            g_o = g_t[o]
-            for j in range(B):
-                z_i[j] += v * g_o[j]
-        d_i = delta[i]
-        for j in range(B):
-            if h_i[j] > 0:
-                d_i[j] += z_i[j]
-            z_i[j] = max(h_i[j], 0)
+    np.maximum(h_t, 0, z)
     dV += np.dot(g_t, z.T)
+    np.dot(V_T, g_t, back)
+    n, B = delta.shape
+    for i in range(n):
+        for j in range(B):
+            if h_t[i, j] > 0:
+                delta[i, j] += back[i, j]
 
 
 @numba.njit(cache=True, inline="always")
@@ -105,6 +104,8 @@ def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
     n = s.shape[0]
     scale = s / np.sqrt(s.dtype.type(m))  # s_i / sqrt(m): signs and normalisation, once
     first_scored = T - logits.shape[0]
+    drive = np.empty((n, B), dtype=x.dtype)  # U x_t
+    z = np.empty((n, B), dtype=x.dtype)      # relu(h_t)
     for t in range(T):
         a = h[t]
         if t == 0:
@@ -112,9 +113,10 @@ def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
         else:
             a[:] = h[t - 1]
             fwht_columns_inplace(a, m)
-        _update_state(a, scale, U, b, x[t], nonlinear)
+        _input_drive(U, x[t], drive)
+        _update_state(a, scale, b, drive, nonlinear, z)
         if t >= first_scored:
-            _readout(V, c, a, logits[t - first_scored])
+            _readout(V, c, z, logits[t - first_scored])
 
 
 @numba.njit(cache=True)
@@ -122,15 +124,17 @@ def _hadamard_backward(s, m, U, V, x, h, g, nonlinear, dU, ds, db, dV):
     T, _, B = x.shape
     n = s.shape[0]
     scale = s / np.sqrt(s.dtype.type(m))
+    V_T = np.ascontiguousarray(V.T)
     first_scored = T - g.shape[0]
     delta = np.zeros((n, B), dtype=x.dtype)   # dL/dh_t, then dL/da_t (pre-activation)
     z = np.empty((n, B), dtype=x.dtype)
+    back = np.empty((n, B), dtype=x.dtype)
     hh = np.empty((n, B), dtype=x.dtype)      # S h_{t-1}, recomputed from the stored state
     ds_lanes = np.zeros((n, B), dtype=x.dtype)
     db_lanes = np.zeros((n, B), dtype=x.dtype)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
-            _readout_backward(V, h[t], g[t - first_scored], z, delta, dV)
+            _readout_backward(V_T, h[t], g[t - first_scored], z, back, delta, dV)
         if nonlinear:
             _mask_inactive(delta, h[t])
         dU += np.dot(delta, x[t].T)
@@ -158,15 +162,18 @@ def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
     n = W.shape[0]
     first_scored = T - logits.shape[0]
     ones = np.ones(n, dtype=x.dtype)
+    drive = np.empty((n, B), dtype=x.dtype)
+    z = np.empty((n, B), dtype=x.dtype)
     for t in range(T):
         a = h[t]
         if t == 0:
             a[:] = 0
         else:
-            a[:] = np.dot(W, h[t - 1])
-        _update_state(a, ones, U, b, x[t], nonlinear)
+            np.dot(W, h[t - 1], a)
+        _input_drive(U, x[t], drive)
+        _update_state(a, ones, b, drive, nonlinear, z)
         if t >= first_scored:
-            _readout(V, c, a, logits[t - first_scored])
+            _readout(V, c, z, logits[t - first_scored])
 
 
 @numba.njit(cache=True)
@@ -174,20 +181,23 @@ def _dense_backward(W, U, V, x, h, g, nonlinear, dU, dW, db, dV):
     T, _, B = x.shape
     n = W.shape[0]
     W_T = np.ascontiguousarray(W.T)
+    V_T = np.ascontiguousarray(V.T)
     first_scored = T - g.shape[0]
     delta = np.zeros((n, B), dtype=x.dtype)
     z = np.empty((n, B), dtype=x.dtype)
+    back = np.empty((n, B), dtype=x.dtype)
     db_lanes = np.zeros((n, B), dtype=x.dtype)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
-            _readout_backward(V, h[t], g[t - first_scored], z, delta, dV)
+            _readout_backward(V_T, h[t], g[t - first_scored], z, back, delta, dV)
         if nonlinear:
             _mask_inactive(delta, h[t])
         dU += np.dot(delta, x[t].T)
         if t > 0:
             dW += np.dot(delta, h[t - 1].T)
         db_lanes += delta
-        delta[:] = np.dot(W_T, delta)
+        np.dot(W_T, delta, back)
+        delta[:] = back
     for i in range(n):
         db[i] = db_lanes[i].sum()
 
