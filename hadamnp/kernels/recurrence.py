@@ -23,11 +23,11 @@ from hadamnp.kernels.fwht import fwht_columns_inplace
 
 
 @numba.njit(cache=True, inline="always")
-def _update_state(a, scale, b, drive, nonlinear, z):
-    """``a = relu?(scale[:, None] * a + b[:, None] + drive)`` in place, and ``z = relu(a)``.
+def _update_state(a, scale, b, drive, nonlinear):
+    """``a = relu?(scale[:, None] * a + b[:, None] + drive)`` in place.
 
-    ``a``, ``drive`` and ``z`` are (n, B); ``scale`` holds ``s_i / sqrt(m)`` (ones for the
-    dense recurrence).
+    ``a`` and ``drive`` are (n, B); ``scale`` holds ``s_i / sqrt(m)`` (ones for the dense
+    recurrence).
     """
     n, B = a.shape
     for i in range(n):
@@ -38,7 +38,6 @@ def _update_state(a, scale, b, drive, nonlinear, z):
             if nonlinear:
                 v = max(v, 0)
             a[i, j] = v
-            z[i, j] = max(v, 0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -63,8 +62,9 @@ def _input_drive(U, x_t, drive):
 
 
 @numba.njit(cache=True, inline="always")
-def _readout(V, c, z, out):
-    """``out = V @ z + c[:, None]`` for ``z = relu(h_t)`` (n, B), ``out`` (d_out, B)."""
+def _readout(V, c, h_t, z, out):
+    """``out = V @ relu(h_t) + c[:, None]`` (``z`` (n, B) scratch, ``out`` (d_out, B))."""
+    np.maximum(h_t, 0, z)
     np.dot(V, z, out)
     for o in range(out.shape[0]):
         co = c[o]
@@ -104,8 +104,8 @@ def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
     n = s.shape[0]
     scale = s / np.sqrt(s.dtype.type(m))  # s_i / sqrt(m): signs and normalisation, once
     first_scored = T - logits.shape[0]
-    drive = np.empty((n, B), dtype=x.dtype)  # U x_t
-    z = np.empty((n, B), dtype=x.dtype)      # relu(h_t)
+    drive = np.empty((n, B), dtype=h.dtype)  # U x_t
+    z = np.empty((n, B), dtype=h.dtype)      # relu(h_t)
     for t in range(T):
         a = h[t]
         if t == 0:
@@ -114,30 +114,30 @@ def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
             a[:] = h[t - 1]
             fwht_columns_inplace(a, m)
         _input_drive(U, x[t], drive)
-        _update_state(a, scale, b, drive, nonlinear, z)
+        _update_state(a, scale, b, drive, nonlinear)
         if t >= first_scored:
-            _readout(V, c, z, logits[t - first_scored])
+            _readout(V, c, a, z, logits[t - first_scored])
 
 
 @numba.njit(cache=True)
-def _hadamard_backward(s, m, U, V, x, h, g, nonlinear, dU, ds, db, dV):
-    T, _, B = x.shape
+def _hadamard_backward(s, m, V, x_T, h, g, nonlinear, dU, ds, db, dV):
+    T, B, _ = x_T.shape
     n = s.shape[0]
     scale = s / np.sqrt(s.dtype.type(m))
     V_T = np.ascontiguousarray(V.T)
     first_scored = T - g.shape[0]
-    delta = np.zeros((n, B), dtype=x.dtype)   # dL/dh_t, then dL/da_t (pre-activation)
-    z = np.empty((n, B), dtype=x.dtype)
-    back = np.empty((n, B), dtype=x.dtype)
-    hh = np.empty((n, B), dtype=x.dtype)      # S h_{t-1}, recomputed from the stored state
-    ds_lanes = np.zeros((n, B), dtype=x.dtype)
-    db_lanes = np.zeros((n, B), dtype=x.dtype)
+    delta = np.zeros((n, B), dtype=h.dtype)   # dL/dh_t, then dL/da_t (pre-activation)
+    z = np.empty((n, B), dtype=h.dtype)
+    back = np.empty((n, B), dtype=h.dtype)
+    hh = np.empty((n, B), dtype=h.dtype)      # S h_{t-1}, recomputed from the stored state
+    ds_lanes = np.zeros((n, B), dtype=h.dtype)
+    db_lanes = np.zeros((n, B), dtype=h.dtype)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
             _readout_backward(V_T, h[t], g[t - first_scored], z, back, delta, dV)
         if nonlinear:
             _mask_inactive(delta, h[t])
-        dU += np.dot(delta, x[t].T)
+        dU += np.dot(delta, x_T[t])
         if t > 0:
             hh[:] = h[t - 1]
             fwht_columns_inplace(hh, m)
@@ -150,7 +150,7 @@ def _hadamard_backward(s, m, U, V, x, h, g, nonlinear, dU, ds, db, dV):
                     ds_lanes[i, j] += d * hh[i, j]
                 delta[i, j] = d * si   # W^T delta = S (s ⊙ delta) / sqrt(m)
         fwht_columns_inplace(delta, m)
-    inv_sqrt_m = 1 / np.sqrt(x.dtype.type(m))
+    inv_sqrt_m = 1 / np.sqrt(h.dtype.type(m))
     for i in range(n):
         ds[i] = ds_lanes[i].sum() * inv_sqrt_m
         db[i] = db_lanes[i].sum()
@@ -161,9 +161,9 @@ def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
     T, _, B = x.shape
     n = W.shape[0]
     first_scored = T - logits.shape[0]
-    ones = np.ones(n, dtype=x.dtype)
-    drive = np.empty((n, B), dtype=x.dtype)
-    z = np.empty((n, B), dtype=x.dtype)
+    ones = np.ones(n, dtype=h.dtype)
+    drive = np.empty((n, B), dtype=h.dtype)
+    z = np.empty((n, B), dtype=h.dtype)
     for t in range(T):
         a = h[t]
         if t == 0:
@@ -171,28 +171,28 @@ def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
         else:
             np.dot(W, h[t - 1], a)
         _input_drive(U, x[t], drive)
-        _update_state(a, ones, b, drive, nonlinear, z)
+        _update_state(a, ones, b, drive, nonlinear)
         if t >= first_scored:
-            _readout(V, c, z, logits[t - first_scored])
+            _readout(V, c, a, z, logits[t - first_scored])
 
 
 @numba.njit(cache=True)
-def _dense_backward(W, U, V, x, h, g, nonlinear, dU, dW, db, dV):
-    T, _, B = x.shape
+def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
+    T, B, _ = x_T.shape
     n = W.shape[0]
     W_T = np.ascontiguousarray(W.T)
     V_T = np.ascontiguousarray(V.T)
     first_scored = T - g.shape[0]
-    delta = np.zeros((n, B), dtype=x.dtype)
-    z = np.empty((n, B), dtype=x.dtype)
-    back = np.empty((n, B), dtype=x.dtype)
-    db_lanes = np.zeros((n, B), dtype=x.dtype)
+    delta = np.zeros((n, B), dtype=h.dtype)
+    z = np.empty((n, B), dtype=h.dtype)
+    back = np.empty((n, B), dtype=h.dtype)
+    db_lanes = np.zeros((n, B), dtype=h.dtype)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
             _readout_backward(V_T, h[t], g[t - first_scored], z, back, delta, dV)
         if nonlinear:
             _mask_inactive(delta, h[t])
-        dU += np.dot(delta, x[t].T)
+        dU += np.dot(delta, x_T[t])
         if t > 0:
             dW += np.dot(delta, h[t - 1].T)
         db_lanes += delta
@@ -271,7 +271,7 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     T_out = T if many_to_many else 1
     s, U, b, V, c, x = _contiguous(s, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
-    logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
+    logits = np.empty((T_out, V.shape[0], B), dtype=h.dtype)
     _hadamard_forward(s, m, U, b, V, c, x, bool(nonlinear), h, logits)
     return h, logits
 
@@ -293,10 +293,11 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
     _check_sequence_args(x, V, n, s=s, U=U, h=h, g=g)
-    s, U, V, x, h, g = _contiguous(s, U, V, x, h, g)
+    s, V, h, g = _contiguous(s, V, h, g)
+    x_T = np.ascontiguousarray(x.transpose(0, 2, 1))  # (T, B, d_in): fast BLAS operand
     grads = {"s": np.zeros(n, x.dtype), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
-    _hadamard_backward(s, m, U, V, x, h, g, bool(nonlinear),
+    _hadamard_backward(s, m, V, x_T, h, g, bool(nonlinear),
                        grads["U"], grads["s"], grads["b"], grads["V"])
     grads["c"] = g.sum(axis=(0, 2))
     return grads
@@ -313,7 +314,7 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     T_out = T if many_to_many else 1
     W, U, b, V, c, x = _contiguous(W, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
-    logits = np.empty((T_out, V.shape[0], B), dtype=x.dtype)
+    logits = np.empty((T_out, V.shape[0], B), dtype=h.dtype)
     _dense_forward(W, U, b, V, c, x, bool(nonlinear), h, logits)
     return h, logits
 
@@ -323,10 +324,11 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
     _check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
-    W, U, V, x, h, g = _contiguous(W, U, V, x, h, g)
+    W, V, h, g = _contiguous(W, V, h, g)
+    x_T = np.ascontiguousarray(x.transpose(0, 2, 1))
     grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
-    _dense_backward(W, U, V, x, h, g, bool(nonlinear),
+    _dense_backward(W, V, x_T, h, g, bool(nonlinear),
                     grads["U"], grads["W"], grads["b"], grads["V"])
     grads["c"] = g.sum(axis=(0, 2))
     return grads
