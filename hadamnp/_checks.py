@@ -6,7 +6,7 @@ the argument and the offending value.
 
 import numpy as np
 
-from hadamnp.errors import NonFiniteError, ShapeError, SizeError
+from hadamnp.errors import ConfigError, NonFiniteError, ShapeError, SizeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -63,3 +63,24 @@ def check_axis(a, axis, size, name, what):
         raise ShapeError(
             f"{name} has {a.shape[axis]} {what} (shape {a.shape}), expected {size}"
         )
+
+
+def check_int(value, name, minimum):
+    """Return ``int(value)``; raise :class:`ConfigError` unless it is an integer (not a
+    bool) and, when ``minimum`` is not None, ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def float_dtype(dtype):
+    """Return ``np.dtype(dtype)``; raise :class:`ConfigError` unless float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConfigError(f"dtype must be float32 or float64, got {dt}")
+    return dt

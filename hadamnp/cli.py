@@ -15,34 +15,52 @@ def main():
     """hadamnp: binary and sparse-ternary orthogonal RNNs (HadamRNN) on the CPU."""
 
 
+def _golden_options(func):
+    """Model and batch options shared by ``golden`` and ``golden-int``."""
+    options = [
+        click.option("--model", type=click.Choice(["hadamrnn", "block-hadamrnn"]),
+                     default="hadamrnn", show_default=True,
+                     help="Full binary Hadamard or block (sparse ternary) recurrence."),
+        click.option("--hidden", "hidden_size", type=int, default=16, show_default=True,
+                     help="Hidden size n (a power of two)."),
+        click.option("--block", "block_size", type=int, default=None,
+                     help="Block size m (power of two dividing n). Default: n for hadamrnn, "
+                          "n/4 for block-hadamrnn."),
+        click.option("--bits", type=int, default=4, show_default=True,
+                     help="Bit width of Q(U) and Q(V); 0 = unquantized."),
+        click.option("--input-size", type=int, default=3, show_default=True),
+        click.option("--output-size", type=int, default=5, show_default=True),
+        click.option("--seq-len", type=int, default=7, show_default=True),
+        click.option("--batch", type=int, default=3, show_default=True),
+        click.option("--many-to-many", is_flag=True,
+                     help="Score every step (default: last step only)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True),
+                     required=True, help="Output .npz file."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _check_positive(**sizes):
+    """``click.BadParameter`` for the first size below 1 (names as ``--input-size``)."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise click.BadParameter(f"must be >= 1, got {value}",
+                                     param_hint="--" + name.replace("_", "-"))
+
+
 @main.command()
-@click.option("--model", type=click.Choice(["hadamrnn", "block-hadamrnn"]), default="hadamrnn",
-              show_default=True, help="Full binary Hadamard or block (sparse ternary) recurrence.")
-@click.option("--hidden", "hidden_size", type=int, default=16, show_default=True,
-              help="Hidden size n (a power of two).")
-@click.option("--block", "block_size", type=int, default=None,
-              help="Block size m (power of two dividing n). Default: n for hadamrnn, n/4 for "
-                   "block-hadamrnn.")
-@click.option("--bits", type=int, default=4, show_default=True,
-              help="Bit width of Q(U) and Q(V); 0 = unquantized.")
-@click.option("--input-size", type=int, default=3, show_default=True)
-@click.option("--output-size", type=int, default=5, show_default=True)
-@click.option("--seq-len", type=int, default=7, show_default=True)
-@click.option("--batch", type=int, default=3, show_default=True)
-@click.option("--many-to-many", is_flag=True, help="Score every step (default: last step only).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="Output .npz file.")
+@_golden_options
 def golden(model, hidden_size, block_size, bits, input_size, output_size, seq_len, batch,
            many_to_many, seed, out_path):
     """Write a golden test-vector file (float64 forward pass and STE gradients)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.io.golden import make_golden, write_golden
 
-    for name, value in (("--input-size", input_size), ("--output-size", output_size),
-                        ("--seq-len", seq_len), ("--batch", batch)):
-        if value < 1:
-            raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    _check_positive(input_size=input_size, output_size=output_size, seq_len=seq_len,
+                    batch=batch)
     try:
         arrays, meta = make_golden(model=model, hidden_size=hidden_size, block_size=block_size,
                                    bits=bits, input_size=input_size, output_size=output_size,
@@ -91,6 +109,8 @@ def _training_options(func):
         click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None),
         click.option("--lr", type=float, default=None, help="Initial learning rate."),
         click.option("--gamma", type=float, default=None, help="StepLR factor per epoch."),
+        click.option("--sign-lr-scale", type=float, default=None,
+                     help="Learning-rate multiplier of the latent signs u (1 = paper)."),
         click.option("--momentum", type=float, default=None, help="SGD momentum."),
         click.option("--clip-grad-norm", type=float, default=None,
                      help="Clip the global gradient norm (default: no clipping)."),
@@ -424,31 +444,17 @@ def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path
 
 
 @main.command(name="golden-int")
-@click.option("--model", type=click.Choice(["hadamrnn", "block-hadamrnn"]), default="hadamrnn",
-              show_default=True)
-@click.option("--hidden", "hidden_size", type=int, default=16, show_default=True)
-@click.option("--block", "block_size", type=int, default=None,
-              help="Block size m. Default: n for hadamrnn, n/4 for block-hadamrnn.")
-@click.option("--bits", type=int, default=4, show_default=True, help="Bit width of U and V.")
+@_golden_options
 @click.option("--bits-act", type=int, default=8, show_default=True,
               help="Activation width a.")
-@click.option("--input-size", type=int, default=3, show_default=True)
-@click.option("--output-size", type=int, default=5, show_default=True)
-@click.option("--seq-len", type=int, default=7, show_default=True)
-@click.option("--batch", type=int, default=3, show_default=True)
-@click.option("--many-to-many", is_flag=True, help="Score every step (default: last step only).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True)
 def golden_int(model, hidden_size, block_size, bits, bits_act, input_size, output_size, seq_len,
                batch, many_to_many, seed, out_path):
     """Write integer golden traces (x_int, h_int, logits_int and the integer model)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.io.golden_int import make_integer_golden, write_integer_golden
 
-    for name, value in (("--input-size", input_size), ("--output-size", output_size),
-                        ("--seq-len", seq_len), ("--batch", batch)):
-        if value < 1:
-            raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    _check_positive(input_size=input_size, output_size=output_size, seq_len=seq_len,
+                    batch=batch)
     try:
         arrays, meta = make_integer_golden(
             model=model, hidden_size=hidden_size, block_size=block_size, bits=bits,

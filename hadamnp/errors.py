@@ -32,3 +32,7 @@ class CheckpointError(HadamnpError):
 
 class DataFormatError(HadamnpError, ValueError):
     """A data file (IDX, npz) is malformed: wrong magic number, size or keys."""
+
+
+class IntegerRangeError(HadamnpError, ValueError):
+    """An integer value or a worst-case intermediate bound leaves its allowed range."""

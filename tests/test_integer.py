@@ -16,7 +16,8 @@ from hadamnp.kernels import integer as kernel
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.reference import integer as reference
 from hadamnp.reference.hadamard import sylvester
-from hadamnp.reference.integer import INT64_MAX, IntegerRangeError
+from hadamnp.errors import IntegerRangeError
+from hadamnp.reference.integer import INT64_MAX
 
 
 def exact_step(z, u, M_rec, M_in, b, q):

@@ -200,3 +200,20 @@ def test_clip_grad_norm_of_zero_gradients():
     grads = {"a": np.zeros(3)}
     assert clip_grad_norm(grads, 1.0) == 0.0
     np.testing.assert_array_equal(grads["a"], np.zeros(3))
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(), lambda: SGD(momentum=0.9)])
+def test_lr_scales_act_as_a_per_parameter_learning_rate(make):
+    """A parameter with lr scale k follows the trajectory of a run with learning rate k*lr."""
+    rng = np.random.default_rng(3)
+    start = {"u": rng.standard_normal(5), "U": rng.standard_normal((3, 2))}
+    grads = [{name: rng.standard_normal(p.shape) for name, p in start.items()} for _ in range(4)]
+    opt = make()
+    scaled = {name: p.copy() for name, p in start.items()}
+    plain = {name: p.copy() for name, p in start.items()}
+    state_scaled, state_plain = opt.init_state(scaled), opt.init_state(plain)
+    for g in grads:
+        opt.step(scaled, g, state_scaled, 0.01, lr_scales={"u": 0.1})
+        opt.step(plain, g, state_plain, 0.001)
+    np.testing.assert_allclose(scaled["u"], plain["u"], rtol=1e-12)
+    assert not np.allclose(scaled["U"], plain["U"])

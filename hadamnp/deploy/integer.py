@@ -36,8 +36,8 @@ import numpy as np
 
 from hadamnp import conventions
 from hadamnp._checks import check_finite, check_ndim
-from hadamnp.errors import ConfigError, ShapeError
-from hadamnp.reference.integer import (INT64_MAX, M_IN_LIMIT, MAX_SHIFT, IntegerRangeError,
+from hadamnp.errors import ConfigError, IntegerRangeError, ShapeError
+from hadamnp.reference.integer import (INT64_MAX, M_IN_LIMIT, MAX_SHIFT,
                                        accumulator_bound, activation_range, check_bounds,
                                        check_fixed_point, integer_bounds)
 

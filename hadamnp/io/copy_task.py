@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from hadamnp._checks import check_int, float_dtype
 from hadamnp.errors import ConfigError, ShapeError, SizeError
 
 NUM_SYMBOLS = 8          # tokens 1..8 are the symbols to copy
@@ -40,16 +41,6 @@ NUM_CLASSES = 9          # output classes 0..8 (blank + the 8 symbols)
 DEFAULT_LENGTH = 1000
 # 10 symbols + at least one blank between them and the marker + marker + 9 blanks.
 MIN_LENGTH = 2 * SENT_LENGTH + 1
-
-
-def check_int(value, name, minimum):
-    """Return ``int(value)``; raise :class:`ConfigError` unless it is an integer (not a
-    bool) and, when ``minimum`` is not None, ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_length(length):
@@ -69,17 +60,6 @@ def _check_rng(rng):
             f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
             f"got {type(rng).__name__}"
         )
-
-
-def float_dtype(dtype):
-    """Return ``np.dtype(dtype)``; raise :class:`ConfigError` unless float32 or float64."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ConfigError(f"dtype must be float32 or float64, got {dt}")
-    return dt
 
 
 def memoryless_baseline(length=DEFAULT_LENGTH):

@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from hadamnp._checks import check_int, float_dtype
 from hadamnp.errors import ConfigError
 from hadamnp.io import copy_task, mnist, sequences
 
@@ -67,7 +68,7 @@ def derived_rng(seed, *key):
     -------
     numpy.random.Generator
     """
-    seed = copy_task.check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
@@ -104,7 +105,7 @@ class TaskData(abc.ABC):
 
     def num_batches(self, batch_size):
         """Batches per epoch: ``ceil(num_train / batch_size)``."""
-        batch_size = copy_task.check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
         return math.ceil(self.num_train / batch_size)
 
     def iter_batches(self, epoch, batch_size, start_batch=0, dtype=np.float32):
@@ -126,10 +127,10 @@ class TaskData(abc.ABC):
         x : ndarray, shape (B, T, d_in), ``dtype`` — or (B, T) int64 for token tasks
         y : ndarray, shape (B,) or (B, T), int64
         """
-        epoch = copy_task.check_int(epoch, "epoch", 0)
-        dtype = copy_task.float_dtype(dtype)
+        epoch = check_int(epoch, "epoch", 0)
+        dtype = float_dtype(dtype)
         count = self.num_batches(batch_size)
-        start_batch = copy_task.check_int(start_batch, "start_batch", 0)
+        start_batch = check_int(start_batch, "start_batch", 0)
         if start_batch > count:
             raise ConfigError(
                 f"start_batch={start_batch} is past the end of the epoch "
@@ -153,13 +154,13 @@ class TaskData(abc.ABC):
         :meth:`iter_split`.
         """
         size = self.split_size(name)
-        return self._split_slice(name, 0, size, copy_task.float_dtype(dtype))
+        return self._split_slice(name, 0, size, float_dtype(dtype))
 
     def iter_split(self, name, batch_size, dtype=np.float32):
         """Split ``name`` in order, in batches of ``batch_size`` (last one smaller)."""
         size = self.split_size(name)
-        batch_size = copy_task.check_int(batch_size, "batch_size", 1)
-        dtype = copy_task.float_dtype(dtype)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        dtype = float_dtype(dtype)
         return (
             self._split_slice(name, lo, min(lo + batch_size, size), dtype)
             for lo in range(0, size, batch_size)
@@ -237,13 +238,13 @@ class CopyTask(TaskData):
     def __init__(self, length=copy_task.DEFAULT_LENGTH, num_train=COPY_NUM_TRAIN,
                  num_val=COPY_NUM_EVAL, num_test=COPY_NUM_EVAL, seed=COPY_SEED):
         self.seq_len = copy_task.check_length(length)
-        self.num_train = copy_task.check_int(num_train, "num_train", 1)
-        self.seed = copy_task.check_int(seed, "seed", 0)
+        self.num_train = check_int(num_train, "num_train", 1)
+        self.seed = check_int(seed, "seed", 0)
         self._symbols = {
             "val": copy_task.draw_symbols(derived_rng(self.seed, VAL_STREAM),
-                                          copy_task.check_int(num_val, "num_val", 1)),
+                                          check_int(num_val, "num_val", 1)),
             "test": copy_task.draw_symbols(derived_rng(self.seed, TEST_STREAM),
-                                           copy_task.check_int(num_test, "num_test", 1)),
+                                           check_int(num_test, "num_test", 1)),
         }
 
     def baseline(self):
@@ -279,7 +280,7 @@ class ArrayTask(TaskData):
         self._train = train
         self._splits = splits
         self.num_train = train[1].shape[0]
-        self.seed = copy_task.check_int(seed, "seed", 0)
+        self.seed = check_int(seed, "seed", 0)
 
     @abc.abstractmethod
     def _to_input(self, stored, dtype):
@@ -329,7 +330,7 @@ class MnistTask(ArrayTask):
         self.name = "pmnist" if permuted else "smnist"
         if seed is None:
             seed = PMNIST_SEED if permuted else SMNIST_SEED
-        num_val = copy_task.check_int(num_val, "num_val", 1)
+        num_val = check_int(num_val, "num_val", 1)
         arrays = mnist.load_mnist(data_dir)
         order = mnist.pmnist_permutation() if permuted else np.arange(mnist.NUM_PIXELS)
 

@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 import hadamnp
+from hadamnp._checks import float_dtype
 from hadamnp.errors import ConfigError, DataFormatError, ShapeError
-from hadamnp.io.copy_task import float_dtype
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801

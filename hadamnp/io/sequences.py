@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hadamnp._checks import check_int
 from hadamnp.errors import ConfigError, DataFormatError
-from hadamnp.io.copy_task import check_int
 
 SPLITS = ("train", "val", "test")
 _SUFFIX = {"train": "", "val": "_val", "test": "_test"}

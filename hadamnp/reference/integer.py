@@ -34,7 +34,7 @@ Layout: batch-first, as the public arrays (see :mod:`hadamnp.conventions`): ``x_
 import numpy as np
 
 from hadamnp._checks import check_block_size, check_ndim, check_power_of_two
-from hadamnp.errors import ConfigError, HadamnpError, ShapeError
+from hadamnp.errors import ConfigError, IntegerRangeError, ShapeError
 from hadamnp.reference.hadamard import fwht
 
 INT32_MAX = 2**31 - 1
@@ -48,10 +48,6 @@ MAX_SHIFT = 62
 
 # Width of the low part in :func:`rescale`: 2 * 2^20 * 2^31 + 2^21 < 2^53.
 _SPLIT = 20
-
-
-class IntegerRangeError(HadamnpError, ValueError):
-    """An integer value or a worst-case intermediate bound leaves its allowed range."""
 
 
 def activation_range(a):

@@ -481,7 +481,8 @@ class _Run:
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
-        self.optimizer.step(params, grads, opt_state, lr)
+        self.optimizer.step(params, grads, opt_state, lr,
+                            lr_scales={"u": config.sign_lr_scale})
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
         if "u" in params:

@@ -36,10 +36,14 @@ class Adam:
             state[f"v.{name}"] = np.zeros_like(p)
         return state
 
-    def step(self, params, grads, state, lr):
-        """Apply one update with learning rate ``lr`` (in place)."""
+    def step(self, params, grads, state, lr, lr_scales=None):
+        """Apply one update (in place) with learning rate ``lr``.
+
+        ``lr_scales`` maps parameter names to learning-rate multipliers (default 1).
+        """
         state["step"] += 1
         k = int(state["step"])
+        lr_scales = lr_scales or {}
         bias1 = 1 - self.beta1 ** k
         bias2_sqrt = np.sqrt(1 - self.beta2 ** k)
         for name, p in params.items():
@@ -50,7 +54,7 @@ class Adam:
             v *= self.beta2
             v += (1 - self.beta2) * g * g
             denom = np.sqrt(v) / p.dtype.type(bias2_sqrt) + p.dtype.type(self.eps)
-            p -= p.dtype.type(lr / bias1) * m / denom
+            p -= p.dtype.type(lr * lr_scales.get(name, 1.0) / bias1) * m / denom
 
 
 @dataclass(frozen=True)
@@ -77,14 +81,19 @@ class SGD:
             state[f"buf.{name}"] = np.zeros_like(p)
         return state
 
-    def step(self, params, grads, state, lr):
-        """Apply one update with learning rate ``lr`` (in place)."""
+    def step(self, params, grads, state, lr, lr_scales=None):
+        """Apply one update (in place) with learning rate ``lr``.
+
+        ``lr_scales`` maps parameter names to learning-rate multipliers (default 1).
+        """
         first = int(state["step"]) == 0
+        lr_scales = lr_scales or {}
         state["step"] += 1
         for name, p in params.items():
             g = grads[name]
+            rate = p.dtype.type(lr * lr_scales.get(name, 1.0))
             if self.momentum == 0:
-                p -= p.dtype.type(lr) * g
+                p -= rate * g
                 continue
             buf = state[f"buf.{name}"]
             if first:
@@ -93,7 +102,7 @@ class SGD:
                 buf *= self.momentum
                 buf += g
             update = g + self.momentum * buf if self.nesterov else buf
-            p -= p.dtype.type(lr) * update
+            p -= rate * update
 
 
 def make_optimizer(name, **options):
