@@ -255,7 +255,7 @@ def train(**options):
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
                                  param_hint="--max-steps")
     overrides = _overrides(options)
-    progress = _Progress(click.get_text_stream("stdout").isatty())
+    progress = _Progress(sys.stdout.isatty())
     run_dir = options["resume_dir"] or options["out"]
     # `kill` and job schedulers send SIGTERM: checkpoint as on Ctrl-C instead of dying.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
