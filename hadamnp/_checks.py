@@ -84,3 +84,27 @@ def float_dtype(dtype):
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ConfigError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def check_sign_vector(s, name="s"):
+    """Return the sign vector ``s`` as int64; raise unless it is ±1 of a power-of-two length.
+
+    Raises :class:`ShapeError` for a wrong shape, :class:`SizeError` for a length that is not
+    a power of two, ``TypeError`` for a bool or non-numeric dtype, :class:`NonFiniteError`
+    for NaN/Inf and ``ValueError`` naming the first value that is not -1 or +1.
+    """
+    s = np.asarray(s)
+    if s.ndim != 1:
+        raise ShapeError(f"{name} must have shape (n,), got shape {s.shape}")
+    check_power_of_two(s.shape[0], f"length n of {name}")
+    if s.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must have an integer or float dtype, got {s.dtype}")
+    check_finite(s, name)
+    bad = (s != 1) & (s != -1)
+    if np.any(bad):
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{name} must hold only -1 and +1; found {int(np.count_nonzero(bad))} other "
+            f"value(s), first {s[first].item()!r} at index {first}"
+        )
+    return s.astype(np.int64)

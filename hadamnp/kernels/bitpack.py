@@ -49,7 +49,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from hadamnp._checks import check_finite, check_power_of_two
+from hadamnp._checks import check_finite, check_sign_vector
 from hadamnp.errors import ShapeError, SizeError
 
 WORD_BITS = 64
@@ -854,25 +854,9 @@ def hadamard_packed(s):
     M_packed : ndarray (n, ceil(n / 64)), uint64, rows packed with :func:`pack_signs`'s
         convention, ready for :func:`xnor_matvec` / :func:`xnor_matmul` with ``n_in = n``.
     """
-    s = _sign_vector(s)
+    s = check_sign_vector(s).astype(np.int8)
     out = np.empty((s.shape[0], n_words(s.shape[0])), dtype=np.uint64)
     return _hadamard_rows(s, out)
-
-
-def _sign_vector(s):
-    s = np.asarray(s)
-    if s.ndim != 1:
-        raise ShapeError(f"s must have shape (n,), got shape {s.shape}")
-    check_power_of_two(s.shape[0], "length n of s")
-    s = _as_values(s, "s", allow_bool=False)
-    bad = (s != 1) & (s != -1)
-    if np.any(bad):
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"s must hold only -1 and +1; found {int(np.count_nonzero(bad))} other value(s), "
-            f"first {s[first].item()!r} at index {first}"
-        )
-    return s.astype(np.int8)
 
 
 def _check_packed(a, name, ndim):

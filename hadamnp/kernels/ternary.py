@@ -19,7 +19,7 @@ Batch layout
 import numba
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_finite, check_power_of_two
+from hadamnp._checks import check_block_size, check_finite, check_sign_vector
 from hadamnp.errors import ShapeError
 from hadamnp.kernels.bitpack import popcount64
 from hadamnp.reference.ternary import TernaryRows
@@ -224,22 +224,9 @@ def block_hadamard_rows(s, m):
     rows : TernaryRows with ``n_out = n_in = n`` and ``m`` nonzeros per row. Unnormalised:
         the recurrent matrix is this matrix times ``1/sqrt(m)``, applied by the caller.
     """
-    s = np.asarray(s)
-    if s.ndim != 1:
-        raise ShapeError(f"s must have shape (n,), got shape {s.shape}")
-    n = check_power_of_two(s.shape[0], "length n of s")
+    s = check_sign_vector(s)
+    n = s.shape[0]
     m = check_block_size(n, m)
-    if s.dtype.kind not in "iuf":
-        raise TypeError(f"s must have an integer or float dtype, got {s.dtype}")
-    check_finite(s, "s")
-    bad = (s != 1) & (s != -1)
-    if np.any(bad):
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"s must hold only -1 and +1; found {int(np.count_nonzero(bad))} other value(s), "
-            f"first {s[first].item()!r} at index {first}"
-        )
-    s = s.astype(np.int64)
     plus = _two_pass(_block_hadamard_lists, (s, m, 1), n)
     minus = _two_pass(_block_hadamard_lists, (s, m, -1), n)
     return TernaryRows(*plus, *minus, n)

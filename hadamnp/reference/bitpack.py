@@ -17,7 +17,7 @@ Products, with ``valid`` masking the padding bits of the last word:
 
 import numpy as np
 
-from hadamnp._checks import check_finite, check_power_of_two
+from hadamnp._checks import check_finite, check_sign_vector
 from hadamnp.errors import ShapeError, SizeError
 from hadamnp.reference.hadamard import sylvester
 
@@ -216,16 +216,6 @@ def pack_bitplanes(x, k):
     return _pack_bool(np.stack(planes, axis=-2))
 
 
-def _sign_vector(s):
-    s = np.asarray(s)
-    if s.ndim != 1:
-        raise ShapeError(f"s must have shape (n,), got shape {s.shape}")
-    check_power_of_two(s.shape[0], "length n of s")
-    s = _as_values(s, "s", allow_bool=False)
-    _check_pair(s, -1, "s")
-    return s
-
-
 def hadamard_packed(s):
     """Packed rows of the unnormalised binary HadamRNN matrix ``diag(s) S_n``.
 
@@ -239,9 +229,9 @@ def hadamard_packed(s):
     -------
     M_packed : ndarray (n, ceil(n / 64)), uint64
     """
-    s = _sign_vector(s)
+    s = check_sign_vector(s)
     S = sylvester(s.shape[0], dtype=np.int64)
-    return pack_signs(s.astype(np.int64)[:, None] * S)
+    return pack_signs(s[:, None] * S)
 
 
 def _check_product(W_packed, n_in, x, x_name, x_ndim):

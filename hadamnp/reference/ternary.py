@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_finite, check_power_of_two
+from hadamnp._checks import check_block_size, check_finite, check_sign_vector
 from hadamnp.errors import ShapeError
 from hadamnp.reference.hadamard import block_hadamard
 
@@ -111,24 +111,6 @@ def rows_to_dense(rows, dtype=np.int8):
     return M
 
 
-def _sign_vector(s):
-    s = np.asarray(s)
-    if s.ndim != 1:
-        raise ShapeError(f"s must have shape (n,), got shape {s.shape}")
-    check_power_of_two(s.shape[0], "length n of s")
-    if s.dtype.kind not in "iuf":
-        raise TypeError(f"s must have an integer or float dtype, got {s.dtype}")
-    check_finite(s, "s")
-    bad = (s != 1) & (s != -1)
-    if np.any(bad):
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"s must hold only -1 and +1; found {int(np.count_nonzero(bad))} other value(s), "
-            f"first {s[first].item()!r} at index {first}"
-        )
-    return s.astype(np.int64)
-
-
 def block_hadamard_rows(s, m):
     """:class:`TernaryRows` of the unnormalised Block-HadamRNN matrix ``diag(s) (I ⊗ S_m)``.
 
@@ -142,7 +124,7 @@ def block_hadamard_rows(s, m):
     rows : TernaryRows with ``n_out = n_in = n`` and ``m`` nonzeros per row; the recurrent
         matrix is this matrix times ``1/sqrt(m)``, which the caller applies.
     """
-    s = _sign_vector(s)
+    s = check_sign_vector(s)
     m = check_block_size(s.shape[0], m)
     return ternary_to_rows(s[:, None] * block_hadamard(s.shape[0], m, dtype=np.int64))
 
