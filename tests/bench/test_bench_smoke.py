@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import hadamnp
 from hadamnp.cli import main as cli_main
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _load(name):

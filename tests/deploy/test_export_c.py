@@ -14,7 +14,7 @@ from hadamnp.deploy.integer import IntegerModel, convert, default_shift, recurre
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.reference.integer import activation_range
 
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "c"
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "c"
 CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler (cc or gcc) on PATH: the C "
                                                  "runner cannot be built here")
