@@ -76,12 +76,12 @@ def make_batch(shape_name, rng):
 def hadamnp_step(shape_name, kernels, params_rng):
     """A no-argument callable doing one training batch with hadamnp, and its model/params."""
     from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
-    from hadamnp.training.losses import softmax_cross_entropy
+    from hadamnp.models.losses import softmax_cross_entropy
 
     s = SHAPES[shape_name]
     config = HadamRNNConfig(input_size=s["d_in"], hidden_size=s["n"], output_size=s["d_out"],
-                            bits_in=BITS, bits_out=BITS, many_to_many=s["many_to_many"],
-                            dtype="float32")
+                            quant_in=f"uniform:{BITS}", quant_out=f"uniform:{BITS}",
+                            many_to_many=s["many_to_many"], dtype="float32")
     model = HadamRNN(config, kernels=kernels)
     params = model.init_params(params_rng)
     return model, params, softmax_cross_entropy

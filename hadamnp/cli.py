@@ -15,32 +15,95 @@ def main():
     """hadamnp: binary and sparse-ternary orthogonal RNNs (HadamRNN) on the CPU."""
 
 
-def _golden_options(func):
-    """Model and batch options shared by ``golden`` and ``golden-int``."""
+def _parse_assignment(text, option):
+    """``KEY=VALUE`` with VALUE read as a TOML value (a bare word stays a string)."""
+    import tomllib
+
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint=option)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.replace("-", "_"), value
+
+
+def _model_options(func):
+    """Options naming a model and setting its options (``train``, ``info``, ``golden``...).
+
+    ``--hidden``, ``--block``, ``--bits``, ``--quant-*`` and ``--nonlinear`` are short forms
+    of model options; ``-O KEY=VALUE`` sets any option of any registered model.
+    """
     options = [
-        click.option("--model", type=click.Choice(["hadamrnn", "block-hadamrnn"]),
-                     default="hadamrnn", show_default=True,
-                     help="Full binary Hadamard or block (sparse ternary) recurrence."),
-        click.option("--hidden", "hidden_size", type=int, default=16, show_default=True,
-                     help="Hidden size n (a power of two)."),
-        click.option("--block", "block_size", type=int, default=None,
-                     help="Block size m (power of two dividing n). Default: n for hadamrnn, "
-                          "n/4 for block-hadamrnn."),
-        click.option("--bits", type=int, default=4, show_default=True,
-                     help="Bit width of Q(U) and Q(V); 0 = unquantized."),
-        click.option("--input-size", type=int, default=3, show_default=True),
-        click.option("--output-size", type=int, default=5, show_default=True),
-        click.option("--seq-len", type=int, default=7, show_default=True),
-        click.option("--batch", type=int, default=3, show_default=True),
-        click.option("--many-to-many", is_flag=True,
-                     help="Score every step (default: last step only)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True),
-                     required=True, help="Output .npz file."),
+        click.option("--model", default=None,
+                     help="Registered model name (list: hadamnp info --list). "
+                          "Default: the preset's (hadamrnn)."),
+        click.option("--hidden", type=int, default=None,
+                     help="Model option hidden_size: hidden size n."),
+        click.option("--block", type=int, default=None,
+                     help="Model option block_size: block size m of block-hadamrnn "
+                          "(default n/4)."),
+        click.option("--bits", type=int, default=None,
+                     help="Short for --quant-in uniform:K --quant-out uniform:K "
+                          "(0 = full precision)."),
+        click.option("--quant-in", default=None,
+                     help="Quantizer of the input matrix U, e.g. uniform:4, none."),
+        click.option("--quant-out", default=None,
+                     help="Quantizer of the output matrix V, e.g. uniform:4, none."),
+        click.option("--quant-rec", default=None,
+                     help="Quantizer of the recurrent parameter, e.g. sign, sign:clipped."),
+        click.option("--nonlinear/--linear", default=None,
+                     help="Model option nonlinear: relu inside the recurrence "
+                          "(default: linear, as the paper)."),
+        click.option("-O", "--model-option", "model_option", multiple=True,
+                     metavar="KEY=VALUE", help="Set any model option (repeatable)."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_MODEL_FLAGS = {"hidden": "hidden_size", "block": "block_size", "quant_in": "quant_in",
+                "quant_out": "quant_out", "quant_rec": "quant_rec", "nonlinear": "nonlinear"}
+
+
+def _model_table(options):
+    """The model options given on the command line, as a ``[model]`` table (``name`` if
+    ``--model`` was given). Consumes the model flags from ``options``."""
+    from hadamnp.models.quantizers import uniform_spec
+
+    table = {}
+    name = options.pop("model", None)
+    if name is not None:
+        table["name"] = name
+    for flag, key in _MODEL_FLAGS.items():
+        value = options.pop(flag, None)
+        if value is not None:
+            table[key] = value
+    bits = options.pop("bits", None)
+    if bits is not None:
+        for key in ("quant_in", "quant_out"):
+            if key in table:
+                raise click.BadParameter(f"cannot be combined with --{key.replace('_', '-')}",
+                                         param_hint="--bits")
+            try:
+                table[key] = uniform_spec(bits)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--bits") from None
+    for text in options.pop("model_option", ()):
+        key, value = _parse_assignment(text, "-O/--model-option")
+        table[key] = value
+    return table
+
+
+def _given(name):
+    """True when option ``name`` was given on the command line (not a default)."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT)
 
 
 def _check_positive(**sizes):
@@ -51,48 +114,97 @@ def _check_positive(**sizes):
                                      param_hint="--" + name.replace("_", "-"))
 
 
-@main.command()
-@_golden_options
-def golden(model, hidden_size, block_size, bits, input_size, output_size, seq_len, batch,
-           many_to_many, seed, out_path):
-    """Write a golden test-vector file (float64 forward pass and STE gradients)."""
-    from hadamnp.errors import HadamnpError
-    from hadamnp.io.golden import make_golden, write_golden
+def _golden_options(func):
+    """Batch and output options shared by ``golden`` and ``golden-int``."""
+    options = [
+        click.option("--input-size", type=int, default=3, show_default=True,
+                     help="d_in of the random model."),
+        click.option("--output-size", type=int, default=5, show_default=True,
+                     help="d_out of the random model."),
+        click.option("--seq-len", type=int, default=None,
+                     help="Sequence length T (random model: default 7; --from-checkpoint: "
+                          "the first T steps, default all)."),
+        click.option("--batch", type=int, default=3, show_default=True, help="Batch size B."),
+        click.option("--many-to-many", is_flag=True,
+                     help="Score every step (default: last step only)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the random parameters and batch (>= 0)."),
+        click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True),
+                     required=True, help="Output .npz file."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
-    _check_positive(input_size=input_size, output_size=output_size, seq_len=seq_len,
-                    batch=batch)
+
+def _random_model_args(options):
+    """Shared arguments of a random golden model, checked."""
+    seq_len = options.pop("seq_len")
+    args = {"seq_len": 7 if seq_len is None else seq_len}
+    for key in ("input_size", "output_size", "batch"):
+        args[key] = options.pop(key)
+    _check_positive(**args)
+    seed = options.pop("seed")
+    if seed < 0:
+        raise click.BadParameter(f"must be >= 0, got {seed}", param_hint="--seed")
+    args["seed"] = seed
+    args["many_to_many"] = options.pop("many_to_many")
+    table = _model_table(options)
+    args["model"] = table.pop("name", "hadamrnn")
+    args.update(table)
+    return args
+
+
+@main.command()
+@_model_options
+@_golden_options
+@click.option("--from-checkpoint", "checkpoint", type=click.Path(exists=True), default=None,
+              help="Golden vectors of a trained run (directory or checkpoint) on the first "
+                   "--batch sequences of its task split, instead of a random model.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Split of --from-checkpoint's task.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="MNIST directory of --from-checkpoint, when it moved since training.")
+def golden(checkpoint, split, data_dir, out_path, **options):
+    """Write a golden test-vector file (float64 forward pass, states and gradients).
+
+    Any registered model: --model NAME with its options, random parameters from --seed;
+    or a trained model with --from-checkpoint RUN.
+    """
+    from hadamnp.errors import HadamnpError
+    from hadamnp.golden.vectors import golden_from_checkpoint, make_golden, write_golden
+
     try:
-        arrays, meta = make_golden(model=model, hidden_size=hidden_size, block_size=block_size,
-                                   bits=bits, input_size=input_size, output_size=output_size,
-                                   seq_len=seq_len, batch=batch, many_to_many=many_to_many,
-                                   seed=seed)
+        if checkpoint is not None:
+            fixed = [name for name in options if name not in ("batch", "seq_len")
+                     and _given(name)]
+            if fixed:
+                raise click.BadParameter("the model and its options come from the checkpoint",
+                                         param_hint="--" + fixed[0].replace("_", "-"))
+            _check_positive(batch=options["batch"])
+            arrays, meta = golden_from_checkpoint(checkpoint, batch=options["batch"],
+                                                  seq_len=options["seq_len"], split=split,
+                                                  data_dir=data_dir)
+        else:
+            arrays, meta = make_golden(**_random_model_args(options))
         write_golden(out_path, arrays, meta)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {out_path}: {meta['model']} n={meta['hidden_size']} "
-               f"m={meta['block_size']} loss={float(arrays['loss']):.6f}")
+    config = meta["model"]["config"]
+    click.echo(f"wrote {out_path}: {meta['model']['name']} n={config['hidden_size']} "
+               f"B={meta['batch']} T={meta['seq_len']} loss={float(arrays['loss']):.6f}")
 
 
 # ---------------------------------------------------------------------------- train/eval/info
 
-def _model_options(func):
-    """Options describing the task and model, shared by ``train`` and ``info``."""
+def _run_options(func):
+    """Options describing the task, shared by ``train`` and ``info``."""
     options = [
         click.option("--preset", default=None,
                      help="Named configuration: copy, smnist, pmnist (the paper's), quick "
                           "(default demo), base. Default: the task's preset, else quick."),
         click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz"]),
                      default=None, help="Task (default: the preset's)."),
-        click.option("--model", type=click.Choice(["hadamrnn", "block-hadamrnn", "dense"]),
-                     default=None, help="Binary Hadamard W, block (sparse ternary) W, or a "
-                                        "dense full-precision W baseline."),
-        click.option("--hidden", type=int, default=None, help="Hidden size n (power of two)."),
-        click.option("--block", type=int, default=None,
-                     help="Block size m of block-hadamrnn (default n/4)."),
-        click.option("--bits", type=int, default=None,
-                     help="Bit width of Q(U), Q(V); 0 = full precision."),
-        click.option("--nonlinear/--linear", default=None,
-                     help="relu inside the recurrence (default: linear, as the paper)."),
         click.option("--copy-length", type=int, default=None,
                      help="Copy task total sequence length L (paper: 1000)."),
     ]
@@ -110,12 +222,22 @@ def _training_options(func):
         click.option("--lr", type=float, default=None, help="Initial learning rate."),
         click.option("--gamma", type=float, default=None, help="StepLR factor per epoch."),
         click.option("--sign-lr-scale", type=float, default=None,
-                     help="Learning-rate multiplier of the latent signs u (1 = paper)."),
+                     help="Short for --lr-scale signs=X: learning-rate multiplier of latent "
+                          "signs (1 = paper)."),
+        click.option("--lr-scale", "lr_scale", multiple=True, metavar="ROLE=X",
+                     help="Learning-rate multiplier of the parameters of a role (signs, "
+                          "weight, bias, scale, embedding); repeatable."),
+        click.option("--weight-decay", "weight_decay", multiple=True, metavar="ROLE=X",
+                     help="Weight decay of the parameters of a role; repeatable."),
+        click.option("--weight-decay-mode", type=click.Choice(["l2", "decoupled"]),
+                     default=None, help="Weight decay as an L2 gradient term (Adam) or "
+                                        "decoupled (AdamW). Default l2."),
+        click.option("--clip-latent", "clip_latent", multiple=True, metavar="ROLE",
+                     help="Clamp the parameters of a role to the bound the model declares "
+                          "after every update (signs: [-1, 1]); repeatable."),
         click.option("--momentum", type=float, default=None, help="SGD momentum."),
         click.option("--clip-grad-norm", type=float, default=None,
                      help="Clip the global gradient norm (default: no clipping)."),
-        click.option("--ste", type=click.Choice(["identity", "clipped"]), default=None,
-                     help="Straight-through estimator of sign(u)."),
         click.option("--batch-size", type=int, default=None),
         click.option("--epochs", type=int, default=None),
         click.option("--steps-per-epoch", type=int, default=None,
@@ -149,10 +271,34 @@ def _training_options(func):
 _NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps")
 
 
+def _role_table(assignments, option):
+    table = {}
+    for text in assignments:
+        role, value = _parse_assignment(text, option)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise click.BadParameter(f"{role}: expected a number, got {value!r}",
+                                     param_hint=option)
+        table[role] = value
+    return table
+
+
 def _overrides(options):
-    """The configuration options given explicitly (not None), by RunConfig field name."""
+    """The configuration options given explicitly, in the dict form of
+    :meth:`RunConfig.to_dict` (model options as a ``model`` table)."""
+    options = dict(options)
+    model = _model_table(options)
+    lr_scales = _role_table(options.pop("lr_scale", ()), "--lr-scale")
+    sign_scale = options.pop("sign_lr_scale", None)
+    if sign_scale is not None:
+        lr_scales["signs"] = sign_scale
+    weight_decay = _role_table(options.pop("weight_decay", ()), "--weight-decay")
+    clip = options.pop("clip_latent", ())
     values = {key: value for key, value in options.items()
               if value is not None and key not in _NOT_CONFIG}
+    for key, value in (("model", model), ("lr_scales", lr_scales),
+                       ("weight_decay", weight_decay), ("clip_roles", list(clip))):
+        if value:
+            values[key] = value
     if "npz" in values:
         values.setdefault("task", "npz")
     return values
@@ -210,17 +356,9 @@ def _epoch_line(record):
     return line + f"  [{record['seconds']:.1f} s]"
 
 
-def _default_run_dir(config):
-    import time
-    from pathlib import Path
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{config.task}-{config.model}-n{config.hidden}-{stamp}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
+def _model_line(name, options):
+    """``hadamrnn hidden_size=128 quant_in=uniform:4 ...``: a model and its options."""
+    return " ".join([name] + [f"{k}={v}" for k, v in options.items() if v is not None])
 
 
 def _raise_interrupt(signum, frame):
@@ -228,6 +366,7 @@ def _raise_interrupt(signum, frame):
 
 
 @main.command()
+@_run_options
 @_model_options
 @_training_options
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -238,7 +377,7 @@ def _raise_interrupt(signum, frame):
 @click.option("--max-steps", type=int, default=None,
               help="Stop (checkpointed, resumable) after this many optimizer steps in total.")
 def train(**options):
-    """Train a HadamRNN; write checkpoints and metrics.jsonl to a run directory.
+    """Train a model; write checkpoints and metrics.jsonl to a run directory.
 
     With no options: the 'quick' preset, a 128-unit 4-bit HadamRNN on permuted MNIST
     (shipped data), about a minute on two cores. Ctrl-C (or SIGTERM) saves a checkpoint;
@@ -248,8 +387,9 @@ def train(**options):
     import sys
 
     from hadamnp.errors import HadamnpError
+    from hadamnp.runs.config import resolve_config
+    from hadamnp.runs.plumbing import default_run_dir
     from hadamnp.training import loop
-    from hadamnp.training.config import resolve_config
 
     if options["max_steps"] is not None and options["max_steps"] < 1:
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
@@ -266,7 +406,8 @@ def train(**options):
                     raise click.BadParameter("cannot be combined with --resume (the run's "
                                              "configuration is in its checkpoint)",
                                              param_hint="--" + name.replace("_file", ""))
-            refused = sorted(set(overrides) - set(loop.RESUME_OVERRIDES))
+            refused = [name for name in options if _given(name) and name not in
+                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps")]
             if refused:
                 raise click.BadParameter(
                     "cannot change a resumed run's trajectory; only "
@@ -277,8 +418,8 @@ def train(**options):
                                  **overrides)
         else:
             config = resolve_config(options["preset"], options["config_file"], overrides)
-            run_dir = run_dir or _default_run_dir(config)
-            click.echo(f"training {config.model} n={config.hidden} bits={config.bits} on "
+            run_dir = run_dir or default_run_dir(config)
+            click.echo(f"training {_model_line(config.model, config.model_options)} on "
                        f"{config.task} (batch {config.batch_size}, {config.epochs} epochs, "
                        f"lr {config.lr:g}, seed {config.seed}) -> {run_dir}")
             result = loop.train(config, run_dir, callback=progress,
@@ -304,16 +445,6 @@ def train(**options):
                f"{result.run_dir}")
 
 
-def _load_checkpoint_or_fail(path):
-    from hadamnp.errors import HadamnpError
-    from hadamnp.training.loop import load_run
-
-    try:
-        return load_run(path)
-    except HadamnpError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 @main.command(name="eval")
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
@@ -324,71 +455,78 @@ def _load_checkpoint_or_fail(path):
 def eval_command(path, split, batches, batch_size, data_dir):
     """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
-    from hadamnp.training.loop import evaluate_checkpoint
+    from hadamnp.runs.plumbing import evaluate_run
 
     for name, value in (("--batches", batches), ("--batch-size", batch_size)):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
     try:
-        result, config, position = evaluate_checkpoint(path, split, batches, batch_size,
-                                                       data_dir)
+        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir)
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{config.model} n={config.hidden} bits={config.bits} on {config.task}, "
+    click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
                f"step {position['global_step']} (epoch {position['epoch']})")
     click.echo(f"{split}  " + _figures(result))
 
 
+def _echo_registry():
+    from hadamnp.models.quantizers import QUANTIZERS
+    from hadamnp.models.registry import model_entry, model_names, model_options
+
+    click.echo("models")
+    for name in model_names():
+        click.echo(f"  {name:<16} {model_entry(name).summary}")
+        click.echo(f"  {'':<16} options: {', '.join(model_options(name))}")
+    click.echo("quantizers (spec name[:args])")
+    for name, cls in QUANTIZERS.items():
+        fields = ", ".join(f.name for f in cls.__dataclass_fields__.values())
+        click.echo(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}"
+                   + (f"  [args: {fields}]" if fields else ""))
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True), required=False)
+@_run_options
 @_model_options
 @click.option("--input-size", type=int, default=None, help="d_in (default: the task's).")
 @click.option("--output-size", type=int, default=None, help="d_out (default: the task's).")
-def info(path, input_size, output_size, **options):
+@click.option("--list", "list_registry", is_flag=True,
+              help="List the registered models (with their options) and quantizers.")
+def info(path, input_size, output_size, list_registry, **options):
     """Parameter count, storage bits and compression ratio of a model.
 
     PATH (run directory or checkpoint) describes a trained model; without it, the model
     options (and the preset/task) describe one.
     """
     from hadamnp.errors import HadamnpError
-    from hadamnp.models.hadamrnn import HadamRNNConfig
-    from hadamnp.models.size import model_size
-    from hadamnp.training.config import resolve_config
-    from hadamnp.training.loop import builtin_task_sizes, model_config
+    from hadamnp.runs.config import resolve_config
+    from hadamnp.runs.plumbing import builtin_task_sizes, restore
 
+    if list_registry:
+        _echo_registry()
+        return
     overrides = _overrides(options)
     try:
         if path is not None:
             if overrides or options["preset"] or input_size or output_size:
                 raise click.BadParameter("model options describe a model without PATH; "
                                          "give one or the other", param_hint="PATH")
-            ckpt, config, file = _load_checkpoint_or_fail(path)
-            try:
-                mconfig = HadamRNNConfig(**ckpt.config["model"])
-            except (KeyError, TypeError) as exc:
-                raise click.ClickException(f"{file}: no valid model description: {exc}") \
-                    from None
-            click.echo(f"checkpoint     {file} (step {ckpt.position['global_step']}, "
-                       f"epoch {ckpt.position['epoch']})")
+            model, _, _ = restore(path)
+            click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
             if input_size is None or output_size is None:
                 d_in, d_out, many = builtin_task_sizes(config.task)
             else:
                 d_in, d_out, many = input_size, output_size, False
-            mconfig = model_config(config, input_size or d_in, output_size or d_out, many)
+            model = config.build_model(input_size or d_in, output_size or d_out, many)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
-    size = model_size(mconfig)
-    n, m = mconfig.hidden_size, mconfig.m
-    recurrent = ("dense float32 W" if mconfig.recurrent == "dense" else
-                 "binary W (n sign bits)" if m == n else
-                 f"block-ternary W, {n // m} blocks of {m} (n sign bits)")
-    click.echo(f"model          {mconfig.model_name}: d_in={mconfig.input_size} n={n} "
-               f"d_out={mconfig.output_size}, {recurrent}, "
-               f"U/V {mconfig.bits_in}/{mconfig.bits_out} bits")
-    click.echo(f"parameters     {size.parameters:,} "
-               f"(float32 dense-W model: {size.float32_parameters:,})")
+    description = model.describe()
+    size = model.size()
+    click.echo(f"model          {_model_line(description['name'], description['config'])}")
+    click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
+               f"float32 reference model: {size.float32_parameters:,})")
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())
     click.echo(f"storage        {size.total_bits:,} bits = {size.total_bits / 8192:.2f} KiB  "
                f"[{parts}]")
@@ -444,26 +582,21 @@ def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path
 
 
 @main.command(name="golden-int")
+@_model_options
 @_golden_options
 @click.option("--bits-act", type=int, default=8, show_default=True,
               help="Activation width a.")
-def golden_int(model, hidden_size, block_size, bits, bits_act, input_size, output_size, seq_len,
-               batch, many_to_many, seed, out_path):
+def golden_int(bits_act, out_path, **options):
     """Write integer golden traces (x_int, h_int, logits_int and the integer model)."""
     from hadamnp.errors import HadamnpError
-    from hadamnp.io.golden_int import make_integer_golden, write_integer_golden
+    from hadamnp.golden.integer import make_integer_golden, write_integer_golden
 
-    _check_positive(input_size=input_size, output_size=output_size, seq_len=seq_len,
-                    batch=batch)
     try:
-        arrays, meta = make_integer_golden(
-            model=model, hidden_size=hidden_size, block_size=block_size, bits=bits,
-            a=bits_act, input_size=input_size, output_size=output_size, seq_len=seq_len,
-            batch=batch, many_to_many=many_to_many, seed=seed)
+        arrays, meta = make_integer_golden(a=bits_act, **_random_model_args(options))
         write_integer_golden(out_path, arrays, meta)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"wrote {out_path}: {meta['model']} n={meta['n']} m={meta['m']} a={meta['a']}")
+    click.echo(f"wrote {out_path}: n={meta['n']} m={meta['m']} a={meta['a']}")
 
 
 @main.command()

@@ -1,7 +1,8 @@
 """HadamRNN / Block-HadamRNN written from the spec on top of :mod:`autograd_ref`.
 
-Test-only, independent reference (nothing from hadamnp is imported; source:
-``/work/shared/spec/hadamrnn.md`` section 1.a and its "hadamnp decisions"). Gradients come from
+Test-only, independent reference (nothing from hadamnp is imported; source: the method
+specification of the HadamRNN paper and hadamnp's documented decisions, docs/hadamrnn.md and
+docs/conventions.md). Gradients come from
 the generic reverse-mode autograd, not from a hand-derived BPTT, so this model cross-checks
 hadamnp's hand-written backward and its golden files.
 
@@ -203,10 +204,17 @@ def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurr
         The recurring state after every step.
     """
     n = s.shape[0]
+    W = ag.reshape(s, (n, 1)) * block_basis(n, block_size)
+    return unroll(W, U_eff, b, V_eff, c, x, y, many_to_many=many_to_many,
+                  recurrence=recurrence)
+
+
+def unroll(W, U_eff, b, V_eff, c, x, y, *, many_to_many, recurrence="linear"):
+    """The unrolled recurrence for any recurrent matrix ``W`` (Tensor (n, n)); see
+    :func:`model_graph` for the other arguments and the results."""
+    n = W.shape[0]
     nb, T, _ = x.shape
     d_out = V_eff.shape[0]
-    basis = block_basis(n, block_size)
-    W = ag.reshape(s, (n, 1)) * basis
     xs = ag.as_tensor(x)
     h = ag.as_tensor(np.zeros((nb, n)))
     states, outputs = [], []
@@ -262,4 +270,29 @@ def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
                                   recurrence=recurrence)
     loss.backward()
     grads = {k: leaves[k].grad.copy() for k in PARAM_NAMES}
+    return float(loss.value), logits.value.copy(), h.value.copy(), grads
+
+
+DENSE_PARAM_NAMES = ("W", "U", "b", "V", "c")
+
+
+def dense_forward_loss(params, x, y, *, bits_in, bits_out, many_to_many, recurrence="linear"):
+    """:func:`forward_loss` for the dense baseline: a free full-precision ``W`` (n, n) in
+    place of ``diag(sign(u)) B``; ``params`` has ``W``, ``U``, ``b``, ``V``, ``c``."""
+    missing = set(DENSE_PARAM_NAMES) - set(params)
+    if missing:
+        raise ValueError(f"params is missing {sorted(missing)}")
+    values = {k: np.asarray(params[k], dtype=np.float64) for k in DENSE_PARAM_NAMES}
+    n = values["W"].shape[0]
+    if values["W"].shape != (n, n):
+        raise ValueError(f"W must be square, got {values['W'].shape}")
+    _check_params({"u": np.ones(n), **values}, x, y, n, many_to_many, recurrence)
+    leaves = {k: ag.Tensor(v, requires_grad=True) for k, v in values.items()}
+    U_q = ag.ste(leaves["U"], quantize(values["U"], bits_in))
+    V_q = ag.ste(leaves["V"], quantize(values["V"], bits_out))
+    loss, logits, h = unroll(leaves["W"], U_q, leaves["b"], V_q, leaves["c"],
+                             np.asarray(x, dtype=np.float64), np.asarray(y),
+                             many_to_many=many_to_many, recurrence=recurrence)
+    loss.backward()
+    grads = {k: leaves[k].grad.copy() for k in DENSE_PARAM_NAMES}
     return float(loss.value), logits.value.copy(), h.value.copy(), grads

@@ -216,9 +216,8 @@ def deployment_report(imodel):
     Returns
     -------
     dict with
-    ``size_bytes``: ``float_model`` (bits of ``shared/spec/hadamrnn.md`` "Model size
-    bookkeeping": p-bit U and V, n sign bits, FP32 b, c, two FP32 alphas, rounded up to
-    bytes), ``integer_packed`` (p-bit U and V codes and sign bits packed, int64 ``b_fine``,
+    ``size_bytes``: ``float_model`` (the bits of ``HadamRNN.size()``, docs/hadamrnn.md:
+    p-bit U and V, n sign bits, FP32 b, c, two FP32 alphas, rounded up to bytes), ``integer_packed`` (p-bit U and V codes and sign bits packed, int64 ``b_fine``,
     int32 ``c_int``, the scalar fields as 4-byte words, two for the 64-bit ``M_in``),
     ``integer_exported`` (as the exported arrays store them: int8 codes, uint64 sign
     words, int64 ``b_fine``, int32 ``c_int``, the scalars as in ``integer_packed``);

@@ -46,7 +46,7 @@ TRAIN_STREAM = 0
 VAL_STREAM = 1
 TEST_STREAM = 2
 
-# The seeds of the paper's configs (spec/hadamrnn.md, 1.b), used as default data seeds.
+# The seeds of the paper's configs (docs/hadamrnn.md, training recipe), used as default data seeds.
 COPY_SEED = 712
 PMNIST_SEED = 8
 SMNIST_SEED = 68

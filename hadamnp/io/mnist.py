@@ -17,7 +17,7 @@ Data directory resolution (first that applies):
 Inside it, each file is looked up as ``NAME.gz`` then ``NAME``, first in the directory
 itself and then in its ``mnist/`` subdirectory.
 
-Task conventions (``spec/hadamrnn.md`` section 1.b):
+Task conventions (``docs/hadamrnn.md``, tasks):
 
 - pixels are scaled to [0, 1] as ``float(value) / 255`` (torchvision ``ToTensor``, no
   mean/std normalisation), one pixel per step in row-major order: ``x`` ``(B, 784, 1)``;

@@ -301,8 +301,8 @@ def read_npz_checked(path, expected_format=None, expected_version=None):
     path : str or os.PathLike
     expected_format : str, optional
         Required value of ``meta["format"]`` (e.g. ``"hadamnp-checkpoint"``).
-    expected_version : int, optional
-        Required value of ``meta["version"]``.
+    expected_version : int or tuple of int, optional
+        Required value (or accepted values) of ``meta["version"]``.
 
     Returns
     -------
@@ -349,10 +349,11 @@ def read_npz_checked(path, expected_format=None, expected_version=None):
         raise CheckpointError(
             f"{path} has format {meta.get('format')!r}, expected {expected_format!r}"
         )
-    if expected_version is not None and meta.get("version") != expected_version:
+    versions = expected_version if isinstance(expected_version, tuple) else (expected_version,)
+    if expected_version is not None and meta.get("version") not in versions:
         raise CheckpointError(
             f"{path} has {meta.get('format')!r} version {meta.get('version')!r};"
-            f" this hadamnp reads version {expected_version!r}"
+            f" this hadamnp reads version {' or '.join(map(repr, versions))}"
         )
     stored = meta.pop(CHECKSUM_KEY, None)
     if stored is None:

@@ -1,18 +1,24 @@
 """The training loop: resumable, bit-for-bit reproducible runs of a :class:`RunConfig`.
 
-One optimizer step on batch ``i`` of epoch ``e``::
+The loop talks to the model only through the model protocol
+(:mod:`hadamnp.models.protocol`). One optimizer step on batch ``i`` of epoch ``e``, global
+step ``k``::
 
-    logits, cache = model.forward(params, x)            x, y = batch (seed, e, i)
+    logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
     loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
-    [clip_grad_norm(grads, c)]
-    optimizer.step(params, grads, state, lr_e)          lr_e = lr * gamma ** e  (StepLR)
+    [clip_grad_norm(grads, c)]                          trainable parameters only
+    optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
+                                                        per-role lr scales, weight decay
+    [clip latent parameters of the clipped roles to their declared bound]
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
-``derived_rng(seed, INIT_STREAM)``) and the learning rate on ``e``; the loop draws no other
-random numbers. A checkpoint therefore needs only the parameters, the optimizer state and
-the position ``(epoch, batch, global_step)`` to continue exactly as an uninterrupted run.
+``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
+(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``e``; the loop
+draws no other random numbers. A checkpoint therefore needs only the parameters, the
+optimizer state and the position ``(epoch, batch, global_step)`` to continue exactly as
+an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
 configuration, the model and task descriptions, the running sums of the epoch in progress
 and the length of ``metrics.jsonl`` that belongs to it.
@@ -44,175 +50,60 @@ import numpy as np
 from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
-from hadamnp.io import copy_task, mnist
-from hadamnp.io.datasets import ArrayTask, CopyTask, derived_rng, load_task
-from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
-from hadamnp.training.config import RunConfig, config_to_toml
-from hadamnp.training.losses import accuracy, softmax_cross_entropy
+from hadamnp.io.datasets import derived_rng
+from hadamnp.models.losses import accuracy, softmax_cross_entropy
+from hadamnp.runs.config import RunConfig, config_to_toml
+from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
+                                   model_for, model_from_checkpoint, model_inputs)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 
-# Spawn key of the initial-parameter stream; the task streams use keys 0, 1, 2.
-INIT_STREAM = 3
+__all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
+
+# Spawn keys of the run's own streams; the task streams use keys 0, 1, 2.
+INIT_STREAM = 3    # initial parameters
+QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
 CONFIG_NAME = "config.toml"
 LOCK_NAME = "run.lock"
 # Options that may change when a run is resumed: none of them alters the trajectory.
 RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
                     "eval_batch_size", "log_every")
-# One-hot token inputs stand in for an embedding; larger vocabularies would not fit.
-MAX_ONE_HOT_VOCAB = 1024
 
 
-class TrainSubset(ArrayTask):
-    """A fixed training subset of ``size`` sequences of another task.
+@dataclass(frozen=True)
+class ParamGroups:
+    """Per-parameter training options derived from the model's parameter roles.
 
-    The subset is the first batch of ``size`` of the inner task's epoch 0 (so it depends
-    only on the inner task's seed); epochs then shuffle the subset as any
-    :class:`ArrayTask`. Validation and test splits are the inner task's, unchanged.
-
-    Parameters
+    Attributes
     ----------
-    task : TaskData
-    size : int
-        ``1 <= size <= task.num_train``.
-    dtype : str or numpy dtype
-        Dtype of the stored (already converted) inputs.
+    trainable : tuple of str
+        Parameters the optimizer updates (every role but ``frozen``).
+    lr_scales, weight_decay : dict name -> float
+        From the run's per-role tables (1 and 0 when a role is absent).
+    bounds : dict name -> float
+        Clipping bounds of the parameters whose role the run clips.
+    signs : tuple of str
+        Parameters of role ``signs`` (their sign flips are counted).
     """
 
-    def __init__(self, task, size, dtype):
-        if size > task.num_train:
-            raise ConfigError(f"train_size={size} exceeds the {task.num_train} training "
-                              f"sequences of task {task.name}")
-        self.name = task.name
-        self.input_kind = task.input_kind
-        self.input_size = task.input_size
-        self.output_size = task.output_size
-        self.seq_len = task.seq_len
-        self.many_to_many = task.many_to_many
-        self._inner = task
-        train = next(task.iter_batches(0, size, dtype=dtype))
-        splits = {name: task.split(name, dtype) for name in task.split_names()}
-        super().__init__(train, splits, task.seed)
+    trainable: tuple
+    lr_scales: dict
+    weight_decay: dict
+    bounds: dict
+    signs: tuple
 
-    def _to_input(self, stored, dtype):
-        return stored if self.input_kind == "tokens" else stored.astype(dtype, copy=False)
-
-    def _options(self):
-        return {**self._inner._options(), "train_size": self.num_train}
-
-
-def build_task(config):
-    """The :class:`~hadamnp.io.datasets.TaskData` of ``config`` (loads or generates data)."""
-    if config.task == "copy":
-        options = {"length": config.copy_length, "seed": config.seed}
-        if config.train_size is not None:
-            options["num_train"] = config.train_size
-        return load_task("copy", **options)
-    if config.task == "npz":
-        task = load_task("npz", path=config.npz, seed=config.seed,
-                         val_fraction=config.npz_val_fraction,
-                         test_fraction=config.npz_test_fraction)
-    else:
-        task = load_task(config.task, data_dir=config.data_dir, seed=config.seed)
-    if config.train_size is not None:
-        task = TrainSubset(task, config.train_size, config.dtype)
-    if task.input_kind == "tokens" and task.input_size > MAX_ONE_HOT_VOCAB:
-        raise ConfigError(f"token inputs are fed one-hot; vocabulary {task.input_size} "
-                          f"exceeds {MAX_ONE_HOT_VOCAB} (no embedding layer yet)")
-    return task
-
-
-def model_config(config, input_size, output_size, many_to_many):
-    """The :class:`HadamRNNConfig` of ``config`` for a task of the given sizes."""
-    return HadamRNNConfig(
-        input_size=input_size, hidden_size=config.hidden, output_size=output_size,
-        block_size=config.block_size if config.model == "block-hadamrnn" else None,
-        bits_in=config.bits, bits_out=config.bits,
-        recurrent="dense" if config.model == "dense" else "hadamard",
-        nonlinear=config.nonlinear, many_to_many=many_to_many, ste=config.ste,
-        dtype=config.dtype)
-
-
-def task_model_config(config, task):
-    """The :class:`HadamRNNConfig` of ``config`` on a loaded ``task``."""
-    return model_config(config, task.input_size, task.output_size, task.many_to_many)
-
-
-def builtin_task_sizes(name):
-    """``(d_in, d_out, many_to_many)`` of a built-in task, without loading its data."""
-    sizes = {"copy": (copy_task.VOCABULARY, copy_task.NUM_CLASSES, True),
-             "smnist": (1, mnist.NUM_CLASSES, False),
-             "pmnist": (1, mnist.NUM_CLASSES, False)}
-    if name not in sizes:
-        raise ConfigError(f"the sizes of task {name!r} depend on its data; give them "
-                          f"explicitly (input and output size)")
-    return sizes[name]
-
-
-def model_inputs(task, x, dtype):
-    """Batch inputs as the model's ``(B, T, d_in)`` array.
-
-    Token ids ``(B, T)`` become one-hot vectors (id 0, padding, becomes zeros), which is an
-    embedding equal to the columns of ``Q(U)``.
-    """
-    if task.input_kind != "tokens":
-        return x
-    out = np.zeros(x.shape + (task.input_size,), dtype=dtype)
-    np.put_along_axis(out, x[..., None], 1, axis=-1)
-    out[..., 0] = 0
-    return out
-
-
-def reuse_state_buffer(model, buffer, x):
-    """``buffer`` if it fits batch ``x`` (B, T, ...), else a new :meth:`HadamRNN.state_buffer`.
-
-    One buffer serves every batch of a run: freshly mapped memory page-faults far below
-    the memory bandwidth, and the states of one batch fill hundreds of MB.
-    """
-    B, T = x.shape[:2]
-    if buffer is None or buffer.shape != (T, model.config.hidden_size, B):
-        buffer = model.state_buffer(B, T)
-    return buffer
-
-
-def evaluate(model, params, task, split, batch_size, max_batches=None):
-    """Mean loss and accuracy of ``params`` on ``split`` (over every scored position).
-
-    Parameters
-    ----------
-    model : HadamRNN
-    params : dict of arrays
-    task : TaskData
-    split : {"val", "test"}
-    batch_size : int
-    max_batches : int, optional
-        Evaluate only the first ``max_batches`` batches of the split.
-
-    Returns
-    -------
-    dict
-        ``loss``, ``accuracy``, ``sequences``; for the copy task also ``baseline``
-        (``10 ln 8 / L``) and ``ratio`` (loss / baseline).
-    """
-    dtype = model.config.dtype
-    loss_sum = correct_sum = 0.0
-    positions = sequences = 0
-    batches = task.iter_split(split, batch_size, dtype=dtype)
-    states = None
-    for x, y in itertools.islice(batches, max_batches):
-        states = reuse_state_buffer(model, states, x)
-        logits, _ = model.forward(params, model_inputs(task, x, dtype), states_out=states)
-        loss, _ = softmax_cross_entropy(logits, y)
-        loss_sum += loss * y.size
-        correct_sum += accuracy(logits, y) * y.size
-        positions += y.size
-        sequences += y.shape[0]
-    result = {"loss": loss_sum / positions, "accuracy": correct_sum / positions,
-              "sequences": sequences}
-    if isinstance(task, CopyTask):
-        result["baseline"] = task.baseline()
-        result["ratio"] = result["loss"] / result["baseline"]
-    return result
+    @classmethod
+    def of(cls, model, config):
+        specs = model.param_specs()
+        trainable = tuple(name for name, spec in specs.items() if spec.trainable)
+        return cls(
+            trainable=trainable,
+            lr_scales={name: config.lr_scales.get(specs[name].role, 1.0) for name in trainable},
+            weight_decay={name: config.weight_decay.get(specs[name].role, 0.0)
+                          for name in trainable},
+            bounds={name: specs[name].bound for name in trainable
+                    if specs[name].role in config.clip_roles},
+            signs=tuple(name for name in trainable if specs[name].role == "signs"))
 
 
 @dataclass(frozen=True)
@@ -265,9 +156,10 @@ class RunResult:
 
 
 def _optimizer(config):
+    decoupled = config.weight_decay_mode == "decoupled"
     if config.optimizer == "sgd":
-        return make_optimizer("sgd", momentum=config.momentum)
-    return make_optimizer("adam")
+        return make_optimizer("sgd", momentum=config.momentum, decoupled_weight_decay=decoupled)
+    return make_optimizer("adam", decoupled_weight_decay=decoupled)
 
 
 def _opt_to_checkpoint(opt_state):
@@ -299,17 +191,6 @@ def _opt_from_checkpoint(stored, template, path):
     if extra:
         raise CheckpointError(f"{path}: unexpected optimizer state {extra}")
     return out
-
-
-def _check_restored_params(model, params, path):
-    try:
-        model.check_params(params)
-    except (ConfigError, ValueError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    for name, value in params.items():
-        if value.dtype != np.dtype(model.config.dtype):
-            raise CheckpointError(f"{path}: parameter {name} has dtype {value.dtype}, the "
-                                  f"configuration says {model.config.dtype}")
 
 
 class _RunLock:
@@ -370,15 +251,27 @@ class _Run:
         self.task = task
         self.model = model
         self.optimizer = _optimizer(config)
+        self.groups = ParamGroups.of(model, config)
         self.init_rng_state = init_rng_state
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
-        self.states = None  # (T, n, B) buffer reused by every training batch
+        self.states = None  # the model's state buffer, reused by every batch of one shape
+
+    def init_optimizer_state(self, params):
+        """Fresh optimizer state for the trainable parameters (frozen ones have none)."""
+        return self.optimizer.init_state({name: params[name] for name in self.groups.trainable})
 
     def checkpoint_config(self):
-        return {"run": self.config.to_dict(), "model": self.model.config.to_dict(),
+        return {"run": self.config.to_dict(), "model": self.model.describe(),
                 "task": self.task.describe()}
+
+    def _state_buffer(self, x):
+        # Freshly mapped memory page-faults far below the memory bandwidth, and the states
+        # of one batch fill hundreds of MB: reuse one buffer while the batch shape holds.
+        if self.states is None or self.states[0] != x.shape[:2]:
+            self.states = (x.shape[:2], self.model.state_buffer(*x.shape[:2]))
+        return self.states[1]
 
     def save(self, state, path=None):
         self.log.sync()
@@ -465,10 +358,10 @@ class _Run:
 
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""
-        config, model = self.config, self.model
-        self.states = reuse_state_buffer(model, self.states, x)
+        config, model, groups = self.config, self.model, self.groups
+        rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
         logits, cache = model.forward(state.params, model_inputs(self.task, x, config.dtype),
-                                      states_out=self.states)
+                                      states_out=self._state_buffer(x), rng=rng)
         loss, dlogits = softmax_cross_entropy(logits, y)
         if not np.isfinite(loss):
             raise NonFiniteError(
@@ -477,16 +370,22 @@ class _Run:
                 f"gradients (clip_grad_norm)")
         acc = accuracy(logits, y)
         grads = model.backward(state.params, cache, dlogits)
+        grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
-        self.optimizer.step(params, grads, opt_state, lr,
-                            lr_scales={"u": config.sign_lr_scale})
+        self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
+                            opt_state, lr, lr_scales=groups.lr_scales,
+                            weight_decay=groups.weight_decay)
+        for name, bound in groups.bounds.items():
+            np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
-        if "u" in params:
-            record["flips"] = int(np.count_nonzero(sign(params["u"]) != sign(state.params["u"])))
+        if groups.signs:
+            record["flips"] = sum(int(np.count_nonzero(sign(params[name])
+                                                       != sign(state.params[name])))
+                                  for name in groups.signs)
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         offset = state.offset
@@ -549,7 +448,7 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
                               f"or choose another output directory")
     task = build_task(config)
-    model = HadamRNN(task_model_config(config, task))
+    model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
     try:
@@ -558,37 +457,9 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
     run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
-    state = _State(params=params, opt_state=run.optimizer.init_state(params), epoch=0,
+    state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
                    batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
     return run.run(state, callback, max_steps, fresh=True)
-
-
-def load_run(path):
-    """Read a run's checkpoint: ``path`` is a run directory or a checkpoint file.
-
-    Returns
-    -------
-    checkpoint : hadamnp.io.checkpoint.Checkpoint
-    config : RunConfig
-    path : Path
-        The checkpoint file read.
-
-    Raises
-    ------
-    CheckpointError
-        No checkpoint, or a corrupt one, or one whose configuration is invalid.
-    """
-    path = Path(path)
-    file = ckpt_io.latest_checkpoint(path) if path.is_dir() else path
-    if file is None:
-        raise CheckpointError(f"{path} holds no checkpoint")
-    ckpt = ckpt_io.load_checkpoint(file)
-    run = ckpt.config.get("run")
-    try:
-        config = RunConfig.from_dict(run)
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{file}: invalid run configuration: {exc}") from None
-    return ckpt, config, file
 
 
 def resume(run_dir, *, callback=None, max_steps=None, **overrides):
@@ -628,13 +499,16 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
-    model = HadamRNN(task_model_config(config, task))
-    _check_restored_params(model, ckpt.params, path)
+    model = model_from_checkpoint(ckpt, config, path)
+    if model.describe() != model_for(config, task).describe():
+        raise CheckpointError(f"{path}: the checkpoint's model {model.describe()} is not the "
+                              f"model its run configuration builds on this task")
+    check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
     run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
     opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
-                                     run.optimizer.init_state(ckpt.params), path)
+                                     run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
     try:
         loss_sum, correct, positions = metrics["sums"]
@@ -653,36 +527,3 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     if state.epoch < config.epochs and state.test is not None:
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
     return run.run(state, callback, max_steps, fresh=False)
-
-
-def evaluate_checkpoint(path, split="test", max_batches=None, batch_size=None, data_dir=None):
-    """Evaluate the checkpoint of a run (``path``: run directory or checkpoint file).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    split : {"test", "val"}
-    max_batches : int, optional
-        Only the first batches of the split.
-    batch_size : int, optional
-        Default: the run's ``eval_batch_size``.
-    data_dir : str, optional
-        MNIST directory, when it moved since training.
-
-    Returns
-    -------
-    result : dict
-        As :func:`evaluate`.
-    config : RunConfig
-    position : dict
-        ``epoch``, ``batch``, ``global_step`` of the checkpoint.
-    """
-    ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
-    task = build_task(config)
-    model = HadamRNN(task_model_config(config, task))
-    _check_restored_params(model, ckpt.params, file)
-    result = evaluate(model, ckpt.params, task, split, batch_size or config.eval_batch_size,
-                      max_batches)
-    return result, config, ckpt.position

@@ -1,4 +1,4 @@
-"""Losses (:mod:`hadamnp.training.losses`): values against direct formulas, gradients against
+"""Losses (:mod:`hadamnp.models.losses`): values against direct formulas, gradients against
 central differences (float64), validation, and stability with huge logits."""
 
 import warnings
@@ -8,7 +8,7 @@ import pytest
 from scipy.special import expit, log_softmax
 
 from hadamnp.errors import ShapeError
-from hadamnp.training.losses import accuracy, bce_with_logits, softmax_cross_entropy
+from hadamnp.models.losses import accuracy, bce_with_logits, softmax_cross_entropy
 
 EPS = 1e-6
 FD_RTOL = 1e-7
