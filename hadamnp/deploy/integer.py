@@ -187,7 +187,7 @@ def _check_convertible(model):
     if config.nonlinear:
         raise ConfigError("integer inference implements the linear recurrence; "
                           "nonlinear=True models are not supported")
-    for option, quantizer in (("quant_in", model.quantize_U), ("quant_out", model.quantize_V)):
+    for option, quantizer in (("quant_in", model.U.quantizer), ("quant_out", model.V.quantizer)):
         if not isinstance(quantizer, Uniform) or not 1 <= quantizer.bits <= 8:
             raise ConfigError(f"integer inference needs U and V quantized to 1..8 bits "
                               f"(int8 codes, 'uniform:1' .. 'uniform:8'); "
@@ -373,7 +373,7 @@ def to_integer(model, params, a, calibration):
     config = model.config
     n, m = config.hidden_size, config.m
     exp_x, exp_h = int(calibration["exp_x"]), int(calibration["exp_h"])
-    qU, qV = model.quantize_U, model.quantize_V
+    qU, qV = model.U.quantizer, model.V.quantizer
     U_codes, alpha_U = qU.codes(params["U"])
     V_codes, alpha_V = qV.codes(params["V"])
     levels_U, levels_V = qU.grid()[2], qV.grid()[2]

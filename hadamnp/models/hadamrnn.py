@@ -30,10 +30,17 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.recurrences import RECURRENCES, make_recurrence
 from hadamnp.models.size import FLOAT_BITS, ModelSize
+from hadamnp.models.weights import Weight
 
 DTYPES = ("float32", "float64")
 
 __all__ = ["HadamRNNConfig", "HadamRNN"]
+
+
+def _input_init(rng, shape, dtype):
+    """``U``: orthogonal when square (``d_in = n``), else Xavier-uniform."""
+    n, d_in = shape
+    return orthogonal(rng, n, dtype) if d_in == n else xavier_uniform(rng, shape, dtype)
 
 
 @dataclass(frozen=True)
@@ -149,8 +156,9 @@ class HadamRNN:
         self.config = config
         self._kernels = recurrence
         self.recurrence = config.recurrent_matrix()
-        self.quantize_U = get_quantizer(config.quant_in)
-        self.quantize_V = get_quantizer(config.quant_out)
+        n, d_in, d_out = config.hidden_size, config.input_size, config.output_size
+        self.U = Weight("U", (n, d_in), _input_init, quantizer=config.quant_in)
+        self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out)
 
     @property
     def name(self):
@@ -158,11 +166,10 @@ class HadamRNN:
 
     def param_specs(self):
         """``u`` (signs) or ``W`` (weight), ``U``, ``b``, ``V``, ``c``, in init order."""
-        cfg = self.config
-        n, d_in, d_out = cfg.hidden_size, cfg.input_size, cfg.output_size
-        return {**self.recurrence.param_specs(),
-                "U": ParamSpec((n, d_in), "weight"), "b": ParamSpec((n,), "bias"),
-                "V": ParamSpec((d_out, n), "weight"), "c": ParamSpec((d_out,), "bias")}
+        n, d_out = self.config.hidden_size, self.config.output_size
+        return {**self.recurrence.param_specs(), **self.U.param_specs(),
+                "b": ParamSpec((n,), "bias"), **self.V.param_specs(),
+                "c": ParamSpec((d_out,), "bias")}
 
     def init_params(self, rng):
         """Initial parameters, drawn from ``rng`` in the order of :meth:`param_specs`.
@@ -180,11 +187,11 @@ class HadamRNN:
         dict of arrays in the configured dtype.
         """
         cfg = self.config
-        n, d_in, d_out, dtype = cfg.hidden_size, cfg.input_size, cfg.output_size, cfg.dtype
+        n, d_out, dtype = cfg.hidden_size, cfg.output_size, cfg.dtype
         params = self.recurrence.init(rng, dtype)
-        params["U"] = orthogonal(rng, n, dtype) if d_in == n else xavier_uniform(rng, (n, d_in), dtype)
+        params.update(self.U.init(rng, dtype))
         params["b"] = uniform_bias(rng, n, n, dtype)
-        params["V"] = xavier_uniform(rng, (d_out, n), dtype)
+        params.update(self.V.init(rng, dtype))
         params["c"] = uniform_bias(rng, d_out, n, dtype)
         return params
 
@@ -202,8 +209,7 @@ class HadamRNN:
         ``U_q`` (n, d_in), ``V_q`` (d_out, n).
         """
         return {**self.recurrence.effective(params, rng),
-                "U_q": self.quantize_U.forward(params["U"], rng),
-                "V_q": self.quantize_V.forward(params["V"], rng)}
+                "U_q": self.U.effective(params, rng), "V_q": self.V.effective(params, rng)}
 
     def state_buffer(self, batch, seq_len):
         """A reusable ``(T, n, B)`` buffer for :meth:`forward`'s ``states_out``."""
@@ -268,8 +274,8 @@ class HadamRNN:
         w = cache["weights"]
         grads = self.recurrence.backward(self._kernels, params, w, w["U_q"], w["V_q"],
                                          cache["x"], cache["h"], g, self.config.nonlinear)
-        grads["U"] = self.quantize_U.backward(params["U"], grads["U"])
-        grads["V"] = self.quantize_V.backward(params["V"], grads["V"])
+        grads.update(self.U.backward(params, grads.pop("U")))
+        grads.update(self.V.backward(params, grads.pop("V")))
         return {name: grads[name] for name in params}
 
     def size(self):
@@ -282,11 +288,9 @@ class HadamRNN:
         """
         cfg = self.config
         n, d_in, d_out = cfg.hidden_size, cfg.input_size, cfg.output_size
-        bits = {"U": self.quantize_U.code_bits(n * d_in),
-                "V": self.quantize_V.code_bits(d_out * n),
-                **self.recurrence.bits(),
+        bits = {"U": self.U.code_bits(), "V": self.V.code_bits(), **self.recurrence.bits(),
                 "b": FLOAT_BITS * n, "c": FLOAT_BITS * d_out,
-                "alpha": (self.quantize_U.scale_bits() + self.quantize_V.scale_bits()
+                "alpha": (self.U.scale_bits() + self.V.scale_bits()
                           + self.recurrence.scale_bits())}
         specs = self.param_specs()
         return ModelSize(parameters=protocol.param_count(specs),

@@ -206,6 +206,44 @@ def _parse_value(text):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def parse_spec(spec, registry, what):
+    """The object a spec string ``name[:arg,...,key=value]`` describes in ``registry``
+    (name -> frozen dataclass; positional arguments follow its field order).
+
+    Raises :class:`ConfigError` naming ``what`` (e.g. "quantizer") for an unknown name (the
+    message lists the registered ones) or bad arguments.
+    """
+    name, _, args = spec.strip().partition(":")
+    if name not in registry:
+        raise ConfigError(f"unknown {what} {name!r} in {spec!r}; choose one of "
+                          f"{', '.join(sorted(registry))}")
+    cls = registry[name]
+    fields = [f.name for f in dataclasses.fields(cls)]
+    positional, named = [], {}
+    for part in filter(None, (p.strip() for p in args.split(","))):
+        key, eq, value = part.partition("=")
+        if eq:
+            if key not in fields:
+                raise ConfigError(f"{what} {name!r} has no argument {key!r} "
+                                  f"(arguments: {', '.join(fields) or 'none'})")
+            named[key] = _parse_value(value)
+        elif named:
+            raise ConfigError(f"positional argument {part!r} after a named one in {spec!r}")
+        else:
+            positional.append(_parse_value(part))
+    if len(positional) > len(fields):
+        raise ConfigError(f"{what} {name!r} takes at most {len(fields)} argument(s) "
+                          f"({', '.join(fields) or 'none'}), got {spec!r}")
+    values = dict(zip(fields, positional))
+    duplicated = sorted(set(values) & set(named))
+    if duplicated:
+        raise ConfigError(f"argument {duplicated[0]!r} given twice in {spec!r}")
+    try:
+        return cls(**values, **named)
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for {what} {name!r} in {spec!r}: {exc}") from None
+
+
 def get_quantizer(spec):
     """The quantizer described by ``spec``.
 
@@ -226,39 +264,12 @@ def get_quantizer(spec):
         if type(spec) in QUANTIZERS.values():
             return spec
         raise ConfigError(f"a quantizer spec must be a string such as 'uniform:4', got {spec!r}")
-    name, _, args = spec.strip().partition(":")
-    if name not in QUANTIZERS:
-        raise ConfigError(f"unknown quantizer {name!r} in {spec!r}; choose one of "
-                          f"{', '.join(sorted(QUANTIZERS))}")
-    cls = QUANTIZERS[name]
-    fields = [f.name for f in dataclasses.fields(cls)]
-    positional, named = [], {}
-    for part in filter(None, (p.strip() for p in args.split(","))):
-        key, eq, value = part.partition("=")
-        if eq:
-            if key not in fields:
-                raise ConfigError(f"quantizer {name!r} has no argument {key!r} "
-                                  f"(arguments: {', '.join(fields) or 'none'})")
-            named[key] = _parse_value(value)
-        elif named:
-            raise ConfigError(f"positional argument {part!r} after a named one in {spec!r}")
-        else:
-            positional.append(_parse_value(part))
-    if len(positional) > len(fields):
-        raise ConfigError(f"quantizer {name!r} takes at most {len(fields)} argument(s) "
-                          f"({', '.join(fields) or 'none'}), got {spec!r}")
-    values = dict(zip(fields, positional))
-    duplicated = sorted(set(values) & set(named))
-    if duplicated:
-        raise ConfigError(f"argument {duplicated[0]!r} given twice in {spec!r}")
-    try:
-        return cls(**values, **named)
-    except TypeError as exc:
-        raise ConfigError(f"bad arguments for quantizer {name!r} in {spec!r}: {exc}") from None
+    return parse_spec(spec, QUANTIZERS, "quantizer")
 
 
 def quantizer_spec(quantizer):
-    """The canonical spec string of a quantizer (``get_quantizer`` reads it back)."""
+    """The canonical spec string of a quantizer, or of any object built by
+    :func:`parse_spec` (``get_quantizer`` / ``parse_spec`` read it back)."""
     cls = type(quantizer)
     args, skipped = [], False
     for f in dataclasses.fields(cls):

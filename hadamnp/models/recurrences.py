@@ -32,6 +32,7 @@ from hadamnp.errors import ConfigError
 from hadamnp.models.init import orthogonal
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import Sign
+from hadamnp.models.weights import Weight
 from hadamnp.reference.recurrence import hadamard_matrix
 
 __all__ = ["HadamardRecurrence", "DenseRecurrence", "RECURRENCES", "make_recurrence"]
@@ -95,7 +96,8 @@ class HadamardRecurrence:
 
 
 class DenseRecurrence:
-    """A dense recurrent matrix ``W = Q(W_latent)`` (full precision with ``Q = none``).
+    """A dense recurrent matrix ``W = Q(P(theta))``: a :class:`~hadamnp.models.weights.Weight`
+    (full precision with ``Q = none`` and the dense parametrization).
 
     Parameters
     ----------
@@ -107,17 +109,17 @@ class DenseRecurrence:
 
     def __init__(self, n, quantizer):
         self.n = n
-        self.quantizer = quantizer
+        self.weight = Weight("W", (n, n), _orthogonal_init, quantizer=quantizer)
 
     def param_specs(self):
-        return {"W": ParamSpec((self.n, self.n), "weight")}
+        return self.weight.param_specs()
 
     def init(self, rng, dtype):
         """Haar-random orthogonal ``W``."""
-        return {"W": orthogonal(rng, self.n, dtype)}
+        return self.weight.init(rng, dtype)
 
     def effective(self, params, rng=None):
-        return {"W_q": self.quantizer.forward(params["W"], rng)}
+        return {"W_q": self.weight.effective(params, rng)}
 
     def matrix(self, eff):
         return eff["W_q"]
@@ -127,17 +129,21 @@ class DenseRecurrence:
 
     def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear):
         grads = kernels.dense_backward(eff["W_q"], U, V, xk, h, g, nonlinear=nonlinear)
-        grads["W"] = self.quantizer.backward(params["W"], grads["W"])
+        grads.update(self.weight.backward(params, grads.pop("W")))
         return grads
 
     def bits(self):
-        return {"W": self.quantizer.code_bits(self.n * self.n)}
+        return {"W": self.weight.code_bits()}
 
     def scale_bits(self):
-        return self.quantizer.scale_bits()
+        return self.weight.scale_bits()
 
     def describe(self):
         return {"kind": self.name}
+
+
+def _orthogonal_init(rng, shape, dtype):
+    return orthogonal(rng, shape[0], dtype)
 
 
 def _hadamard(config, quantizer):
