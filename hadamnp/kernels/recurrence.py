@@ -120,8 +120,9 @@ def _hadamard_forward(s, m, U, b, V, c, x, nonlinear, h, logits):
 
 
 @numba.njit(cache=True)
-def _hadamard_backward(s, m, V, x_T, h, g, nonlinear, dU, ds, db, dV):
+def _hadamard_backward(s, m, U_T, V, x_T, h, g, nonlinear, dU, ds, db, dV, dx):
     T, B, _ = x_T.shape
+    input_grad = dx.shape[0] > 0  # dx: (T, d_in, B), or (0, d_in, B) when not wanted
     n = s.shape[0]
     scale = s / np.sqrt(s.dtype.type(m))
     V_T = np.ascontiguousarray(V.T)
@@ -138,6 +139,8 @@ def _hadamard_backward(s, m, V, x_T, h, g, nonlinear, dU, ds, db, dV):
         if nonlinear:
             _mask_inactive(delta, h[t])
         dU += np.dot(delta, x_T[t])
+        if input_grad:
+            np.dot(U_T, delta, dx[t])
         if t > 0:
             hh[:] = h[t - 1]
             fwht_columns_inplace(hh, m)
@@ -177,8 +180,9 @@ def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
 
 
 @numba.njit(cache=True)
-def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
+def _dense_backward(W, U_T, V, x_T, h, g, nonlinear, dU, dW, db, dV, dx):
     T, B, _ = x_T.shape
+    input_grad = dx.shape[0] > 0
     n = W.shape[0]
     W_T = np.ascontiguousarray(W.T)
     V_T = np.ascontiguousarray(V.T)
@@ -193,6 +197,8 @@ def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
         if nonlinear:
             _mask_inactive(delta, h[t])
         dU += np.dot(delta, x_T[t])
+        if input_grad:
+            np.dot(U_T, delta, dx[t])
         if t > 0:
             dW += np.dot(delta, h[t - 1].T)
         db_lanes += delta
@@ -276,7 +282,13 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     return h, logits
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
+def _input_grad_buffer(x, input_grad):
+    """``dx`` (T, d_in, B) when the input gradient is wanted, else an empty (0, d_in, B)."""
+    T, d_in, B = x.shape
+    return np.zeros((T if input_grad else 0, d_in, B), dtype=x.dtype)
+
+
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     """Backpropagation through time for :func:`hadamard_forward`.
 
     Parameters
@@ -284,11 +296,14 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
     s, m, U, V, x : as in :func:`hadamard_forward`
     h : (T, n, B) states from the forward pass
     g : (T_out, d_out, B) gradient of the loss with respect to the logits
+    input_grad : bool
+        Also return ``x``: the gradient with respect to the inputs, ``U^T dL/da_t``
+        (T, d_in, B) (an embedding or a lower layer below this one needs it).
 
     Returns
     -------
     dict of gradients: ``s`` (n,) (``s`` treated as continuous), ``U`` (n, d_in),
-    ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,).
+    ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,), and ``x`` with ``input_grad``.
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
@@ -297,9 +312,12 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
     x_T = np.ascontiguousarray(x.transpose(0, 2, 1))  # (T, B, d_in): fast BLAS operand
     grads = {"s": np.zeros(n, x.dtype), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
-    _hadamard_backward(s, m, V, x_T, h, g, bool(nonlinear),
-                       grads["U"], grads["s"], grads["b"], grads["V"])
+    dx = _input_grad_buffer(x, input_grad)
+    _hadamard_backward(s, m, np.ascontiguousarray(U.T), V, x_T, h, g, bool(nonlinear),
+                       grads["U"], grads["s"], grads["b"], grads["V"], dx)
     grads["c"] = g.sum(axis=(0, 2))
+    if input_grad:
+        grads["x"] = dx
     return grads
 
 
@@ -319,8 +337,9 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     return h, logits
 
 
-def dense_backward(W, U, V, x, h, g, *, nonlinear):
-    """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``."""
+def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
+    """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``
+    (and ``x`` with ``input_grad``, as in :func:`hadamard_backward`)."""
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
     _check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
@@ -328,7 +347,10 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
     x_T = np.ascontiguousarray(x.transpose(0, 2, 1))
     grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
-    _dense_backward(W, V, x_T, h, g, bool(nonlinear),
-                    grads["U"], grads["W"], grads["b"], grads["V"])
+    dx = _input_grad_buffer(x, input_grad)
+    _dense_backward(W, np.ascontiguousarray(U.T), V, x_T, h, g, bool(nonlinear),
+                    grads["U"], grads["W"], grads["b"], grads["V"], dx)
     grads["c"] = g.sum(axis=(0, 2))
+    if input_grad:
+        grads["x"] = dx
     return grads

@@ -251,7 +251,7 @@ class HadamRNN:
         """``{"h": (B, T, n)}``: the hidden states of the cached forward pass (a view)."""
         return {"h": cache["h"].transpose(2, 0, 1)}
 
-    def backward(self, params, cache, dlogits):
+    def backward(self, params, cache, dlogits, *, input_grad=False):
         """Backpropagation through time, through the straight-through estimators.
 
         Parameters
@@ -259,10 +259,13 @@ class HadamRNN:
         params : dict, as passed to :meth:`forward`
         cache : dict returned by :meth:`forward`
         dlogits : gradient of the loss w.r.t. the logits, shape of the logits
+        input_grad : bool
+            Also return ``"x"``: the gradient w.r.t. the inputs, (B, T, d_in).
 
         Returns
         -------
-        dict of gradients with the keys and shapes of ``params`` (new arrays).
+        dict of gradients with the keys and shapes of ``params`` (new arrays), plus ``x``
+        with ``input_grad``.
         """
         B = cache["x"].shape[2]
         expected = ((B, cache["x"].shape[0]) if self.config.many_to_many else (B,)) \
@@ -273,10 +276,14 @@ class HadamRNN:
         g = np.ascontiguousarray(g, dtype=self.config.dtype)
         w = cache["weights"]
         grads = self.recurrence.backward(self._kernels, params, w, w["U_q"], w["V_q"],
-                                         cache["x"], cache["h"], g, self.config.nonlinear)
+                                         cache["x"], cache["h"], g, self.config.nonlinear,
+                                         input_grad)
         grads.update(self.U.backward(params, grads.pop("U")))
         grads.update(self.V.backward(params, grads.pop("V")))
-        return {name: grads[name] for name in params}
+        out = {name: grads[name] for name in params}
+        if input_grad:
+            out["x"] = grads["x"].transpose(2, 0, 1)  # (B, T, d_in)
+        return out
 
     def size(self):
         """Storage of the deployed model (see :mod:`hadamnp.models.size`).

@@ -112,8 +112,10 @@ class Model(Protocol):
     def forward(self, params, x, *, states_out=None, rng=None):
         """``(outputs, cache)``: outputs ``(B, d_out)`` or ``(B, T, d_out)``."""
 
-    def backward(self, params, cache, doutputs) -> dict:
-        """Gradients under the keys of ``params`` (new arrays)."""
+    def backward(self, params, cache, doutputs, *, input_grad=False) -> dict:
+        """Gradients under the keys of ``params`` (new arrays); with ``input_grad``, also
+        ``"x"``, the gradient w.r.t. the inputs (B, T, d_in) (what an embedding or a layer
+        below needs). A model that cannot provide it raises ``NotImplementedError``."""
 
     def weights(self, params) -> dict:
         """The effective (quantized, deterministic) weights the forward pass uses."""

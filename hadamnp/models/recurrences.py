@@ -21,7 +21,8 @@ Interface (``kernels`` is :mod:`hadamnp.kernels.recurrence` or its reference twi
     rec.effective(params, rng)            {weight name: array}, e.g. {"W_signs": s}
     rec.matrix(eff)                       dense (n, n) W (reference path, tests)
     rec.forward(kernels, eff, U, b, V, c, xk, **options)   -> (h, logits)
-    rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear) -> grads (own + U, b, V, c)
+    rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad)
+                                          -> grads (own + U, b, V, c, and x if input_grad)
     rec.bits()                            {"W": storage bits}, plus ``scale_bits()``
 """
 
@@ -76,9 +77,9 @@ class HadamardRecurrence:
     def forward(self, kernels, eff, U, b, V, c, xk, **options):
         return kernels.hadamard_forward(eff["W_signs"], self.m, U, b, V, c, xk, **options)
 
-    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear):
+    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False):
         grads = kernels.hadamard_backward(eff["W_signs"], self.m, U, V, xk, h, g,
-                                          nonlinear=nonlinear)
+                                          nonlinear=nonlinear, input_grad=input_grad)
         grads["u"] = self.quantizer.backward(params["u"], grads.pop("s"))
         return grads
 
@@ -127,8 +128,9 @@ class DenseRecurrence:
     def forward(self, kernels, eff, U, b, V, c, xk, **options):
         return kernels.dense_forward(eff["W_q"], U, b, V, c, xk, **options)
 
-    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear):
-        grads = kernels.dense_backward(eff["W_q"], U, V, xk, h, g, nonlinear=nonlinear)
+    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False):
+        grads = kernels.dense_backward(eff["W_q"], U, V, xk, h, g, nonlinear=nonlinear,
+                                       input_grad=input_grad)
         grads.update(self.weight.backward(params, grads.pop("W")))
         return grads
 

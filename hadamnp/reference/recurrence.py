@@ -59,18 +59,19 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     return h, logits
 
 
-def dense_backward(W, U, V, x, h, g, *, nonlinear):
+def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     """Backpropagation through time for :func:`dense_forward`.
 
     Parameters
     ----------
     W, U, V, x, h : as in :func:`dense_forward` (``h`` from the forward pass)
     g : (T_out, d_out, B) gradient of the loss with respect to the logits
+    input_grad : bool, also return ``x``, the gradient w.r.t. the inputs (T, d_in, B)
 
     Returns
     -------
     dict with ``W`` (n, n), ``U`` (n, d_in), ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,),
-    the gradients of the loss with respect to the matrices actually used.
+    the gradients of the loss with respect to the matrices actually used (and ``x``).
     """
     T, _, B = x.shape
     n = W.shape[0]
@@ -79,6 +80,7 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
     grads["b"] = np.zeros(n, dtype=x.dtype)
     grads["c"] = g.sum(axis=(0, 2))
     delta = np.zeros((n, B), dtype=x.dtype)  # dL/dh_t, accumulated from step t+1
+    dx = np.zeros_like(x)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
             g_t = g[t - first_scored]
@@ -89,7 +91,10 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
         grads["W"] += dpre @ prev.T
         grads["U"] += dpre @ x[t].T
         grads["b"] += dpre.sum(axis=1)
+        dx[t] = U.T @ dpre
         delta = W.T @ dpre
+    if input_grad:
+        grads["x"] = dx
     return grads
 
 
@@ -99,13 +104,14 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
                          nonlinear=nonlinear, many_to_many=many_to_many, h_out=h_out)
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear):
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     """BPTT for :func:`hadamard_forward`; returns ``s`` (n,) in place of ``W``.
 
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
     straight-through estimator passes on to the latent ``u``).
     """
-    grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear)
+    grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
+                           input_grad=input_grad)
     dW = grads.pop("W")
     # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
     grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))

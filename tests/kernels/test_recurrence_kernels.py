@@ -101,9 +101,16 @@ def compare_sequence(forward, backward, ref_forward, ref_backward, rec, p, dtype
     assert_close(logits, logits_ref, rtol, f"{label}: logits")
 
     g = np.random.default_rng(1).standard_normal(logits.shape).astype(dtype)
-    grads = backward(*rec.values(), p["U"], p["V"], p["x"], h, g, nonlinear=nonlinear)
+    grads = backward(*rec.values(), p["U"], p["V"], p["x"], h, g, nonlinear=nonlinear,
+                     input_grad=True)
     grads_ref = ref_backward(*rec64.values(), p64["U"], p64["V"], p64["x"],
-                             h.astype(np.float64), g.astype(np.float64), nonlinear=nonlinear)
+                             h.astype(np.float64), g.astype(np.float64), nonlinear=nonlinear,
+                             input_grad=True)
+    assert grads["x"].shape == p["x"].shape, f"{label}: dx has shape {grads['x'].shape}"
+    without = backward(*rec.values(), p["U"], p["V"], p["x"], h, g, nonlinear=nonlinear)
+    assert "x" not in without
+    for name in without:
+        np.testing.assert_array_equal(without[name], grads[name], err_msg=f"{label}: d{name}")
     assert sorted(grads) == sorted(grads_ref), f"{label}: gradient keys {sorted(grads)}"
     for name in grads_ref:
         assert grads[name].dtype == dtype, f"{label}: d{name} has dtype {grads[name].dtype}"

@@ -207,3 +207,18 @@ def test_clipped_sign_ste_masks_where_u_exceeds_one():
     assert np.all(grads_id["u"][~inside] != 0), "the masked gradients were already zero"
     for name in ("U", "b", "V", "c"):
         np.testing.assert_array_equal(grads_clip[name], grads_id[name], err_msg=f"d{name}")
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize("mtm,nonlinear", [(False, False), (True, True)])
+def test_input_gradient_matches_finite_differences(model, mtm, nonlinear):
+    """``backward(..., input_grad=True)["x"]`` is dL/dx (what an embedding or a lower
+    layer receives), through quantized U."""
+    net, params, x, y = build(model, mtm, nonlinear, 4, bits=4)
+    logits, cache = net.forward(params, x)
+    _, dlogits = softmax_cross_entropy(logits, y)
+    grads = net.backward(params, cache, dlogits, input_grad=True)
+    assert sorted(grads) == sorted([*params, "x"])
+    numeric = numeric_grad(lambda: model_loss(net, params, x, y), x)
+    err = rel_err(grads["x"], numeric)
+    assert err <= FD_RTOL, f"dx: relative error {err:.2e}"
