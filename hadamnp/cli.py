@@ -235,6 +235,13 @@ def _training_options(func):
         click.option("--clip-latent", "clip_latent", multiple=True, metavar="ROLE",
                      help="Clamp the parameters of a role to the bound the model declares "
                           "after every update (signs: [-1, 1]); repeatable."),
+        click.option("--role-optimizer", "role_optimizer", multiple=True, metavar="ROLE=SPEC",
+                     help="Train the parameters of a role with their own optimizer instead "
+                          "of --optimizer: bop[:THRESHOLD,ADAPTIVITY] (signs) or frozen; "
+                          "repeatable."),
+        click.option("--optimizer-signs", default=None, metavar="SPEC",
+                     help="Short for --role-optimizer signs=SPEC (e.g. bop, "
+                          "bop:threshold=1e-6,adaptivity=1e-3, frozen)."),
         click.option("--momentum", type=float, default=None, help="SGD momentum."),
         click.option("--clip-grad-norm", type=float, default=None,
                      help="Clip the global gradient norm (default: no clipping)."),
@@ -262,6 +269,10 @@ def _training_options(func):
                      help="Also checkpoint every N steps (always: every epoch)."),
         click.option("--log-every", type=int, default=None,
                      help="Write a step line to metrics.jsonl every N steps."),
+        click.option("--diagnostics/--no-diagnostics", default=None,
+                     help="Training diagnostics in the logged step lines (gradient norms, "
+                          "latent-sign magnitudes, quantizer scales and codes, max |h|). "
+                          "Default on."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -292,11 +303,22 @@ def _overrides(options):
     if sign_scale is not None:
         lr_scales["signs"] = sign_scale
     weight_decay = _role_table(options.pop("weight_decay", ()), "--weight-decay")
+    role_optimizers = {}
+    for text in options.pop("role_optimizer", ()):
+        role, _, spec = text.partition("=")
+        if not spec.strip() or not role.strip():
+            raise click.BadParameter(f"expected ROLE=SPEC, got {text!r}",
+                                     param_hint="--role-optimizer")
+        role_optimizers[role.strip()] = spec.strip()
+    signs_optimizer = options.pop("optimizer_signs", None)
+    if signs_optimizer is not None:
+        role_optimizers["signs"] = signs_optimizer
     clip = options.pop("clip_latent", ())
     values = {key: value for key, value in options.items()
               if value is not None and key not in _NOT_CONFIG}
     for key, value in (("model", model), ("lr_scales", lr_scales),
-                       ("weight_decay", weight_decay), ("clip_roles", list(clip))):
+                       ("weight_decay", weight_decay), ("clip_roles", list(clip)),
+                       ("role_optimizers", role_optimizers)):
         if value:
             values[key] = value
     if "npz" in values:

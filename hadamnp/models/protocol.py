@@ -31,6 +31,12 @@ Training and evaluation
     ``forward(params, x, rng=rng)`` is a *training* forward: stochastic quantizers draw
     from ``rng``. With ``rng=None`` (the default) every quantizer is deterministic; that is
     the evaluation, export and golden-file forward.
+
+Optional hook
+    ``diagnostics(params, cache, grads) -> dict`` (not part of :class:`Model`; a model may
+    omit it): model-specific training diagnostics of one step (e.g. quantizer scales, code
+    histograms, the largest state), JSON numbers or lists under flat keys. The training
+    loop adds them to its logged step records (:mod:`hadamnp.training.diagnostics`).
 """
 
 from dataclasses import dataclass

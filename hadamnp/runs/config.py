@@ -67,12 +67,15 @@ __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
 
 TASKS = ("copy", "smnist", "pmnist", "npz")
 OPTIMIZERS = ("adam", "sgd")
+# Role optimizers (hadamnp.training.role_optim) -> the roles they may train (None: any).
+ROLE_OPTIMIZERS = {"bop": ("signs",), "frozen": None}
 DTYPES = ("float32", "float64")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 # Sizes of placeholder task used to validate model options before the task is loaded.
 _PLACEHOLDER_TASK = {"input_size": 1, "output_size": 2, "many_to_many": False}
 # Tables of the TOML/dict form: table name -> field name.
-_TABLES = {"model": "model", "lr_scales": "lr_scales", "weight_decay": "weight_decay"}
+_TABLES = {"model": "model", "lr_scales": "lr_scales", "weight_decay": "weight_decay",
+           "role_optimizers": "role_optimizers"}
 
 
 _DEFAULT_MODEL = {"name": "hadamrnn", "hidden_size": 128}
@@ -109,6 +112,11 @@ class RunConfig:
     clip_roles : tuple of str
         Roles whose parameters are clamped to ``[-bound, bound]`` after every update, with
         the bound the model declares (e.g. latent signs to [-1, 1], as BinaryConnect).
+    role_optimizers : mapping role -> str
+        Optimizer specs of roles trained by their own optimizer instead of ``optimizer``
+        (:mod:`hadamnp.training.role_optim`): ``"bop[:threshold,adaptivity]"`` (role
+        ``signs``) or ``"frozen"``. Such a role takes no lr scale, weight decay or
+        clipping.
     momentum : float
         SGD momentum (SGD only).
     clip_grad_norm : float or None
@@ -137,6 +145,11 @@ class RunConfig:
         Also checkpoint every this many steps (a checkpoint is always written each epoch).
     log_every : int
         Write a per-step metrics line every this many steps.
+    diagnostics : bool
+        Add training diagnostics to the logged step lines (gradient norms per parameter,
+        latent-sign magnitudes and gradient alignment, quantizer scales and code counts,
+        largest state; :mod:`hadamnp.training.diagnostics`). They do not change the
+        trajectory, so a run may be resumed with either value.
     """
 
     task: str = "smnist"
@@ -152,6 +165,7 @@ class RunConfig:
     weight_decay: typing.Mapping = dataclasses.field(default_factory=lambda: _frozen({}))
     weight_decay_mode: str = "l2"
     clip_roles: tuple = ()
+    role_optimizers: typing.Mapping = dataclasses.field(default_factory=lambda: _frozen({}))
     momentum: float = 0.0
     clip_grad_norm: float | None = None
     batch_size: int = 64
@@ -169,6 +183,7 @@ class RunConfig:
     npz_test_fraction: float | None = None
     checkpoint_every: int | None = None
     log_every: int = 10
+    diagnostics: bool = True
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -237,6 +252,7 @@ class RunConfig:
                     raise ConfigError(f"{table}.{role} must be "
                                       f"{'> 0' if table == 'lr_scales' else '>= 0'} and "
                                       f"finite, got {value}")
+        self._check_role_optimizers(roles)
         for role in self.clip_roles:
             if role not in roles:
                 raise ConfigError(f"clip_roles: model {self.model!r} has no parameter with "
@@ -246,6 +262,27 @@ class RunConfig:
             if unbounded:
                 raise ConfigError(f"clip_roles: parameter(s) {', '.join(unbounded)} of role "
                                   f"{role!r} declare no clipping bound in model {self.model!r}")
+
+    def _check_role_optimizers(self, roles):
+        """Roles and optimizer names of ``role_optimizers`` (their arguments are checked
+        when the training loop builds the optimizer, before it writes anything)."""
+        for role, spec in self.role_optimizers.items():
+            if role not in roles:
+                raise ConfigError(f"role_optimizers.{role}: model {self.model!r} has no "
+                                  f"parameter with role {role!r} (its roles: "
+                                  f"{', '.join(sorted(roles))})")
+            name = spec.partition(":")[0].strip()
+            if name not in ROLE_OPTIMIZERS:
+                raise ConfigError(f"role_optimizers.{role}: unknown optimizer {name!r}; "
+                                  f"choose one of {', '.join(ROLE_OPTIMIZERS)}")
+            allowed = ROLE_OPTIMIZERS[name]
+            if allowed is not None and role not in allowed:
+                raise ConfigError(f"role_optimizers.{role}: {name!r} trains parameters of "
+                                  f"role {', '.join(allowed)} only")
+            for table in ("lr_scales", "weight_decay", "clip_roles"):
+                if role in getattr(self, table):
+                    raise ConfigError(f"role {role!r} has its own optimizer ({spec!r}); "
+                                      f"{table} does not apply to it")
 
     def build_model(self, input_size, output_size, many_to_many):
         """The model of this run for a task of the given sizes (through the registry)."""
@@ -322,10 +359,15 @@ _KINDS = {f.name: _field_kind(f.type) for f in dataclasses.fields(RunConfig)}
 
 def _coerce(name, value):
     """``value`` checked against the type of field ``name`` (ints accepted as floats)."""
-    if name in ("model_options", "lr_scales", "weight_decay"):
+    if name in ("model_options", "lr_scales", "weight_decay", "role_optimizers"):
         if not isinstance(value, typing.Mapping):
             raise ConfigError(f"option {name} must be a table, got {value!r}")
-        if name != "model_options":
+        if name == "role_optimizers":
+            for key, item in value.items():
+                if not isinstance(item, str):
+                    raise ConfigError(f"{name}.{key} must be an optimizer spec string such "
+                                      f"as 'bop' or 'frozen', got {item!r}")
+        elif name != "model_options":
             for key, item in value.items():
                 if isinstance(item, bool) or not isinstance(item, (int, float)):
                     raise ConfigError(f"{name}.{key} must be a number, got {item!r}")
@@ -501,7 +543,7 @@ def resolve_config(preset=None, path=None, overrides=None):
         _split_model_table(table, source)
     name, model_options = _merge_model(layers)
     values = {**base, **file_options, **overrides}
-    for table in ("lr_scales", "weight_decay"):
+    for table in ("lr_scales", "weight_decay", "role_optimizers"):
         merged = {}
         for layer in (base, file_options, overrides):
             merged.update(layer.get(table, {}))

@@ -9,8 +9,14 @@ step ``k``::
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
     optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
-                                                        per-role lr scales, weight decay
+                                                        per-role lr scales, weight decay;
+                                                        role optimizers (e.g. Bop) for
+                                                        the roles that have one
     [clip latent parameters of the clipped roles to their declared bound]
+
+Logged steps (every ``log_every``) record the loss, accuracy, learning rate, the sign
+flips of the step and the running flip count (``flips_total``; epoch records carry the
+epoch's ``flips``) and, with ``diagnostics`` on, :mod:`hadamnp.training.diagnostics`.
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
@@ -55,8 +61,10 @@ from hadamnp.models.losses import accuracy, softmax_cross_entropy
 from hadamnp.runs.config import RunConfig, config_to_toml
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs)
+from hadamnp.training.diagnostics import gradient_diagnostics, update_diagnostics
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
+from hadamnp.training.role_optim import RoleOptimizer, get_role_optimizer
 
 __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 
@@ -67,7 +75,7 @@ CONFIG_NAME = "config.toml"
 LOCK_NAME = "run.lock"
 # Options that may change when a run is resumed: none of them alters the trajectory.
 RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every")
+                    "eval_batch_size", "log_every", "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class ParamGroups:
         Clipping bounds of the parameters whose role the run clips.
     signs : tuple of str
         Parameters of role ``signs`` (their sign flips are counted).
+    optimizers : dict name -> role optimizer
+        Parameters whose role has its own optimizer (``role_optimizers``).
     """
 
     trainable: tuple
@@ -91,6 +101,7 @@ class ParamGroups:
     weight_decay: dict
     bounds: dict
     signs: tuple
+    optimizers: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, model, config):
@@ -103,7 +114,9 @@ class ParamGroups:
                           for name in trainable},
             bounds={name: specs[name].bound for name in trainable
                     if specs[name].role in config.clip_roles},
-            signs=tuple(name for name in trainable if specs[name].role == "signs"))
+            signs=tuple(name for name in trainable if specs[name].role == "signs"),
+            optimizers={name: get_role_optimizer(config.role_optimizers[specs[name].role])
+                        for name in trainable if specs[name].role in config.role_optimizers})
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,7 @@ class _State:
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
+    flips: tuple = (0, 0)  # sign flips (of the run, of the epoch in progress)
 
 
 @dataclass(frozen=True)
@@ -155,11 +169,16 @@ class RunResult:
     seconds: float
 
 
-def _optimizer(config):
+def _optimizer(config, groups):
     decoupled = config.weight_decay_mode == "decoupled"
     if config.optimizer == "sgd":
-        return make_optimizer("sgd", momentum=config.momentum, decoupled_weight_decay=decoupled)
-    return make_optimizer("adam", decoupled_weight_decay=decoupled)
+        optimizer = make_optimizer("sgd", momentum=config.momentum,
+                                   decoupled_weight_decay=decoupled)
+    else:
+        optimizer = make_optimizer("adam", decoupled_weight_decay=decoupled)
+    if groups.optimizers:
+        return RoleOptimizer(optimizer, groups.optimizers, config.lr)
+    return optimizer
 
 
 def _opt_to_checkpoint(opt_state):
@@ -250,8 +269,8 @@ class _Run:
         self.run_dir = Path(run_dir)
         self.task = task
         self.model = model
-        self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.optimizer = _optimizer(config, self.groups)
         self.init_rng_state = init_rng_state
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
@@ -276,7 +295,8 @@ class _Run:
     def save(self, state, path=None):
         self.log.sync()
         metrics = json_safe({"sums": state.sums, "jsonl_offset": state.offset,
-                             "history": state.history, "test": state.test})
+                             "history": state.history, "test": state.test,
+                             "flips": state.flips})
         ckpt = ckpt_io.Checkpoint(
             params=state.params, optimizer_state=_opt_to_checkpoint(state.opt_state),
             position={"epoch": state.epoch, "batch": state.batch, "global_step": state.step},
@@ -346,11 +366,14 @@ class _Run:
         record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
                   "train_loss": loss_sum / positions, "train_accuracy": correct / positions,
                   "seconds": time.perf_counter() - started}
+        if self.groups.signs:
+            record.update(flips=state.flips[1], flips_total=state.flips[0])
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
-                                         offset=offset, history=state.history + (record,))
+                                         offset=offset, history=state.history + (record,),
+                                         flips=(state.flips[0], 0))
         self.save(self.state)
         self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
         emit({"event": "epoch_end", **record})
@@ -371,6 +394,9 @@ class _Run:
         acc = accuracy(logits, y)
         grads = model.backward(state.params, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
+        logged = (state.step + 1) % config.log_every == 0
+        diagnostics = (gradient_diagnostics(model, groups, state.params, grads, cache)
+                       if logged and config.diagnostics else None)
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
@@ -382,21 +408,27 @@ class _Run:
             np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
+        flips = state.flips
         if groups.signs:
             record["flips"] = sum(int(np.count_nonzero(sign(params[name])
                                                        != sign(state.params[name])))
                                   for name in groups.signs)
+            flips = (flips[0] + record["flips"], flips[1] + record["flips"])
+            record["flips_total"] = flips[0]
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
+        if diagnostics is not None:
+            record.update(diagnostics)
+            record.update(update_diagnostics(groups, state.params, params))
         offset = state.offset
-        if (state.step + 1) % config.log_every == 0:
+        if logged:
             offset = self.log.write(record)
         loss_sum, correct, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
                      sums=(loss_sum + loss * y.size, correct + acc * y.size,
                            positions + y.size),
-                     offset=offset, history=state.history)
+                     offset=offset, history=state.history, flips=flips)
         return new, record
 
     def _test(self, emit):
@@ -451,12 +483,13 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
+    # Built (and its optimizer specs checked) before anything is written.
+    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
     state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
                    batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
     return run.run(state, callback, max_steps, fresh=True)
@@ -512,12 +545,15 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     metrics = ckpt.metrics
     try:
         loss_sum, correct, positions = metrics["sums"]
+        # Checkpoints written before the flip count resume with it at zero.
+        run_flips, epoch_flips = metrics.get("flips", (0, 0))
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
                        sums=(float(loss_sum), float(correct), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
-                       history=tuple(metrics["history"]), test=metrics["test"])
+                       history=tuple(metrics["history"]), test=metrics["test"],
+                       flips=(int(run_flips), int(epoch_flips)))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: malformed training metrics in checkpoint: "
                               f"{exc!r}") from None
