@@ -357,6 +357,8 @@ class _Progress:
         elif kind == "epoch_end":
             self.close()
             click.echo(_epoch_line(event))
+        elif kind == "warning":
+            click.echo(f"warning: {event['message']}", err=True)
         elif kind == "test":
             click.echo("test  " + _figures(event))
 

@@ -17,6 +17,8 @@ step ``k``::
 Logged steps (every ``log_every``) record the loss, accuracy, learning rate, the sign
 flips of the step and the running flip count (``flips_total``; epoch records carry the
 epoch's ``flips``) and, with ``diagnostics`` on, :mod:`hadamnp.training.diagnostics`.
+Epoch records also count loss spikes (``spikes``, ``flip_spikes``), and the collapse
+detector (:mod:`hadamnp.training.guard`) adds ``warning`` records and events.
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
@@ -62,6 +64,7 @@ from hadamnp.runs.config import RunConfig, config_to_toml
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs)
 from hadamnp.training.diagnostics import gradient_diagnostics, update_diagnostics
+from hadamnp.training.guard import epoch_warnings, is_spike
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 from hadamnp.training.role_optim import RoleOptimizer, get_role_optimizer
@@ -133,6 +136,7 @@ class _State:
     history: tuple   # epoch records so far
     test: dict | None = None
     flips: tuple = (0, 0)  # sign flips (of the run, of the epoch in progress)
+    watch: tuple = (0, 0, 0)  # epoch's spikes, spikes right after flips; last step's flips
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,7 @@ class _Run:
         self.log.sync()
         metrics = json_safe({"sums": state.sums, "jsonl_offset": state.offset,
                              "history": state.history, "test": state.test,
-                             "flips": state.flips})
+                             "flips": state.flips, "watch": state.watch})
         ckpt = ckpt_io.Checkpoint(
             params=state.params, optimizer_state=_opt_to_checkpoint(state.opt_state),
             position={"epoch": state.epoch, "batch": state.batch, "global_step": state.step},
@@ -368,15 +372,23 @@ class _Run:
                   "seconds": time.perf_counter() - started}
         if self.groups.signs:
             record.update(flips=state.flips[1], flips_total=state.flips[0])
+        record.update(spikes=state.watch[0], flip_spikes=state.watch[1])
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
+        warnings = epoch_warnings(record, state.history)
+        for message in warnings:
+            offset = self.log.write({"kind": "warning", "epoch": epoch, "step": state.step,
+                                     "message": message})
         self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
                                          offset=offset, history=state.history + (record,),
-                                         flips=(state.flips[0], 0))
+                                         flips=(state.flips[0], 0),
+                                         watch=(0, 0, state.watch[2]))
         self.save(self.state)
         self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
         emit({"event": "epoch_end", **record})
+        for message in warnings:
+            emit({"event": "warning", "epoch": epoch, "step": state.step, "message": message})
         return False
 
     def _step(self, state, x, y, lr):
@@ -424,11 +436,14 @@ class _Run:
         if logged:
             offset = self.log.write(record)
         loss_sum, correct, positions = state.sums
+        spike = positions > 0 and bool(is_spike(loss, loss_sum / positions, state.batch))
+        watch = (state.watch[0] + spike, state.watch[1] + (spike and state.watch[2] > 0),
+                 record.get("flips", 0))
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
                      sums=(loss_sum + loss * y.size, correct + acc * y.size,
                            positions + y.size),
-                     offset=offset, history=state.history, flips=flips)
+                     offset=offset, history=state.history, flips=flips, watch=watch)
         return new, record
 
     def _test(self, emit):
@@ -456,7 +471,9 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
         ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
         ``batches``, ``lr``), ``step`` (``loss``, ``accuracy``, ``lr``, ``flips``...),
-        ``epoch_end`` (train and ``val_`` figures), ``test``. An exception raised by the
+        ``epoch_end`` (train and ``val_`` figures), ``warning`` (``message``: a collapse or
+        loss spikes after sign flips, :mod:`hadamnp.training.guard`), ``test``. An
+        exception raised by the
         callback stops training; a ``KeyboardInterrupt`` is checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
@@ -547,13 +564,14 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
         loss_sum, correct, positions = metrics["sums"]
         # Checkpoints written before the flip count resume with it at zero.
         run_flips, epoch_flips = metrics.get("flips", (0, 0))
+        watch = tuple(int(v) for v in metrics.get("watch", (0, 0, 0)))
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
                        sums=(float(loss_sum), float(correct), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
                        history=tuple(metrics["history"]), test=metrics["test"],
-                       flips=(int(run_flips), int(epoch_flips)))
+                       flips=(int(run_flips), int(epoch_flips)), watch=watch)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: malformed training metrics in checkpoint: "
                               f"{exc!r}") from None
