@@ -9,8 +9,9 @@ key                     meaning
 ``grad_norm.<p>``       L2 norm of the gradient of trainable parameter ``p`` (before any
                         gradient clipping)
 ``update_rms.<p>``      root mean square of the change of ``p`` made by the step
-``abs_mean.<s>``,       mean and minimum of ``|s|`` for the parameters ``s`` of role
-``abs_min.<s>``         ``signs`` (their latent magnitudes; distance to a flip)
+``abs_mean.<s>``,       mean, minimum and maximum of ``|s|`` for the parameters ``s`` of
+``abs_min.<s>``,        role ``signs`` (their latent magnitudes: the distance to a flip;
+``abs_max.<s>``         whether a clipping bound is ever reached)
 ``align.<s>``           cosine between the gradient of ``s`` and ``sign(s)``. Gradient
                         descent moves ``s`` by ``-lr g``, so ``align > 0`` means the
                         step shrinks the latent magnitudes overall (towards flips)
@@ -60,6 +61,7 @@ def gradient_diagnostics(model, groups, params, grads, cache):
         magnitude = np.abs(u.astype(np.float64))
         out[f"abs_mean.{name}"] = float(magnitude.mean())
         out[f"abs_min.{name}"] = float(magnitude.min())
+        out[f"abs_max.{name}"] = float(magnitude.max())
         g_norm = _norm(g)
         # |sign(u)| = sqrt(size) since sign(0) = +1
         dot = float(np.dot(g.astype(np.float64).ravel(), sign(u).astype(np.float64).ravel()))

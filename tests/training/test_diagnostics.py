@@ -13,8 +13,8 @@ from hadamnp.runs.plumbing import build_task, model_for, model_inputs
 from hadamnp.training.loop import INIT_STREAM, QUANT_STREAM, resume, train
 from hadamnp.training.metrics import read_metrics
 
-DIAGNOSTIC_PREFIXES = ("grad_norm.", "update_rms.", "abs_mean.", "abs_min.", "align.",
-                       "alpha.", "codes.", "h_")
+DIAGNOSTIC_PREFIXES = ("grad_norm.", "update_rms.", "abs_mean.", "abs_min.", "abs_max.",
+                       "align.", "alpha.", "codes.", "h_")
 
 
 def copy_run(**changes):
@@ -70,6 +70,7 @@ def test_first_step_figures(tmp_path):
     expected = {
         "abs_mean.u": np.mean(np.abs(params["u"].astype(np.float64))),
         "abs_min.u": np.min(np.abs(params["u"].astype(np.float64))),
+        "abs_max.u": np.max(np.abs(params["u"].astype(np.float64))),
         "align.u": g @ s / (np.linalg.norm(g) * np.linalg.norm(s)),
         "alpha.U": np.max(np.abs(params["U"])), "alpha.V": np.max(np.abs(params["V"])),
         "h_absmax": np.max(np.abs(h)), "h_rms_last": np.sqrt(np.mean(h[:, -1] ** 2)),
