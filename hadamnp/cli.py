@@ -501,7 +501,7 @@ def train(**options):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.")
 def eval_command(path, split, batches, batch_size, data_dir):
-    """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
+    """Loss and metrics of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
 
