@@ -35,7 +35,6 @@ import numpy as np
 
 from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models import protocol
-from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.size import ModelSize
 from hadamnp.models.weights import Weight

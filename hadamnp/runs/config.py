@@ -121,8 +121,8 @@ class RunConfig:
     steps_per_epoch : int or None
         Cap on the batches of an epoch (the rest of the epoch is skipped).
     train_size : int or None
-        Train on a fixed subset of this many sequences (MNIST/npz: drawn once from the
-        seed; copy task: sequences per epoch, default 512000).
+        Train on a fixed subset of this many sequences (MNIST/npz/text: drawn once from
+        the seed; copy and adding tasks: sequences per epoch, default 512000 and 100000).
     eval_batch_size : int
     val_batches, test_batches : int or None
         Cap on the evaluation batches of the per-epoch validation / final test.

@@ -30,8 +30,9 @@ from hadamnp.models.registry import model_from_description
 from hadamnp.runs.config import run_config_from_checkpoint
 
 __all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "run_loss", "run_model",
-           "model_for", "model_without_data", "model_inputs", "evaluate", "load_run", "model_from_checkpoint", "check_restored_params",
-           "restore", "task_inputs", "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
+           "model_for", "model_without_data", "model_inputs", "evaluate", "load_run",
+           "model_from_checkpoint", "check_restored_params", "restore", "task_inputs",
+           "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
 
 # One-hot token inputs stand in for an embedding; larger vocabularies would not fit (the
 # embedding path, option embedding_dim, has no such cap).

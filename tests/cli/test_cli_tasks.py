@@ -75,6 +75,8 @@ def test_text_task_with_an_embedding(tmp_path, text_file):
     assert "embedding      256 x 4 table, quantizer uniform:4, padding id None" in info.output
     assert f"E {256 * 4 * 4:,}" in info.output
     assert "bpc" in run("eval", out, "--split", "val").output
+    assert_user_error(run("export", out, "--out", tmp_path / "int.npz"),
+                      "sits behind an embedding table")
 
 
 def test_info_describes_an_embedding_without_data():
