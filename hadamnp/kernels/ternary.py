@@ -21,7 +21,7 @@ import numpy as np
 
 from hadamnp._checks import check_block_size, check_finite, check_sign_vector
 from hadamnp.errors import ShapeError
-from hadamnp.kernels.bitpack import popcount64
+from hadamnp.kernels._machine import popcount64
 from hadamnp.reference.ternary import TernaryRows
 
 _BAD_PTR = 1

@@ -1,7 +1,5 @@
 """XNOR-popcount and bit-plane products: kernels vs NumPy reference vs integer matmul."""
 
-import llvmlite.binding as llvm
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -190,31 +188,3 @@ def test_non_contiguous_operands():
     Wp = np.asfortranarray(kb.pack_signs(W))
     Xp = kb.pack_signs(X)[::2]
     assert_same(kb.xnor_matmul(Wp, Xp, 130), dense(W, X[::2].T).astype(np.int32), "strided")
-
-
-def host_has(feature):
-    return f"+{feature}" in llvm.get_host_cpu_features().flatten().split(",")
-
-
-def fresh_asm(kernel, *args):
-    """Assembly of a non-cached copy of ``kernel`` (cached code cannot be inspected)."""
-    copy = numba.njit(kernel.py_func)
-    copy(*args)
-    return copy.inspect_asm(copy.signatures[0])
-
-
-def test_kernels_use_hardware_popcount():
-    if not host_has("popcnt"):
-        pytest.skip("host CPU has no popcnt instruction")
-    rng = np.random.default_rng(5)
-    W = rng.integers(0, 2**63, (16, 8), dtype=np.uint64)
-    X = rng.integers(0, 2**63, (3, 1, 8), dtype=np.uint64)
-    rows_asm = fresh_asm(kb._xnor_rows, W, X[0, 0], 512, np.empty(16, dtype=np.int32))
-    lanes_asm = fresh_asm(kb._lanes_product, W, X, kb._XNOR_WEIGHTS, 512, True,
-                          np.empty((16, 3), dtype=np.int32))
-    if host_has("avx512vpopcntdq"):
-        for name, asm in (("_xnor_rows", rows_asm), ("_lanes_product", lanes_asm)):
-            assert "vpopcntq" in asm and "zmm" in asm, f"{name}: no 512-bit vpopcntq emitted"
-    else:
-        for name, asm in (("_xnor_rows", rows_asm), ("_lanes_product", lanes_asm)):
-            assert "popcnt" in asm, f"{name}: no popcnt instruction emitted"
