@@ -128,8 +128,8 @@ Numba's on-disk cache (``cache=True``) checks only the source file of each cache
 These intrinsics are compiled into the kernels of ``fwht.py``, ``bitpack.py``,
 ``ternary.py`` and ``recurrence.py``, whose cache entries therefore do not notice a change
 here: after editing this file, delete the ``*.nbi``/``*.nbc`` files of
-``hadamnp/kernels/__pycache__`` (``test_kernel_caches_are_not_older_than_machine`` fails
-until then).
+``hadamnp/kernels/__pycache__``.
+``test_kernel_caches_are_younger_than_their_compiled_dependencies`` fails until then.
 """
 
 import numba

@@ -5,7 +5,8 @@ NumPy or scalar meaning stated in the module docstring, on random data and edge 
 including what must stay untouched around the addressed elements. The kernels built on the
 intrinsics are compared with their reference twins in ``test_fwht.py``, ``test_bitpack.py``
 and ``test_xnor.py``; ``test_machine_asm`` and ``test_kernels_use_hardware_popcount`` read
-the instructions LLVM chose, on hosts that have them.
+the instructions LLVM chose, on hosts that have them. The last test guards Numba's on-disk
+cache, which does not notice edits of this module in the kernels compiled from it.
 """
 
 from pathlib import Path
@@ -349,30 +350,33 @@ def test_kernels_use_hardware_popcount():
 # --- the on-disk cache ---------------------------------------------------------------------
 
 
-def test_kernel_caches_are_not_older_than_machine():
-    """Numba's cache watches only each function's own file, so kernels cached before an edit
-    of ``_machine.py`` would still run the old intrinsics: fail until those caches go."""
-    x = np.ones((2, 16), np.float32)
-    kf.fwht(x)  # load or compile one cached kernel of each module using the machine layer
+# Kernel modules whose compiled code includes code from other files: Numba's cache checks
+# only a function's own file, so their cache entries must be younger than those files.
+COMPILED_DEPENDENCIES = {kf: [mc], kb: [mc], kt: [mc], kr: [mc, kf]}
+
+
+def test_kernel_caches_are_younger_than_their_compiled_dependencies():
+    """Kernels cached before an edit of ``_machine.py`` (or of ``fwht.py`` for the sequence
+    kernels) would still run the old code: fail until those cache files are deleted."""
+    kf.fwht(np.ones((2, 16), np.float32))  # load or compile a kernel of each module
     kb.xnor_matvec(kb.pack_signs(np.ones((8, 64))), kb.pack_signs(np.ones(64)), 64)
     kt.block_hadamard_rows(np.ones(4), 2)
     kr.hadamard_forward(np.ones(4, np.float32), 4, np.ones((4, 1), np.float32),
                         np.zeros(4, np.float32), np.ones((1, 4), np.float32),
                         np.zeros(1, np.float32), np.ones((2, 1, 1), np.float32),
                         nonlinear=True, many_to_many=False)
-    if not hasattr(getattr(kf._rows._cache, "_cache_file", None), "_index_path"):
+    if not hasattr(getattr(kf._rows._cache, "_cache_file", None), "_load_index"):
         pytest.skip("this Numba version keeps its cache index elsewhere")
-    machine_time = Path(mc.__file__).stat().st_mtime
-    for module in (kf, kb, kt, kr):
-        # Index files of the module's current functions (files named after former line
-        # numbers are never read again) written after the module's source: Numba discards
-        # the others itself.
-        source_time = Path(module.__file__).stat().st_mtime
-        indexes = [Path(d._cache._cache_file._index_path) for d in vars(module).values()
-                   if isinstance(d, Dispatcher) and isinstance(d._cache, FunctionCache)]
-        indexes = [p for p in indexes if p.exists() and p.stat().st_mtime >= source_time]
+    for module, dependencies in COMPILED_DEPENDENCIES.items():
+        # The index files Numba would read now (it discards those whose stamp, a hash of
+        # the module's own source, does not match); only their age tells about the others.
+        files = [d._cache._cache_file for d in vars(module).values()
+                 if isinstance(d, Dispatcher) and isinstance(d._cache, FunctionCache)]
+        indexes = [Path(f._index_path) for f in files if f._load_index()]
         assert indexes, f"no live cache index of {module.__name__}"
-        stale = [p.name for p in indexes if p.stat().st_mtime < machine_time]
+        newest = max(dependencies, key=lambda m: Path(m.__file__).stat().st_mtime)
+        stale = [p.name for p in indexes
+                 if p.stat().st_mtime < Path(newest.__file__).stat().st_mtime]
         assert not stale, (
-            f"cached kernels older than _machine.py (they may hold the old intrinsics): "
-            f"{stale[:3]}; delete the *.nbi/*.nbc files in {indexes[0].parent}")
+            f"cached kernels of {module.__name__} are older than {Path(newest.__file__).name} "
+            f"and may run its old code ({stale[:3]}): rm {indexes[0].parent}/*.nb[ic]")
