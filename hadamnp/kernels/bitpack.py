@@ -46,7 +46,12 @@ Implementation notes
 import numba
 import numpy as np
 
-from hadamnp._checks import check_finite, check_sign_vector
+from hadamnp._checks import (
+    check_finite,
+    check_integer,
+    check_sign_vector,
+    check_unpacked_dtype,
+)
 from hadamnp.errors import ShapeError, SizeError
 from hadamnp.kernels._machine import (
     popcount64,
@@ -448,8 +453,15 @@ def _lanes_product(W, planes, weights, n_in, xnor, out):
 
 
 def n_words(n):
-    """Number of uint64 words holding ``n`` packed elements: ``ceil(n / 64)``."""
-    return (int(n) + WORD_BITS - 1) // WORD_BITS
+    """Number of uint64 words holding ``n`` packed elements: ``ceil(n / 64)``.
+
+    ``n`` must be an integer ``>= 0`` (``TypeError`` for bools and floats, ``SizeError`` if
+    negative).
+    """
+    n = check_integer(n, "n (number of packed elements)")
+    if n < 0:
+        raise SizeError(f"n (number of packed elements) must be >= 0, got {n}")
+    return (n + WORD_BITS - 1) // WORD_BITS
 
 
 def _as_values(x, name, allow_bool):
@@ -534,7 +546,8 @@ def _unpack(packed, n, minus_one, dtype):
     packed = _check_packed(packed, "packed", None)
     if packed.ndim == 0:
         raise ShapeError("packed must have at least one axis (the word axis), got a scalar")
-    n = int(n)
+    n = check_integer(n, "n (number of packed elements)")
+    dtype = check_unpacked_dtype(dtype, signs=minus_one)
     if n < 1:
         raise SizeError(f"n (number of packed elements) must be >= 1, got {n}")
     if packed.shape[-1] != n_words(n):
@@ -560,8 +573,9 @@ def unpack_signs(packed, n, dtype=np.int8):
     Parameters
     ----------
     packed : ndarray (..., ceil(n / 64)), uint64, zero padding bits
-    n : int, number of elements per packed row
-    dtype : numpy dtype of the result
+    n : int, number of elements per packed row (bools and floats such as 70.0 are refused)
+    dtype : numpy dtype of the result, able to hold -1: a signed integer, float or complex
+        dtype (``unpack_bits`` also takes bool and unsigned dtypes)
 
     Returns
     -------
@@ -569,6 +583,11 @@ def unpack_signs(packed, n, dtype=np.int8):
 
     Raises
     ------
+    TypeError
+        If ``packed`` is not a uint64 ndarray, ``n`` is not an integer, or ``dtype`` cannot
+        hold the values.
+    SizeError
+        If ``n < 1``.
     ShapeError
         If the word count does not match ``n``.
     ValueError
@@ -663,15 +682,13 @@ def hadamard_packed(s):
 
 
 def _check_packed(a, name, ndim):
-    """``a`` as a C-contiguous uint64 ndarray of ``ndim`` axes (any when None)."""
-    if type(a) is not np.ndarray or a.dtype != _UINT64:
+    """``a`` as a plain C-contiguous uint64 ndarray of ``ndim`` axes (any when None)."""
+    if not isinstance(a, np.ndarray) or a.dtype != _UINT64:
         dtype = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{name} must be a uint64 ndarray of packed words, got {dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ShapeError(f"{name} must have {ndim} axes, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return a
+    return np.ascontiguousarray(a)
 
 
 def _check_product(W_packed, n_in, x, x_name, x_ndim):
@@ -711,11 +728,19 @@ def _check_out(out, shape, dtype):
     """A fresh ``(shape, dtype)`` array, or ``out`` after checking it matches."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    if type(out) is not np.ndarray or out.dtype != dtype or not out.flags.c_contiguous:
+    if type(out) is np.ndarray and out.dtype == dtype and out.shape == shape and out.flags.carray:
+        return out  # the usual case, in four attribute tests
+    if not isinstance(out, np.ndarray) or out.dtype != dtype:
         got = out.dtype if isinstance(out, np.ndarray) else type(out).__name__
-        raise TypeError(f"out must be a C-contiguous {np.dtype(dtype)} ndarray, got {got}")
+        raise TypeError(f"out must be a {np.dtype(dtype)} ndarray, got {got}")
     if out.shape != shape:
         raise ShapeError(f"out has shape {out.shape}, expected {shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"out is not aligned to its {out.itemsize}-byte elements")
     return out
 
 
@@ -763,7 +788,8 @@ def xnor_matmul(W_packed, X_packed, n_in, out=None):
     """
     W, X, n_in = _check_product(W_packed, n_in, X_packed, "X_packed", 2)
     out = _check_out(out, (W.shape[0], X.shape[0]), _INT32)
-    return _lanes_product(W, X.reshape(X.shape[0], 1, -1), _XNOR_WEIGHTS, n_in, True, out)
+    planes = X.reshape(X.shape[0], 1, X.shape[1])  # one plane per vector (B may be 0)
+    return _lanes_product(W, planes, _XNOR_WEIGHTS, n_in, True, out)
 
 
 def bitplane_matvec(W_packed, planes, n_in, out=None):

@@ -11,7 +11,11 @@ Two memory layouts are served:
   code once per time step.
 - :func:`fwht` is the public, validating transform along the last axis of any array
   (rows of length ``n``: the ``(batch, n)`` layout); :func:`fwht_rows_inplace` is its
-  kernel without validation, for compiled code.
+  in-place kernel, for compiled code.
+
+Both in-place kernels are callable from Python and from compiled code. From Python they
+check their arguments before dispatch (a few attribute tests on the usual path) and raise
+one-line errors; compiled callers get the same checks at typing time.
 
 How it is fast
 --------------
@@ -45,12 +49,19 @@ with a constant ``sign_k = ±1`` (``llvm.fmuladd``); the product by ±1 is exact
 fused and unfused forms both give the correctly rounded sum or difference.
 """
 
-import operator
-
 import numba
 import numpy as np
+from numba.core import types
+from numba.core.errors import TypingError
+from numba.extending import overload
 
-from hadamnp._checks import check_block_size, check_finite, check_float, check_power_of_two
+from hadamnp._checks import (
+    check_block_size,
+    check_finite,
+    check_float,
+    check_integer,
+    check_power_of_two,
+)
 from hadamnp.errors import ShapeError, SizeError
 from hadamnp.kernels._machine import (
     VECTOR_BYTES,
@@ -262,37 +273,18 @@ def _has_nonfinite(a):
 @numba.njit(cache=True)
 def _rows_inplace(a, m):
     n = a.shape[1]
-    if m < 1 or m & (m - 1) != 0 or n % m != 0:
-        raise SizeError("fwht_rows_inplace: block size m must be a power of two dividing n")
+    if n < 1 or n & (n - 1) != 0 or m < 1 or m & (m - 1) != 0 or n % m != 0:
+        raise SizeError("fwht_rows_inplace: the row length n must be a power of two and the "
+                        "block size m a power of two dividing n")
     _rows(a, a, n, m)
-
-
-@numba.njit(cache=True)
-def fwht_rows_inplace(a, m):
-    """Transform each row of ``a`` in place, independently over column blocks of ``m``.
-
-    The kernel behind :func:`fwht`, without its validation, for compiled code and for
-    benchmarks: ``a[r, k*m:(k+1)*m] <- S_m a[r, k*m:(k+1)*m]``. NaN/Inf are not checked.
-
-    Parameters
-    ----------
-    a : ndarray (R, n), float32 or float64, C-contiguous, ``n`` a power of two. Modified.
-    m : int
-        Block size: a power of two dividing ``n``.
-
-    Raises
-    ------
-    SizeError
-        If ``m`` is not a power of two dividing ``n``.
-    """
-    _rows_inplace(a, m)
 
 
 @numba.njit(cache=True)
 def _columns(a, m):
     n, B = a.shape
-    if m < 1 or m & (m - 1) != 0 or n % m != 0:
-        raise SizeError("fwht_columns_inplace: block size m must be a power of two dividing n")
+    if n < 1 or n & (n - 1) != 0 or m < 1 or m & (m - 1) != 0 or n % m != 0:
+        raise SizeError("fwht_columns_inplace: the column length n must be a power of two and "
+                        "the block size m a power of two dividing n")
     p = address(a)
     W = lanes(p)
     zero, one = np.intp(0), np.intp(1)
@@ -304,32 +296,125 @@ def _columns(a, m):
         _radix2_inplace(p, zero, n, B, m)
 
 
-@numba.njit(cache=True, inline="always")
-def fwht_columns_inplace(a, m):
-    """Transform each column of ``a`` in place, independently over row blocks of ``m``.
+# ---------------------------------------------------------------------------------------
+# In-place kernels, callable from Python (validated) and from compiled code (typed)
+# ---------------------------------------------------------------------------------------
 
-    For use from compiled code (it is also callable from Python, without validation of
-    ``a``). ``a[k*m:(k+1)*m, j] <- S_m a[k*m:(k+1)*m, j]`` for every block ``k`` and
-    column ``j``: unnormalised, Sylvester order.
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_inplace(a, m, name, layout):
+    """``(a, m)`` as a plain ndarray and an int, or the one-line error that says why not."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: a must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: a must be float32 or float64, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ShapeError(f"{name}: a must have shape {layout}, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: a must be C-contiguous (it is transformed in place), got "
+                         f"strides {a.strides} for shape {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: a is read-only (it is transformed in place)")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: a is not aligned to its {a.itemsize}-byte elements")
+    return np.asarray(a), check_integer(m, f"{name}: block size m")
+
+
+def _check_compiled_inplace(a, m, name):
+    """Typing-time twin of :func:`_check_inplace` for calls from compiled code."""
+    if not (isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and a.mutable
+            and a.dtype in (types.float32, types.float64)):
+        raise TypingError(f"{name}: a must be a writable C-contiguous 2-D float32 or float64 "
+                          f"array, got {a}")
+    if not isinstance(m, types.Integer):
+        raise TypingError(f"{name}: block size m must be an integer, got {m}")
+
+
+def fwht_rows_inplace(a, m):
+    """Transform each row of ``a`` in place, independently over column blocks of ``m``.
+
+    The kernel behind :func:`fwht` for compiled code and benchmarks:
+    ``a[r, k*m:(k+1)*m] <- S_m a[r, k*m:(k+1)*m]``. NaN/Inf are not checked. From Python
+    the arguments are checked before dispatch; compiled callers get the same checks at
+    typing time (a Numba ``TypingError``) and the size checks at run time.
 
     Parameters
     ----------
-    a : ndarray (n, B), float32 or float64, C-contiguous; ``n`` a power of two; any ``B``
-        (1, odd, ...). Modified in place.
+    a : ndarray (R, n), float32 or float64, C-contiguous and writable, ``n`` a power of two.
+        Modified.
+    m : int
+        Block size: a power of two dividing ``n``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not a float32/float64 ndarray or ``m`` not an integer (bools refused).
+    ShapeError
+        If ``a`` does not have two axes.
+    ValueError
+        If ``a`` is not C-contiguous or is read-only.
+    SizeError
+        If ``n`` is not a power of two or ``m`` not a power of two dividing ``n``.
+    """
+    # The usual call passes every test of the first line: a few attribute reads (the
+    # kernel itself takes well under a microsecond at batch 1).
+    if not (type(a) is np.ndarray and a.flags.carray and a.ndim == 2
+            and a.dtype in _FLOAT_DTYPES and type(m) is int):
+        a, m = _check_inplace(a, m, "fwht_rows_inplace", "(R, n)")
+    _rows_inplace(a, m)
+
+
+def fwht_columns_inplace(a, m):
+    """Transform each column of ``a`` in place, independently over row blocks of ``m``.
+
+    ``a[k*m:(k+1)*m, j] <- S_m a[k*m:(k+1)*m, j]`` for every block ``k`` and column ``j``:
+    unnormalised, Sylvester order. Made for compiled code (the sequence kernels call it
+    once per time step); from Python the arguments are checked before dispatch.
+
+    Parameters
+    ----------
+    a : ndarray (n, B), float32 or float64, C-contiguous and writable; ``n`` a power of
+        two; any ``B`` (0, 1, odd, ...). Modified in place.
     m : int
         Block size: a power of two dividing ``n`` (``m = n`` for the full transform).
 
     Raises
     ------
-    SizeError
-        If ``m`` is not a power of two dividing ``n`` (checked in compiled code).
+    TypeError, ShapeError, ValueError, SizeError
+        As :func:`fwht_rows_inplace` (from compiled code: ``TypingError`` for the first
+        three, ``SizeError`` at run time).
 
     Notes
     -----
-    Inlining puts only a call into the caller: the transform itself is compiled (and
-    cached) once per dtype in ``_columns``, so callers do not re-type it.
+    In compiled code the call is inlined and only calls ``_columns``, which is compiled
+    (and cached) once per dtype, so callers do not re-type the transform.
     """
+    if not (type(a) is np.ndarray and a.flags.carray and a.ndim == 2
+            and a.dtype in _FLOAT_DTYPES and type(m) is int):
+        a, m = _check_inplace(a, m, "fwht_columns_inplace", "(n, B)")
     _columns(a, m)
+
+
+@overload(fwht_rows_inplace, inline="always")
+def _fwht_rows_inplace_compiled(a, m):
+    _check_compiled_inplace(a, m, "fwht_rows_inplace")
+
+    def impl(a, m):
+        _rows_inplace(a, m)
+
+    return impl
+
+
+@overload(fwht_columns_inplace, inline="always")
+def _fwht_columns_inplace_compiled(a, m):
+    _check_compiled_inplace(a, m, "fwht_columns_inplace")
+
+    def impl(a, m):
+        _columns(a, m)
+
+    return impl
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,12 +445,18 @@ def _same_memory(a, b):
 def fwht(x, block_size=None, out=None):
     """Unnormalised fast Walsh-Hadamard transform along the last axis.
 
+    Same contract as the reference twin :func:`hadamnp.reference.hadamard.fwht` (which has
+    no ``out``): same dtypes, results, and errors.
+
     Parameters
     ----------
-    x : array_like (..., n), float32 or float64, ``n`` a power of two
+    x : array_like (..., n), float32 or float64, ``n`` a power of two. Other dtypes are
+        refused, integers included (no silent wrap-around): convert explicitly, e.g.
+        ``x.astype(np.float64)``, exact for integers while ``n max|x| < 2**53``.
     block_size : int, optional
         Power of two ``m`` dividing ``n``; blocks of ``m`` consecutive entries are
-        transformed independently (Block-HadamRNN). Default ``n``.
+        transformed independently (Block-HadamRNN). Default ``n``. Bools and floats are
+        refused.
     out : ndarray (..., n), optional
         C-contiguous destination with the shape and dtype of ``x``; may be ``x`` itself
         (in place). If an error is raised after validation, ``out`` may have been written.
@@ -378,8 +469,8 @@ def fwht(x, block_size=None, out=None):
     Raises
     ------
     TypeError
-        If ``x`` is not float32/float64, ``block_size`` is not an integer, or ``out`` is
-        not an array of the dtype of ``x``.
+        If ``x`` is not float32/float64, ``block_size`` is not an integer (or is a bool), or
+        ``out`` is not an array of the dtype of ``x``.
     ShapeError
         If ``x`` is a scalar or ``out`` has another shape.
     SizeError
@@ -391,14 +482,7 @@ def fwht(x, block_size=None, out=None):
     if x.ndim == 0:
         raise ShapeError("x must have at least one axis (the transform axis), got a scalar")
     n = check_power_of_two(x.shape[-1], "transform length n (last axis of x)")
-    if block_size is None:
-        m = n
-    else:
-        try:
-            block_size = operator.index(block_size)
-        except TypeError:
-            raise TypeError(f"block_size must be an integer, got {block_size!r}") from None
-        m = check_block_size(n, block_size)
+    m = n if block_size is None else check_block_size(n, check_integer(block_size, "block_size"))
     src = np.ascontiguousarray(x)
     in_place = False
     if out is None:

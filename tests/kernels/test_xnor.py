@@ -188,3 +188,53 @@ def test_non_contiguous_operands():
     Wp = np.asfortranarray(kb.pack_signs(W))
     Xp = kb.pack_signs(X)[::2]
     assert_same(kb.xnor_matmul(Wp, Xp, 130), dense(W, X[::2].T).astype(np.int32), "strided")
+
+
+# --- input contract (the twin audit) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_empty_batch(twin):
+    """B = 0 gave ``(n_out, 0)`` in the reference and a reshape error in the kernel."""
+    Wp = kb.pack_signs(np.ones((4, 70), dtype=np.int8))
+    assert_same(twin.xnor_matmul(Wp, np.zeros((0, 2), np.uint64), 70),
+                np.zeros((4, 0), np.int32), "xnor_matmul B=0")
+    assert_same(twin.bitplane_matmul(Wp, np.zeros((0, 3, 2), np.uint64), 70),
+                np.zeros((4, 0), np.int64), "bitplane_matmul B=0")
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_out_must_be_contiguous_and_writable(twin):
+    """A read-only ``out`` gave a Numba TypingError in the kernel; a strided one was refused
+    by the kernel (TypeError) and filled by the reference."""
+    rng = np.random.default_rng(12)
+    Wp = kb.pack_signs(random_signs(rng, (9, 70)))
+    Xp = kb.pack_signs(random_signs(rng, (4, 70)))
+    for out, error, message in ((np.empty(18, np.int32)[::2], ValueError, "C-contiguous"),
+                                (_read_only(np.empty(9, np.int32)), ValueError, "read-only")):
+        with pytest.raises(error, match=message):
+            twin.xnor_matvec(Wp, Xp[0], 70, out=out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        twin.xnor_matmul(Wp, Xp, 70, out=np.empty((4, 9), np.int32).T)
+    with pytest.raises(ValueError, match="read-only"):
+        twin.bitplane_matmul(Wp, kb.pack_bitplanes(np.zeros((4, 70), np.int64), 2), 70,
+                             out=_read_only(np.empty((9, 4), np.int64)))
+
+
+class Tagged(np.ndarray):
+    """An ndarray subclass (like ``np.memmap``) holding packed words."""
+
+
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_packed_operands_may_be_ndarray_subclasses(twin):
+    rng = np.random.default_rng(13)
+    W, X = random_signs(rng, (9, 70)), random_signs(rng, (4, 70))
+    Wp, Xp = kb.pack_signs(W), kb.pack_signs(X)
+    got = twin.xnor_matmul(Wp.view(Tagged), Xp.view(Tagged), 70)
+    assert_same(np.asarray(got), dense(W, X.T).astype(np.int32), "subclass operands")
+    assert_same(twin.unpack_signs(Xp.view(Tagged), 70), X, "unpack a subclass")
