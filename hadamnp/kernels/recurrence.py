@@ -238,12 +238,22 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     nonlinear : bool, ``h_t = relu(W h_{t-1} + U x_t + b)`` instead of the linear recurrence
     many_to_many : bool, compute logits at every step (else only at the last)
     h_out : (T, n, B) array, optional
-        Buffer to write the states into (reused across batches to avoid page faults).
+        Buffer to write the states into (reused across batches to avoid page faults):
+        C-contiguous, writable, the dtype of ``x``.
 
     Returns
     -------
     h : (T, n, B) states
     logits : (T_out, d_out, B)
+
+    Raises
+    ------
+    TypeError
+        Non-float32/float64 ``x``, another dtype elsewhere, or an ``h_out`` that is not an
+        array of that dtype.
+    ShapeError, SizeError, NonFiniteError, ValueError
+        Wrong shapes; ``n``/``m`` not powers of two; NaN/Inf in ``x``; an ``h_out`` that is
+        not C-contiguous or is read-only. The reference twin raises the same errors.
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)

@@ -50,7 +50,8 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     x : (T, d_in, B) inputs
     nonlinear : bool, apply relu inside the recurrence
     many_to_many : bool, score every step (else only the last)
-    h_out : (T, n, B) array, optional, buffer for the states
+    h_out : (T, n, B) array, optional, buffer for the states (C-contiguous, writable, the
+        dtype of ``x``)
 
     Returns
     -------
