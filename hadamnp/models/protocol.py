@@ -32,6 +32,12 @@ Training and evaluation
     from ``rng``. With ``rng=None`` (the default) every quantizer is deterministic; that is
     the evaluation, export and golden-file forward.
 
+Token inputs
+    A model whose ``forward`` takes integer token ids ``(B, T)`` instead of features says
+    so with the attribute ``input_kind = "tokens"`` (the embedding wrapper,
+    :mod:`hadamnp.models.embedding`); models without it take ``(B, T, d_in)`` features, and
+    token tasks feed them one-hot vectors.
+
 Optional hook
     ``diagnostics(params, cache, grads) -> dict`` (not part of :class:`Model`; a model may
     omit it): model-specific training diagnostics of one step (e.g. quantizer scales, code
