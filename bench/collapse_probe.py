@@ -23,7 +23,8 @@ Usage::
         --work DIR [--val 2000] [--singles 16] [--json OUT]
 
 ``--from`` is a checkpoint of the run at a step below ``K`` (e.g. an epoch checkpoint);
-``--metrics`` its ``metrics.jsonl`` (needed to resume, and summarized in part 4).
+``--metrics`` the ``metrics.jsonl`` it belongs to (needed to resume; summarized in part 4
+unless ``--summary-metrics`` names another file of the same trajectory).
 """
 
 import argparse
@@ -86,6 +87,9 @@ def main():
     parser.add_argument("--val", type=int, default=2000)
     parser.add_argument("--singles", type=int, default=16)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--summary-metrics", default=None,
+                        help="metrics.jsonl with --log-every 1 diagnostics to summarize "
+                             "(default: --metrics)")
     args = parser.parse_args()
 
     work = Path(args.work)
@@ -129,7 +133,7 @@ def main():
                                                       ).astype(params[name].dtype)
         moved[name] = val(params)["loss"]
     out["one_adam_sized_step_val_loss"] = moved
-    out["diagnostics_around_flips"] = spike_summary(args.metrics)
+    out["diagnostics_around_flips"] = spike_summary(args.summary_metrics or args.metrics)
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

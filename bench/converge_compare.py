@@ -57,13 +57,14 @@ TASKS = {
     # task: (preset, extra options, steps per epoch cap, validation batches of 500)
     "pmnist": ("paper-pmnist", [], None, 4),
     "smnist": ("paper-smnist", [], None, 4),
-    "copy": ("paper-copy", [], 1000, 1),
+    # lr 3e-4: at the paper's 1e-4 the copy task was not solved in 8190 steps (README)
+    "copy": ("paper-copy", ["--lr", "3e-4"], 500, 1),
 }
 METHODS = {
     "paper": [],
     "slr0.1": ["--sign-lr-scale", "0.1"],
     "clip": ["--clip-latent", "signs"],
-    "bop": ["--optimizer-signs", "bop:threshold=1e-3,adaptivity=1e-3"],
+    "bop": ["--optimizer-signs", "bop:threshold=0.1,adaptivity=1e-3"],
     "frozen": ["--optimizer-signs", "frozen"],
 }
 MNIST_MEMORYLESS = {"loss": math.log(10), "accuracy": 0.1135}
