@@ -80,7 +80,7 @@ def main():
         ax.legend(fontsize=6, loc="best")
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
 
 
