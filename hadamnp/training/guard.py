@@ -12,11 +12,13 @@ loop counts, per epoch,
 
 and at the end of every epoch :func:`epoch_warnings` turns the epoch record and the
 earlier ones into warnings: a collapse (the validation loss above ``COLLAPSE_FACTOR``
-times the best earlier one, and at least ``COLLAPSE_MARGIN`` nats above it), and spikes
-after flips. The loop writes each as a ``{"kind": "warning", ...}`` line of
+times the best earlier one, and at least ``COLLAPSE_MARGIN`` nats above it; reported at
+the first epoch of a collapse), and spikes after flips. The loop writes each as a ``{"kind": "warning", ...}`` line of
 ``metrics.jsonl`` and reports it to the progress callback (``hadamnp train`` prints it).
 The detector only watches: it never changes the trajectory.
 """
+
+from hadamnp.io.checkpoint import checkpoint_path
 
 __all__ = ["SPIKE_FACTOR", "MIN_BATCHES", "COLLAPSE_FACTOR", "COLLAPSE_MARGIN", "is_spike",
            "epoch_warnings"]
@@ -49,17 +51,29 @@ def epoch_warnings(record, history):
     list of str
     """
     messages = []
-    best = min((r["val_loss"] for r in history if r.get("val_loss") is not None),
-               default=None)
+    best = _best(history)
     loss = record.get("val_loss")
-    if best is not None and loss is not None and loss > COLLAPSE_FACTOR * best \
-            and loss > best + COLLAPSE_MARGIN:
-        messages.append(f"collapse: validation loss {loss:.4g} after a best of {best:.4g}; "
-                        f"continue from the best epoch checkpoint with a remedy (README, "
-                        f"'Training that converges')")
+    if _collapsed(loss, best) and not (history and _collapsed(history[-1].get("val_loss"),
+                                                              _best(history[:-1]))):
+        snapshot = checkpoint_path(".", best["epoch"]).name
+        messages.append(f"collapse: validation loss {loss:.4g} after a best of "
+                        f"{best['val_loss']:.4g} in epoch {best['epoch'] + 1} ({snapshot}); "
+                        f"train the signs frozen or with Bop (README, 'Training that "
+                        f"converges')")
     if record.get("flip_spikes"):
         messages.append(f"{record['flip_spikes']} loss spike(s) right after sign flips in "
                         f"epoch {record['epoch'] + 1} ({record['spikes']} spikes in all): "
                         f"flips of a trained model are destructive; freeze or slow down "
                         f"the signs (README, 'Training that converges')")
     return messages
+
+
+def _best(history):
+    """The epoch record of the lowest validation loss (None without one)."""
+    return min((r for r in history if r.get("val_loss") is not None),
+               key=lambda r: r["val_loss"], default=None)
+
+
+def _collapsed(loss, best):
+    return best is not None and loss is not None and \
+        loss > COLLAPSE_FACTOR * best["val_loss"] and loss > best["val_loss"] + COLLAPSE_MARGIN

@@ -29,12 +29,18 @@ def test_epoch_warnings():
     collapsed = {"epoch": 2, "val_loss": 2.3, "spikes": 9, "flip_spikes": 4}
     messages = guard.epoch_warnings(collapsed, history)
     assert len(messages) == 2
-    assert messages[0].startswith("collapse: validation loss 2.3 after a best of 0.2")
+    assert messages[0].startswith("collapse: validation loss 2.3 after a best of 0.2 in "
+                                  "epoch 2 (checkpoint-epoch001.npz)")
     assert messages[1].startswith("4 loss spike(s) right after sign flips in epoch 3")
     # a tiny loss tripling by noise (copy task scale) is no collapse
     assert guard.epoch_warnings({"epoch": 2, "val_loss": 0.0009},
                                 [{"epoch": 0, "val_loss": 0.0002}]) == []
     assert guard.epoch_warnings({"epoch": 0, "val_loss": 9.0}, []) == []
+    # reported once, at the first epoch of a collapse
+    still = {"epoch": 3, "val_loss": 2.2, "spikes": 0, "flip_spikes": 0}
+    assert guard.epoch_warnings(still, history + [collapsed]) == []
+    again = guard.epoch_warnings(still, history + [collapsed, quiet])
+    assert len(again) == 1 and again[0].startswith("collapse")
 
 
 def test_spike_counts_follow_the_definition(tmp_path, monkeypatch):
