@@ -68,7 +68,8 @@ from hadamnp.models.protocol import ROLES
 from hadamnp.models.quantizers import uniform_spec
 
 __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
-           "preset_config", "load_toml", "config_to_toml", "run_config_from_checkpoint"]
+           "preset_config", "preset_defaults", "load_toml", "config_to_toml",
+           "run_config_from_checkpoint"]
 
 TASKS = ("copy", "smnist", "pmnist", "npz")
 OPTIMIZERS = ("adam", "sgd")
@@ -583,6 +584,34 @@ def _archive_splits(path):
 def preset_config(name):
     """The :class:`RunConfig` of preset ``name``."""
     return resolve_config(preset=name)
+
+
+def preset_defaults(key):
+    """The value every preset gives option ``key`` (without resolving any preset).
+
+    Parameters
+    ----------
+    key : str
+        A :class:`RunConfig` field (``"epochs"``), ``"model.<option>"`` (a model option,
+        e.g. ``"model.hidden_size"``) or ``"<table>.<role>"`` (``"lr_scales.signs"``).
+
+    Returns
+    -------
+    dict
+        Preset name -> value (``None``: unset, i.e. the model's own default for a model
+        option, 1 for an lr scale, 0 for a weight decay).
+    """
+    table, dot, name = key.partition(".")
+    out = {}
+    for preset, values in PRESETS.items():
+        if not dot:
+            default = next(f.default for f in dataclasses.fields(RunConfig) if f.name == key)
+            out[preset] = values.get(key, default)
+        elif table == "model":
+            out[preset] = values.get("model", {}).get(name, _DEFAULT_MODEL.get(name))
+        else:
+            out[preset] = values.get(table, {}).get(name)
+    return out
 
 
 def _toml_value(value):
