@@ -49,8 +49,10 @@ training arrays for validation and 10 % for test when the archive has no such sp
 (:func:`resolve_config` looks at the archive's keys).
 
 A preset's model options apply only when the model a later layer chooses accepts them
-(``--model dense`` drops a preset's ``quant_rec = "sign"``); model options given in a file
-or an override must be accepted by the model, else a :class:`ConfigError` names them.
+(``--model dense`` drops a preset's ``quant_rec = "sign"``), and its per-role options only
+to roles the model has (``--model dense`` drops ``quick``'s ``lr_scales.signs``); model
+options given in a file or an override must be accepted by the model, else a
+:class:`ConfigError` names them.
 """
 
 import dataclasses
@@ -556,18 +558,29 @@ def _resolve(preset, file_options, overrides):
         _split_model_table(table, source)
     name, model_options = _merge_model(layers)
     values = {**base, **file_options, **overrides}
+    roles = _model_roles(name, model_options, values.get("dtype", "float32"))
     for table in ("lr_scales", "weight_decay"):
         merged = {}
         for layer in (base, file_options, overrides):
-            merged.update(layer.get(table, {}))
-        if merged:
-            values[table] = merged
+            merged.update({role: value for role, value in layer.get(table, {}).items()
+                           if layer is not base or roles is None or role in roles})
+        values[table] = merged
     if values.get("task") == "npz" and isinstance(values.get("npz"), str):
         for split in _archive_splits(values["npz"]):
             key = f"npz_{split}_fraction"
             if key not in file_options and key not in overrides:
                 values.pop(key, None)
     return RunConfig(**values, model=name, model_options=model_options, preset=preset)
+
+
+def _model_roles(name, options, dtype):
+    """Parameter roles of the model (None when its options are invalid: RunConfig then
+    reports the problem). A preset's per-role options apply only to roles the model has."""
+    try:
+        model = registry.build_model(name, **options, **_PLACEHOLDER_TASK, dtype=dtype)
+    except (ConfigError, ValueError, TypeError):
+        return None
+    return {spec.role for spec in model.param_specs().values()}
 
 
 def _archive_splits(path):

@@ -294,3 +294,11 @@ def test_first_vocabulary_checkpoint_configs_are_converted():
                                         "block": 4})
     assert block.model_options["block_size"] == 4
     assert run_config_from_checkpoint(config.to_dict()) == config
+
+
+def test_preset_role_options_apply_only_to_roles_the_model_has():
+    dense = resolve_config(overrides={"model": {"name": "dense"}})
+    assert dense.preset == "quick" and dict(dense.lr_scales) == {}
+    assert dict(resolve_config().lr_scales) == {"signs": 0.1}
+    with pytest.raises(ConfigError, match="model 'dense' has no parameter with role 'signs'"):
+        resolve_config(overrides={"model": {"name": "dense"}, "lr_scales": {"signs": 0.5}})
