@@ -160,7 +160,8 @@ class TrainingProgress:
             self.timed_steps += 1
         self.last_step_time = now
         self.event_step = event["step"]
-        self._draw(self._step_text(event))
+        if self.tty or self.timed_steps:  # a log line waits for a measured rate
+            self._draw(self._step_text(event))
 
     def _step_text(self, event):
         run = self.run

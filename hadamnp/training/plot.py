@@ -35,7 +35,9 @@ FAMILIES = {
                  ("epoch", "val_accuracy", "validation"), ("test", "accuracy", "test")],
 }
 DEFAULT_METRICS = ("loss", "accuracy")
-_STYLES = {"step": "-", "epoch": "o-", "test": "*"}
+# Line style of a series by label (families) or record kind (other metrics).
+_STYLES = {"train (step)": "-", "train (epoch mean)": "o--", "validation": "s-", "test": "*",
+           "step": "-", "epoch": "o-"}
 INSTALL_HINT = "hadamnp plot needs matplotlib: pip install 'hadamnp[plot]'"
 
 
@@ -129,12 +131,14 @@ def plot_runs(run_dirs, out, metrics=DEFAULT_METRICS, log_y=False):
     Figure = _figure_class()
     fig = Figure(figsize=(8, 3 * len(metrics)), layout="constrained")
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
-    colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, (name, found) in zip(axes, curves.items()):
-        for colour, (path, series) in zip(colours, found):
+        for r, (path, series) in enumerate(found):
             run_name = path.name if path.is_dir() else path.parent.name
-            for label, kind, steps, values in series:
-                ax.plot(steps, values, _STYLES.get(kind, "-"), color=colour, markersize=4,
+            for i, (label, kind, steps, values) in enumerate(series):
+                # One run: a colour per series; several: a colour per run.
+                colour = f"C{(r if len(runs) > 1 else i) % 10}"
+                ax.plot(steps, values, _STYLES.get(label, "-"), color=colour,
+                        markersize=12 if kind == "test" else 4,
                         alpha=0.5 if kind == "step" and name in FAMILIES else 1.0,
                         label=f"{run_name}: {label}" if len(runs) > 1 else label)
         ax.set_ylabel(name)
