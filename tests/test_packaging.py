@@ -71,17 +71,18 @@ def test_installed_wheel_trains_evaluates_and_exports_outside_the_checkout(tmp_p
     """``pip install`` of the wheel into a fresh venv, then the README's first commands
     from another directory; the Numba cache stays out of site-packages."""
     wheel = build_wheel(tmp_path)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True)
-    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--no-deps", "--quiet",
-                    str(wheel)], check=True)
-    work = tmp_path / "elsewhere"
-    work.mkdir()
+    # No PYTHONPATH: a checkout on it would count as an installed hadamnp.
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "HADAMNP_DATA", "NUMBA_CACHE_DIR")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, env=env)
+    bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--no-deps", "--quiet",
+                    str(wheel)], check=True, env=env)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
 
     def hadamnp(*args):
         result = subprocess.run([str(bin_dir / "hadamnp"), *args], cwd=work, env=env,
