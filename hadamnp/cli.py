@@ -630,3 +630,84 @@ def bench(quick, threads, json_path, plot):
     if returncode:
         raise click.ClickException(f"a benchmark module failed (exit status {returncode}); "
                                    "see its traceback above")
+
+
+@main.command(short_help="Run a grid of training runs on Dask (resumable).")
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Sweep directory (default: sweeps/<grid name>).")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask scheduler (tcp://host:8786). Default: a "
+                   "local cluster of single-threaded worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local cluster (default: one per core).")
+@click.option("--dry-run", is_flag=True, help="Validate the grid and list its runs only.")
+def sweep(grid_file, out_dir, scheduler, workers, dry_run):
+    """Train every run of GRID_FILE (a TOML grid: [base], [axes], [[runs]]) on Dask.
+
+    Each run gets its own run directory under the sweep directory; re-running the same
+    command skips finished runs and resumes interrupted ones from their checkpoints.
+    Needs the sweep extra: pip install 'hadamnp[sweep]'.
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.grid import load_grid
+    from hadamnp.sweeps.runner import run_sweep
+
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"must be >= 1, got {workers}", param_hint="--workers")
+    if workers is not None and scheduler is not None:
+        raise click.BadParameter("--workers sizes the local cluster; a remote scheduler "
+                                 "has its own workers", param_hint="--workers")
+    try:
+        grid = load_grid(grid_file)
+        out_dir = Path(out_dir) if out_dir is not None else Path("sweeps") / grid.name
+        if dry_run:
+            for run in grid.runs:
+                click.echo(f"{run.run_id}: {_model_line(run.config.model, run.config.model_options)}"
+                           f" on {run.config.task}, seed {run.config.seed}")
+            click.echo(f"{len(grid.runs)} runs -> {out_dir}")
+            return
+        outcome = run_sweep(grid, out_dir, scheduler=scheduler, workers=workers,
+                            echo=click.echo)
+    except HadamnpError as exc:
+        raise click.ClickException(str(exc)) from None
+    if outcome.failed:
+        raise click.ClickException(f"{len(outcome.failed)} of {len(grid.runs)} runs failed "
+                                   f"(listed above); re-run the command to retry them")
+    click.echo(f"all {len(grid.runs)} runs finished; tables: hadamnp report {out_dir}")
+
+
+@main.command(short_help="Table (Markdown, CSV) and plots of finished runs.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write report.md, report.csv and the PNGs (default: the sweep "
+                   "directory's report/, or ./report).")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write PNG plots (needs matplotlib: pip install 'hadamnp[plot]').")
+@click.option("--evaluate-best/--no-evaluate-best", default=True, show_default=True,
+              help="Evaluate the best-validation checkpoint on the test split when it is not "
+                   "the last one.")
+def report(paths, out_dir, plots, evaluate_best):
+    """Compare runs: PATHS are sweep directories or run directories.
+
+    Runs differing only by seed are grouped (mean ± std over seeds).
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.report import write_report
+    from hadamnp.sweeps.runner import MANIFEST_NAME
+
+    if out_dir is None:
+        first = Path(paths[0])
+        out_dir = first / "report" if (first / MANIFEST_NAME).exists() else Path("report")
+    try:
+        table, files, missing = write_report(paths, out_dir, plots, evaluate_best)
+    except (HadamnpError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table, nl=False)
+    for path in missing:
+        click.echo(f"(no checkpoint yet: {path})")
+    click.echo("wrote " + ", ".join(str(f) for f in files))
