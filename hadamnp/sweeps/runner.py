@@ -20,7 +20,6 @@ Failures of one run never stop the others; they are listed with their error at t
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
