@@ -165,7 +165,9 @@ def _random_model_args(options):
               help="Split of --from-checkpoint's task.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory of --from-checkpoint, when it moved since training.")
-def golden(checkpoint, split, data_dir, out_path, **options):
+@click.option("--npz", type=click.Path(dir_okay=False), default=None,
+              help=".npz archive of --from-checkpoint, when it moved since training.")
+def golden(checkpoint, split, data_dir, npz, out_path, **options):
     """Write a golden test-vector file (float64 forward pass, states and gradients).
 
     Any registered model: --model NAME with its options, random parameters from --seed;
@@ -184,11 +186,14 @@ def golden(checkpoint, split, data_dir, out_path, **options):
             _check_positive(batch=options["batch"])
             arrays, meta = golden_from_checkpoint(checkpoint, batch=options["batch"],
                                                   seq_len=options["seq_len"], split=split,
-                                                  data_dir=data_dir)
+                                                  data_dir=data_dir, npz=npz, out=out_path)
         else:
+            for name, value in (("--data-dir", data_dir), ("--npz", npz)):
+                if value is not None:
+                    raise click.BadParameter("only with --from-checkpoint", param_hint=name)
             arrays, meta = make_golden(**_random_model_args(options))
         write_golden(out_path, arrays, meta)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     config = meta["model"]["config"]
     click.echo(f"wrote {out_path}: {meta['model']['name']} n={config['hidden_size']} "
@@ -268,7 +273,7 @@ def _training_options(func):
     return func
 
 
-_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps")
+_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps", "allow_data_change")
 
 
 def _role_table(assignments, option):
@@ -299,7 +304,7 @@ def _overrides(options):
                        ("weight_decay", weight_decay), ("clip_roles", list(clip))):
         if value:
             values[key] = value
-    if "npz" in values:
+    if "npz" in values and options.get("resume_dir") is None:  # resume: the archive moved
         values.setdefault("task", "npz")
     return values
 
@@ -337,6 +342,12 @@ class _Progress:
             click.echo(_epoch_line(event))
         elif kind == "test":
             click.echo("test  " + _figures(event))
+        elif kind == "data_change":
+            from hadamnp.runs.integrity import describe_data_changes
+
+            click.echo(f"warning: data changed since the checkpoint, continuing as asked "
+                       f"(--allow-data-change; logged in metrics.jsonl): "
+                       f"{describe_data_changes(event['files'])}", err=True)
 
 
 def _figures(result, prefix=""):
@@ -376,6 +387,10 @@ def _raise_interrupt(signum, frame):
                    "(bit-identical to an uninterrupted run); --epochs may extend it.")
 @click.option("--max-steps", type=int, default=None,
               help="Stop (checkpointed, resumable) after this many optimizer steps in total.")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: continue although a data file changed since the "
+                   "checkpoint (logged in metrics.jsonl; the run is then no longer "
+                   "bit-identical to an uninterrupted one).")
 def train(**options):
     """Train a model; write checkpoints and metrics.jsonl to a run directory.
 
@@ -394,6 +409,8 @@ def train(**options):
     if options["max_steps"] is not None and options["max_steps"] < 1:
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
                                  param_hint="--max-steps")
+    if options["allow_data_change"] and options["resume_dir"] is None:
+        raise click.BadParameter("only with --resume", param_hint="--allow-data-change")
     overrides = _overrides(options)
     progress = _Progress(sys.stdout.isatty())
     run_dir = options["resume_dir"] or options["out"]
@@ -407,7 +424,8 @@ def train(**options):
                                              "configuration is in its checkpoint)",
                                              param_hint="--" + name.replace("_file", ""))
             refused = [name for name in options if _given(name) and name not in
-                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps")]
+                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps",
+                        "allow_data_change")]
             if refused:
                 raise click.BadParameter(
                     "cannot change a resumed run's trajectory; only "
@@ -415,7 +433,7 @@ def train(**options):
                     " may be given", param_hint="--" + refused[0].replace("_", "-"))
             click.echo(f"resuming {run_dir}")
             result = loop.resume(run_dir, callback=progress, max_steps=options["max_steps"],
-                                 **overrides)
+                                 allow_data_change=options["allow_data_change"], **overrides)
         else:
             config = resolve_config(options["preset"], options["config_file"], overrides)
             run_dir = run_dir or default_run_dir(config)
@@ -452,7 +470,9 @@ def train(**options):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.")
-def eval_command(path, split, batches, batch_size, data_dir):
+@click.option("--npz", type=click.Path(dir_okay=False), default=None,
+              help=".npz archive of an npz run, if it moved since training.")
+def eval_command(path, split, batches, batch_size, data_dir, npz):
     """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
@@ -461,7 +481,8 @@ def eval_command(path, split, batches, batch_size, data_dir):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
     try:
-        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir)
+        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir,
+                                                npz)
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
@@ -560,8 +581,10 @@ def _echo_deployment(report):
               help="Cover this percentile of per-sequence peak |h| instead of the max.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, when it moved since training.")
+@click.option("--npz", type=click.Path(dir_okay=False), default=None,
+              help=".npz archive of an npz run, when it moved since training.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True)
-def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path):
+def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, npz, out_path):
     """Convert a trained CHECKPOINT (run directory or file) to integers and export it."""
     from hadamnp.deploy.export import deployment_report, export_c, export_npz
     from hadamnp.deploy.integer import convert_run
@@ -570,9 +593,10 @@ def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path
     if calib_size < 1:
         raise click.BadParameter(f"must be >= 1, got {calib_size}", param_hint="--calib-size")
     try:
-        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir)
+        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir, npz=npz,
+                             out=out_path)
         (export_npz if fmt == "npz" else export_c)(imodel, out_path)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_path}: n={imodel.n} m={imodel.m} a={imodel.a} "
                f"S_x=2^{imodel.exp_x} S_h=2^{imodel.exp_h} "

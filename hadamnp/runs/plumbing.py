@@ -29,10 +29,14 @@ from hadamnp.runs.config import run_config_from_checkpoint
 
 __all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "model_for", "model_inputs",
            "evaluate", "load_run", "model_from_checkpoint", "check_restored_params",
-           "restore", "task_inputs", "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
+           "restore", "task_inputs", "default_run_dir", "evaluate_run", "relocate",
+           "MAX_ONE_HOT_VOCAB", "MAX_CLASSES"]
 
 # One-hot token inputs stand in for an embedding; larger vocabularies would not fit.
 MAX_ONE_HOT_VOCAB = 1024
+# Classes of a task (largest label + 1): a label beyond this is far likelier a mistake in
+# the data than a task, and would allocate an output layer of that many rows.
+MAX_CLASSES = 65536
 
 
 class TrainSubset(ArrayTask):
@@ -72,6 +76,9 @@ class TrainSubset(ArrayTask):
     def _options(self):
         return {**self._inner._options(), "train_size": self.num_train}
 
+    def data_files(self):
+        return self._inner.data_files()
+
 
 def build_task(config):
     """The :class:`~hadamnp.io.datasets.TaskData` of ``config`` (loads or generates data)."""
@@ -91,7 +98,28 @@ def build_task(config):
     if task.input_kind == "tokens" and task.input_size > MAX_ONE_HOT_VOCAB:
         raise ConfigError(f"token inputs are fed one-hot; vocabulary {task.input_size} "
                           f"exceeds {MAX_ONE_HOT_VOCAB} (no embedding layer yet)")
+    if task.output_size > MAX_CLASSES:
+        files = ", ".join(str(path) for path in task.data_files().values())
+        raise ConfigError(f"task {task.name}{' (' + files + ')' if files else ''}: "
+                          f"{task.output_size} classes (largest label + 1) exceeds "
+                          f"{MAX_CLASSES}; check the labels")
     return task
+
+
+def relocate(config, data_dir=None, npz=None):
+    """``config`` reading its data from a new place (the data moved since training).
+
+    Parameters
+    ----------
+    config : RunConfig
+    data_dir : str or os.PathLike, optional
+        MNIST directory.
+    npz : str or os.PathLike, optional
+        The ``.npz`` archive of an ``npz`` run (a :class:`ConfigError` for other tasks).
+    """
+    changes = {key: str(value) for key, value in (("data_dir", data_dir), ("npz", npz))
+               if value is not None}
+    return config.replace(**changes) if changes else config
 
 
 def builtin_task_sizes(name):
@@ -204,13 +232,27 @@ def model_from_checkpoint(ckpt, config, path):
     stored = ckpt.config.get("model")
     try:
         if isinstance(stored, dict) and "name" in stored:
-            return model_from_description(stored)
-        if isinstance(stored, dict):
+            model = model_from_description(stored)
+        elif isinstance(stored, dict):
             return config.build_model(stored["input_size"], stored["output_size"],
                                       stored["many_to_many"])
+        else:
+            raise CheckpointError(f"{path}: the checkpoint holds no model description")
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: invalid model description: {exc}") from None
-    raise CheckpointError(f"{path}: the checkpoint holds no model description")
+    # Every reader (resume, eval, export, info, golden) holds the model to its run
+    # configuration, so a checkpoint edited on one side is refused everywhere alike.
+    sizes = model.config
+    try:
+        expected = config.build_model(sizes.input_size, sizes.output_size,
+                                      sizes.many_to_many).describe()
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the run configuration does not build the "
+                              f"checkpoint's model: {exc}") from None
+    if model.describe() != expected:
+        raise CheckpointError(f"{path}: the checkpoint's model {model.describe()} is not the "
+                              f"model its run configuration builds ({expected})")
+    return model
 
 
 def check_restored_params(model, params, path):
@@ -277,7 +319,8 @@ def default_run_dir(config, root="runs"):
 
 
 
-def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir=None):
+def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir=None,
+                 npz=None):
     """Evaluate the checkpoint of a run (``path``: run directory or checkpoint file).
 
     Parameters
@@ -288,8 +331,9 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
         Only the first batches of the split.
     batch_size : int, optional
         Default: the run's ``eval_batch_size``.
-    data_dir : str, optional
-        MNIST directory, when it moved since training.
+    data_dir, npz : str, optional
+        MNIST directory or ``.npz`` archive, when it moved since training
+        (:func:`relocate`).
 
     Returns
     -------
@@ -300,8 +344,7 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
         ``epoch``, ``batch``, ``global_step`` of the checkpoint.
     """
     ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
+    config = relocate(config, data_dir, npz)
     model = model_from_checkpoint(ckpt, config, file)
     check_restored_params(model, ckpt.params, file)
     task = build_task(config)

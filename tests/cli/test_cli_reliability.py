@@ -80,7 +80,8 @@ def test_export_eval_golden_of_a_run_whose_archive_moved(npz_run, tmp_path):
     save_checkpoint(checkpoint_path(run_dir), dataclasses.replace(ckpt, config=config))
     (tmp_path / "d.npz").rename(moved)  # ... which then moves
     for args in (["export", run_dir, "--out", tmp_path / "e.npz"], ["eval", run_dir],
-                 ["golden", "--from-checkpoint", run_dir, "--out", tmp_path / "g.npz"]):
+                 ["golden", "--from-checkpoint", run_dir, "--out", tmp_path / "g.npz"],
+                 ["train", "--resume", run_dir]):
         assert_user_error(run(*args), str(tmp_path / "d.npz"), "--npz")
         result = run(*args, "--npz", moved)
         assert result.exit_code == 0, result.output
