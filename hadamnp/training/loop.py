@@ -5,7 +5,9 @@ The loop talks to the model only through the model protocol
 step ``k``::
 
     logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
-    loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
+    loss, dlogits = L(logits, y)                        the run's loss (run_loss: the
+                                                        task's by default), a mean over
+                                                        the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
     optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
@@ -58,12 +60,11 @@ from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
 from hadamnp.io.atomic import write_atomic
 from hadamnp.io.datasets import derived_rng
-from hadamnp.models.losses import accuracy, softmax_cross_entropy
 from hadamnp.runs.config import RunConfig, config_to_toml
 from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_record,
                                     describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
-                                   model_for, model_from_checkpoint, model_inputs)
+                                   model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 
@@ -73,8 +74,8 @@ __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 INIT_STREAM = 3    # initial parameters
 QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
 # Options that may change when a run is resumed: none of them alters the trajectory (the
-# data files, found anew through data_dir or npz, are checked by their digests).
-RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "checkpoint_every", "val_batches",
+# data files, found anew through data_dir, npz or text, are checked by their digests).
+RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
                     "test_batches", "eval_batch_size", "log_every")
 
 
@@ -123,7 +124,8 @@ class _State:
     epoch: int       # epoch in progress (0-based)
     batch: int       # batches of that epoch done
     step: int        # optimizer steps done
-    sums: tuple      # (loss x positions, correct positions, positions) of the epoch
+    sums: tuple      # (loss x positions, metric x positions per metric, positions) of
+                     # the epoch; classification: (loss, correct positions, positions)
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
@@ -204,15 +206,17 @@ def _opt_from_checkpoint(stored, template, path):
 class _Run:
     """One training session over a run directory (used by :func:`train` / :func:`resume`)."""
 
-    def __init__(self, config, run_dir, task, model, init_rng_state):
+    def __init__(self, config, run_dir, task, model, init_rng_state, data):
         self.config = config
         self.run_dir = Path(run_dir)
         self.task = task
         self.model = model
         self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.loss = run_loss(config, task)
+        self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
-        self.data = data_record(task)
+        self.data = data  # data_record(task), stored in every checkpoint
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
@@ -306,15 +310,20 @@ class _Run:
         val = None
         if "val" in self.task.split_names():
             val = evaluate(self.model, state.params, self.task, "val",
-                           config.eval_batch_size, config.val_batches)
-        loss_sum, correct, positions = state.sums
+                           config.eval_batch_size, config.val_batches, loss=self.loss)
+        loss_sum, *metric_sums, positions = state.sums
+        train_loss = loss_sum / positions
         record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-                  "train_loss": loss_sum / positions, "train_accuracy": correct / positions,
+                  "train_loss": train_loss,
+                  **{f"train_{name}": total / positions
+                     for name, total in zip(self.loss.metrics, metric_sums)},
+                  **{f"train_{name}": value
+                     for name, value in self.task.figures(train_loss).items()},
                   "seconds": time.perf_counter() - started}
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
-        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
+        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
                                          offset=offset, history=state.history + (record,))
         self.save(self.state)
         self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
@@ -325,15 +334,16 @@ class _Run:
         """One optimizer step on copies; return the new state and its metrics record."""
         config, model, groups = self.config, self.model, self.groups
         rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
-        logits, cache = model.forward(state.params, model_inputs(self.task, x, config.dtype),
+        logits, cache = model.forward(state.params,
+                                      model_inputs(self.task, x, config.dtype, model),
                                       states_out=self._state_buffer(x), rng=rng)
-        loss, dlogits = softmax_cross_entropy(logits, y)
+        loss, dlogits = self.loss(logits, y)
         if not np.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss} at step {state.step + 1} (epoch "
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
-        acc = accuracy(logits, y)
+        metrics = self.loss.score(logits, y)
         grads = model.backward(state.params, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
@@ -346,7 +356,7 @@ class _Run:
         for name, bound in groups.bounds.items():
             np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
+                  "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
         if groups.signs:
             record["flips"] = sum(int(np.count_nonzero(sign(params[name])
                                                        != sign(state.params[name])))
@@ -356,10 +366,12 @@ class _Run:
         offset = state.offset
         if (state.step + 1) % config.log_every == 0:
             offset = self.log.write(record)
-        loss_sum, correct, positions = state.sums
+        loss_sum, *metric_sums, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
-                     sums=(loss_sum + loss * y.size, correct + acc * y.size,
+                     sums=(loss_sum + loss * y.size,
+                           *(total + metrics[name] * y.size
+                             for name, total in zip(self.loss.metrics, metric_sums)),
                            positions + y.size),
                      offset=offset, history=state.history)
         return new, record
@@ -370,7 +382,7 @@ class _Run:
             self.state = dataclasses.replace(state, test={})
             return
         test = evaluate(self.model, state.params, self.task, "test",
-                        self.config.eval_batch_size, self.config.test_batches)
+                        self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, offset=offset, test=test)
@@ -388,9 +400,10 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
         ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
-        ``batches``, ``lr``), ``step`` (``loss``, ``accuracy``, ``lr``, ``flips``...),
-        ``epoch_end`` (train and ``val_`` figures), ``test``. An exception raised by the
-        callback stops training; a ``KeyboardInterrupt`` is checkpointed first.
+        ``batches``, ``lr``), ``step`` (``loss``, the loss's metric ``accuracy`` or ``mse``,
+        ``lr``, ``flips``...), ``epoch_end`` (train and ``val_`` figures), ``test``. An
+        exception raised by the callback stops training; a ``KeyboardInterrupt`` is
+        checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -422,9 +435,10 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         lock.remove_stale_temp_files()
         text = config_to_toml(config).encode("utf-8")
         write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
-        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
+        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng),
+                   data_record(task))
         state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
-                       batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
+                       batch=0, step=0, sums=run.zero_sums, offset=0, history=())
         return run.run(state, callback, max_steps, fresh=True)
 
 
@@ -477,9 +491,21 @@ def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
     ckpt, config, path = load_run(run_dir)
     config = config.replace(**overrides)
     task = build_task(config)
-    described = {key: value for key, value in task.describe().items() if key != "path"}
+    data = data_record(task)
+    # Checkpoints written before digests were recorded have no "data": nothing to compare.
+    changed = data_changes(ckpt.config.get("data", data), data)
+    if changed and not allow_data_change:
+        raise CheckpointError(
+            f"{path}: the run's data changed since this checkpoint: "
+            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
+            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
+            f"--allow-data-change), logged in {METRICS_NAME}")
+    # The data may move ("path"); a task that describes its file by digest ("sha256",
+    # text) must match too, unless a change of content was accepted above.
+    ignored = {"path", "sha256"} if changed else {"path"}
+    described = {key: value for key, value in task.describe().items() if key not in ignored}
     stored = {key: value for key, value in ckpt.config.get("task", {}).items()
-              if key != "path"}
+              if key not in ignored}
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
@@ -490,24 +516,18 @@ def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
     check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
-    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
-    # Checkpoints written before digests were recorded have no "data": nothing to compare.
-    changed = data_changes(ckpt.config.get("data", run.data), run.data)
-    if changed and not allow_data_change:
-        raise CheckpointError(
-            f"{path}: the run's data changed since this checkpoint: "
-            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
-            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
-            f"--allow-data-change), logged in {METRICS_NAME}")
+    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
     opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
                                      run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
     try:
-        loss_sum, correct, positions = metrics["sums"]
+        *sums, positions = metrics["sums"]
+        if len(sums) != len(run.zero_sums) - 1:
+            raise ValueError(f"sums {metrics['sums']} do not fit loss {run.loss.name!r}")
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
-                       sums=(float(loss_sum), float(correct), int(positions)),
+                       sums=(*(float(value) for value in sums), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
                        history=tuple(metrics["history"]), test=metrics["test"])
     except (KeyError, TypeError, ValueError) as exc:
