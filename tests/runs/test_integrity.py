@@ -218,8 +218,9 @@ def mnist_copy(tmp_path_factory):
 
 def mnist_config(data_dir):
     return resolve_config(preset="quick", overrides=dict(
-        task="smnist", model={"hidden_size": 8}, batch_size=4, train_size=8, epochs=1, steps_per_epoch=2,
-        eval_batch_size=4, val_batches=1, test_batches=1, data_dir=str(data_dir)))
+        task="smnist", model={"hidden_size": 8}, batch_size=4, train_size=8, epochs=1,
+        steps_per_epoch=2, eval_batch_size=4, val_batches=1, test_batches=1,
+        data_dir=str(data_dir)))
 
 
 def test_mnist_runs_record_the_four_idx_files(mnist_copy, tmp_path):

@@ -24,7 +24,6 @@ TRAINER = r"""
 import json, os, sys
 from hadamnp.errors import CheckpointError
 from hadamnp.runs.config import resolve_config
-from hadamnp.runs.integrity import RunLock
 from hadamnp.training.loop import resume, train
 config = resolve_config(preset="base", overrides=json.loads(sys.argv[1]))
 print("ready", os.getpid(), flush=True)
