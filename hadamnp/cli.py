@@ -137,6 +137,19 @@ def _golden_options(func):
     return func
 
 
+def _moved_data_options(func):
+    """``--npz`` and ``--text`` of commands reading a run: where its data file is now."""
+    options = [
+        click.option("--npz", type=click.Path(dir_okay=False), default=None,
+                     help=".npz archive of an npz run, when it moved since training."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of a text run, when it moved since training."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _random_model_args(options):
     """Shared arguments of a random golden model, checked."""
     seq_len = options.pop("seq_len")
@@ -165,7 +178,16 @@ def _random_model_args(options):
               help="Split of --from-checkpoint's task.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory of --from-checkpoint, when it moved since training.")
-def golden(checkpoint, split, data_dir, out_path, **options):
+@click.option("--loss", type=click.Choice(["cross_entropy", "bce", "mse"]),
+              default="cross_entropy", show_default=True,
+              help="Loss of the random model (bce: --output-size 1; mse: float targets).")
+@click.option("--embedding-dim", type=int, default=None,
+              help="Put the random model behind an embedding table of this width; "
+                   "--input-size is then the vocabulary and x holds token ids.")
+@click.option("--quant-embedding", default="none", show_default=True,
+              help="Quantizer of the embedding table, e.g. uniform:4.")
+@_moved_data_options
+def golden(checkpoint, split, data_dir, npz, text, out_path, **options):
     """Write a golden test-vector file (float64 forward pass, states and gradients).
 
     Any registered model: --model NAME with its options, random parameters from --seed;
@@ -184,11 +206,19 @@ def golden(checkpoint, split, data_dir, out_path, **options):
             _check_positive(batch=options["batch"])
             arrays, meta = golden_from_checkpoint(checkpoint, batch=options["batch"],
                                                   seq_len=options["seq_len"], split=split,
-                                                  data_dir=data_dir)
+                                                  data_dir=data_dir, npz=npz, text=text,
+                                                  out=out_path)
         else:
-            arrays, meta = make_golden(**_random_model_args(options))
+            for name, value in (("--data-dir", data_dir), ("--npz", npz), ("--text", text)):
+                if value is not None:
+                    raise click.BadParameter("only with --from-checkpoint", param_hint=name)
+            table = {key: options.pop(key)
+                     for key in ("loss", "embedding_dim", "quant_embedding")}
+            if table["embedding_dim"] is not None:
+                _check_positive(embedding_dim=table["embedding_dim"])
+            arrays, meta = make_golden(**_random_model_args(options), **table)
         write_golden(out_path, arrays, meta)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     config = meta["model"]["config"]
     click.echo(f"wrote {out_path}: {meta['model']['name']} n={config['hidden_size']} "
@@ -203,10 +233,24 @@ def _run_options(func):
         click.option("--preset", default=None,
                      help="Named configuration: copy, smnist, pmnist (the paper's), quick "
                           "(default demo), base. Default: the task's preset, else quick."),
-        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz"]),
+        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz", "adding",
+                                                   "text"]),
                      default=None, help="Task (default: the preset's)."),
         click.option("--copy-length", type=int, default=None,
                      help="Copy task total sequence length L (paper: 1000)."),
+        click.option("--adding-length", type=int, default=None,
+                     help="Adding problem sequence length T (default 200)."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of the byte-level language model (implies --task text)."),
+        click.option("--text-window", type=int, default=None,
+                     help="Steps per window of the text task (default 128)."),
+        click.option("--loss", type=click.Choice(["cross_entropy", "bce", "mse"]), default=None,
+                     help="Loss (default: the task's; bce: one logit for binary labels)."),
+        click.option("--embedding-dim", type=int, default=None,
+                     help="Feed token ids through a trainable embedding of this width "
+                          "(default: one-hot)."),
+        click.option("--quant-embedding", default=None,
+                     help="Quantizer of the embedding table, e.g. uniform:4 (default none)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -268,7 +312,7 @@ def _training_options(func):
     return func
 
 
-_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps")
+_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps", "allow_data_change")
 
 
 def _role_table(assignments, option):
@@ -301,6 +345,8 @@ def _overrides(options):
             values[key] = value
     if "npz" in values:
         values.setdefault("task", "npz")
+    if "text" in values:
+        values.setdefault("task", "text")
     return values
 
 
@@ -315,7 +361,9 @@ class _Progress:
     def _show(event):
         if event is None:
             return ""
-        return f"loss {event['loss']:.4f} acc {event['accuracy']:.3f} lr {event['lr']:.2e}"
+        metrics = "".join(f" {_SHORT.get(key, key)} {value:.3f}"
+                          for key, value in _between(event, "loss", "lr"))
+        return f"loss {event['loss']:.4f}{metrics} lr {event['lr']:.2e}"
 
     def close(self):
         if self.bar is not None:
@@ -337,10 +385,30 @@ class _Progress:
             click.echo(_epoch_line(event))
         elif kind == "test":
             click.echo("test  " + _figures(event))
+        elif kind == "data_change":
+            from hadamnp.runs.integrity import describe_data_changes
+
+            click.echo(f"warning: data changed since the checkpoint, continuing as asked "
+                       f"(--allow-data-change; logged in metrics.jsonl): "
+                       f"{describe_data_changes(event['files'])}", err=True)
+
+
+_SHORT = {"accuracy": "acc"}  # short names of the figures on progress and epoch lines
+
+
+def _between(record, first, last):
+    """``(key, value)`` of ``record`` after key ``first`` and before key ``last``: the
+    loss's metric and the task's figures, which records place between the loss and the
+    next fixed key (the loop and :func:`hadamnp.runs.plumbing.evaluate` build them so)."""
+    keys = list(record)
+    end = keys.index(last) if last in keys else len(keys)
+    return [(key, record[key]) for key in keys[keys.index(first) + 1:end]]
 
 
 def _figures(result, prefix=""):
-    text = (f"loss {result[prefix + 'loss']:.4f}  accuracy {result[prefix + 'accuracy']:.4f}"
+    metrics = "".join(f"  {key[len(prefix):]} {value:.4f}"
+                      for key, value in _between(result, prefix + "loss", prefix + "sequences"))
+    text = (f"loss {result[prefix + 'loss']:.4f}{metrics}"
             f"  ({result[prefix + 'sequences']} sequences)")
     if prefix + "baseline" in result:
         text += (f"  baseline {result[prefix + 'baseline']:.4f}"
@@ -349,8 +417,10 @@ def _figures(result, prefix=""):
 
 
 def _epoch_line(record):
+    metrics = "".join(f" {_SHORT.get(key[6:], key[6:])} {value:.4f}"
+                      for key, value in _between(record, "train_loss", "seconds"))
     line = (f"epoch {record['epoch'] + 1}  step {record['step']}  lr {record['lr']:.3g}  "
-            f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}")
+            f"train loss {record['train_loss']:.4f}{metrics}")
     if "val_loss" in record:
         line += "  |  val " + _figures(record, "val_")
     return line + f"  [{record['seconds']:.1f} s]"
@@ -376,6 +446,10 @@ def _raise_interrupt(signum, frame):
                    "(bit-identical to an uninterrupted run); --epochs may extend it.")
 @click.option("--max-steps", type=int, default=None,
               help="Stop (checkpointed, resumable) after this many optimizer steps in total.")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: continue although a data file changed since the "
+                   "checkpoint (logged in metrics.jsonl; the run is then no longer "
+                   "bit-identical to an uninterrupted one).")
 def train(**options):
     """Train a model; write checkpoints and metrics.jsonl to a run directory.
 
@@ -394,6 +468,8 @@ def train(**options):
     if options["max_steps"] is not None and options["max_steps"] < 1:
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
                                  param_hint="--max-steps")
+    if options["allow_data_change"] and options["resume_dir"] is None:
+        raise click.BadParameter("only with --resume", param_hint="--allow-data-change")
     overrides = _overrides(options)
     progress = _Progress(sys.stdout.isatty())
     run_dir = options["resume_dir"] or options["out"]
@@ -407,15 +483,18 @@ def train(**options):
                                              "configuration is in its checkpoint)",
                                              param_hint="--" + name.replace("_file", ""))
             refused = [name for name in options if _given(name) and name not in
-                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps")]
+                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps",
+                        "allow_data_change")]
             if refused:
                 raise click.BadParameter(
                     "cannot change a resumed run's trajectory; only "
                     f"{', '.join('--' + k.replace('_', '-') for k in loop.RESUME_OVERRIDES)}"
                     " may be given", param_hint="--" + refused[0].replace("_", "-"))
+            if not _given("task"):
+                overrides.pop("task", None)  # implied by --text, which may name a moved file
             click.echo(f"resuming {run_dir}")
             result = loop.resume(run_dir, callback=progress, max_steps=options["max_steps"],
-                                 **overrides)
+                                 allow_data_change=options["allow_data_change"], **overrides)
         else:
             config = resolve_config(options["preset"], options["config_file"], overrides)
             run_dir = run_dir or default_run_dir(config)
@@ -452,8 +531,9 @@ def train(**options):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.")
-def eval_command(path, split, batches, batch_size, data_dir):
-    """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
+@_moved_data_options
+def eval_command(path, split, batches, batch_size, data_dir, npz, text):
+    """Loss and metrics of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
 
@@ -461,7 +541,8 @@ def eval_command(path, split, batches, batch_size, data_dir):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
     try:
-        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir)
+        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir,
+                                                npz=npz, text=text)
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
@@ -488,8 +569,10 @@ def _echo_registry():
 @click.argument("path", type=click.Path(exists=True), required=False)
 @_run_options
 @_model_options
-@click.option("--input-size", type=int, default=None, help="d_in (default: the task's).")
-@click.option("--output-size", type=int, default=None, help="d_out (default: the task's).")
+@click.option("--input-size", type=int, default=None,
+              help="d_in (default: the task's); with --embedding-dim, the vocabulary size.")
+@click.option("--output-size", type=int, default=None,
+              help="d_out: classes or values (default: the task's).")
 @click.option("--list", "list_registry", is_flag=True,
               help="List the registered models (with their options) and quantizers.")
 def info(path, input_size, output_size, list_registry, **options):
@@ -500,7 +583,7 @@ def info(path, input_size, output_size, list_registry, **options):
     """
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.config import resolve_config
-    from hadamnp.runs.plumbing import builtin_task_sizes, restore
+    from hadamnp.runs.plumbing import model_without_data, restore
 
     if list_registry:
         _echo_registry()
@@ -515,16 +598,16 @@ def info(path, input_size, output_size, list_registry, **options):
             click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
-            if input_size is None or output_size is None:
-                d_in, d_out, many = builtin_task_sizes(config.task)
-            else:
-                d_in, d_out, many = input_size, output_size, False
-            model = config.build_model(input_size or d_in, output_size or d_out, many)
+            model = model_without_data(config, input_size, output_size)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
     description = model.describe()
     size = model.size()
     click.echo(f"model          {_model_line(description['name'], description['config'])}")
+    if "embedding" in description:
+        table = description["embedding"]
+        click.echo(f"embedding      {table['vocab_size']:,} x {table['embedding_dim']} table, "
+                   f"quantizer {table['quantizer']}, padding id {table['padding_id']}")
     click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
                f"float32 reference model: {size.float32_parameters:,})")
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())
@@ -560,8 +643,9 @@ def _echo_deployment(report):
               help="Cover this percentile of per-sequence peak |h| instead of the max.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, when it moved since training.")
+@_moved_data_options
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True)
-def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path):
+def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, npz, text, out_path):
     """Convert a trained CHECKPOINT (run directory or file) to integers and export it."""
     from hadamnp.deploy.export import deployment_report, export_c, export_npz
     from hadamnp.deploy.integer import convert_run
@@ -570,9 +654,10 @@ def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path
     if calib_size < 1:
         raise click.BadParameter(f"must be >= 1, got {calib_size}", param_hint="--calib-size")
     try:
-        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir)
+        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir, npz=npz,
+                             text=text, out=out_path)
         (export_npz if fmt == "npz" else export_c)(imodel, out_path)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_path}: n={imodel.n} m={imodel.m} a={imodel.a} "
                f"S_x=2^{imodel.exp_x} S_h=2^{imodel.exp_h} "
