@@ -35,10 +35,24 @@ def duration(seconds):
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+_SHORT = {"accuracy": "acc"}  # short names of the figures on progress and epoch lines
+
+
+def between(record, first, last):
+    """``(key, value)`` of ``record`` after key ``first`` and before key ``last``: the
+    loss's metric and the task's figures, which records place between the loss and the
+    next fixed key (the loop and :func:`hadamnp.runs.plumbing.evaluate` build them so)."""
+    keys = list(record)
+    end = keys.index(last) if last in keys else len(keys)
+    return [(key, record[key]) for key in keys[keys.index(first) + 1:end]]
+
+
 def figures(result, prefix=""):
-    """``loss ... accuracy ... (N sequences)`` of an evaluation (``prefix``: e.g. ``val_``),
+    """``loss ... <metrics> (N sequences)`` of an evaluation (``prefix``: e.g. ``val_``),
     with the copy task's baseline and ratio."""
-    text = (f"loss {result[prefix + 'loss']:.4f}  accuracy {result[prefix + 'accuracy']:.4f}"
+    metrics = "".join(f"  {key[len(prefix):]} {value:.4f}"
+                      for key, value in between(result, prefix + "loss", prefix + "sequences"))
+    text = (f"loss {result[prefix + 'loss']:.4f}{metrics}"
             f"  ({result[prefix + 'sequences']} sequences)")
     if prefix + "baseline" in result:
         text += (f"  baseline {result[prefix + 'baseline']:.4f}"
@@ -48,8 +62,10 @@ def figures(result, prefix=""):
 
 def epoch_line(record):
     """The line printed at the end of an epoch (its metrics record)."""
+    metrics = "".join(f" {_SHORT.get(key[6:], key[6:])} {value:.4f}"
+                      for key, value in between(record, "train_loss", "seconds"))
     line = (f"epoch {record['epoch'] + 1}  step {record['step']}  lr {record['lr']:.3g}  "
-            f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}")
+            f"train loss {record['train_loss']:.4f}{metrics}")
     if "val_loss" in record:
         line += "  |  val " + figures(record, "val_")
     return line + f"  [{record['seconds']:.1f} s]"
@@ -60,7 +76,7 @@ class TrainingProgress:
 
     Parameters
     ----------
-    echo : callable(text, nl=True)
+    echo : callable(text, nl=True, err=False)
         Writes text (``click.echo``).
     tty : bool
         Redraw one status line (a terminal) instead of printing periodic lines.
@@ -169,9 +185,10 @@ class TrainingProgress:
         loss = f"loss {event['loss']:.4f}"
         if self.baseline:
             loss += f" ({event['loss'] / self.baseline:.2f}x baseline {self.baseline:.4f})"
+        metrics = "".join(f"  {_SHORT.get(key, key)} {value:.3f}"
+                          for key, value in between(event, "loss", "lr"))
         text = (f"epoch {event['epoch'] + 1}/{run['epochs']}  step {done}/"
-                f"{run['batches_per_epoch']}  {loss}  acc {event['accuracy']:.3f}  "
-                f"lr {event['lr']:.2e}")
+                f"{run['batches_per_epoch']}  {loss}{metrics}  lr {event['lr']:.2e}")
         step_time = self.step_time()
         if step_time:
             text += f"  |  {1 / step_time:.1f} steps/s  ETA {duration(self.eta())} (run)"
@@ -180,8 +197,8 @@ class TrainingProgress:
     def _on_eval_start(self, event):
         self.eval_started = (self.clock(), event["sequences"])
         self.last_step_time = None
-        name = "validating" if event["split"] == "val" else "testing"
-        text = f"{name} on {event['sequences']} sequences..."
+        name = "validation" if event["split"] == "val" else "test"
+        text = f"evaluating the {name} split ({event['sequences']} sequences)..."
         if self.tty:
             self._draw(text, force=True)
         elif event["split"] == "test":
@@ -200,8 +217,16 @@ class TrainingProgress:
         self._line(epoch_line(event))
 
     def _on_early_stop(self, event):
-        self._line(f"early stop before epoch {event['epoch'] + 1}: no lower validation loss "
-                   f"since epoch {event['best_epoch'] + 1} (checkpoint-best.npz)")
+        self._line(f"early stop before epoch {event['epoch'] + 1}: no better validation "
+                   f"figure since epoch {event['best_epoch'] + 1} (checkpoint-best.npz)")
+
+    def _on_data_change(self, event):
+        from hadamnp.runs.integrity import describe_data_changes
+
+        self._clear()
+        self.echo(f"warning: data changed since the checkpoint, continuing as asked "
+                  f"(--allow-data-change; logged in metrics.jsonl): "
+                  f"{describe_data_changes(event['files'])}", err=True)
 
     def _on_test(self, event):
         self._finish_eval()

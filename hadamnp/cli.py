@@ -54,8 +54,8 @@ def _preset_option(*decls, key, unset="none", **kwargs):
 def _checkpoint_option(func):
     return click.option(
         "--checkpoint", "which", default=None, metavar="last|best|epochN",
-        help="Which checkpoint of a run directory: last (checkpoint.npz), best (lowest "
-             "validation loss) or epochN (checkpoint-epochNNN.npz, N as in the file name).  "
+        help="Which checkpoint of a run directory: last (checkpoint.npz), best (best "
+             "validation accuracy, or loss) or epochN (checkpoint-epochNNN.npz, N as in the file name).  "
              "[default: last]")(func)
 
 
@@ -197,6 +197,19 @@ def _golden_options(func):
     return func
 
 
+def _moved_data_options(func):
+    """``--npz`` and ``--text`` of commands reading a run: where its data file is now."""
+    options = [
+        click.option("--npz", type=click.Path(dir_okay=False), default=None,
+                     help=".npz archive of an npz run, when it moved since training."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of a text run, when it moved since training."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _random_model_args(options):
     """Shared arguments of a random golden model, checked."""
     seq_len = options.pop("seq_len")
@@ -227,7 +240,17 @@ def _random_model_args(options):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory of --from-checkpoint, when it moved since training.  "
                    "[default: as training]")
-def golden(checkpoint, which, split, data_dir, out_path, **options):
+@click.option("--loss", type=click.Choice(["cross_entropy", "bce", "mse"]),
+              default="cross_entropy", show_default=True,
+              help="Loss of the random model (bce: --output-size 1; mse: float targets).")
+@click.option("--embedding-dim", type=int, default=None,
+              help="Put the random model behind an embedding table of this width; "
+                   "--input-size is then the vocabulary and x holds token ids.  "
+                   "[default: none]")
+@click.option("--quant-embedding", default="none", show_default=True,
+              help="Quantizer of the embedding table, e.g. uniform:4.")
+@_moved_data_options
+def golden(checkpoint, which, split, data_dir, npz, text, out_path, **options):
     """Write a golden test-vector file (float64 forward pass, states and gradients).
 
     Any registered model: --model NAME with its options, random parameters from --seed;
@@ -252,11 +275,19 @@ def golden(checkpoint, which, split, data_dir, out_path, **options):
             _check_positive(batch=options["batch"])
             arrays, meta = golden_from_checkpoint(checkpoint, batch=options["batch"],
                                                   seq_len=options["seq_len"], split=split,
-                                                  data_dir=data_dir)
+                                                  data_dir=data_dir, npz=npz, text=text,
+                                                  out=out_path)
         else:
-            arrays, meta = make_golden(**_random_model_args(options))
+            for name, value in (("--data-dir", data_dir), ("--npz", npz), ("--text", text)):
+                if value is not None:
+                    raise click.BadParameter("only with --from-checkpoint", param_hint=name)
+            table = {key: options.pop(key)
+                     for key in ("loss", "embedding_dim", "quant_embedding")}
+            if table["embedding_dim"] is not None:
+                _check_positive(embedding_dim=table["embedding_dim"])
+            arrays, meta = make_golden(**_random_model_args(options), **table)
         write_golden(out_path, arrays, meta)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     config = meta["model"]["config"]
     click.echo(f"wrote {out_path}: {meta['model']['name']} n={config['hidden_size']} "
@@ -271,15 +302,30 @@ def _run_options(func):
         click.option("--preset", default=None, metavar="NAME",
                      help="Named configuration: quick (the demo, ~1 min), copy, smnist, "
                           "pmnist (the paper's recipes; hours), npz (your own sequences), "
-                          "base (the bare defaults).  [default: the task's preset, else "
-                          "quick]"),
-        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz"]),
+                          "base (the bare defaults).  [default: the task's preset (base "
+                          "for adding and text); without a task, quick]"),
+        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz", "adding",
+                                                   "text"]),
                      default=None,
                      help="Task: the copy (memory) task, sequential or permuted "
-                          "pixel-by-pixel MNIST, or your own .npz sequences (selects the "
-                          "preset of that name).  [default: the preset's; quick: pmnist]"),
+                          "pixel-by-pixel MNIST, your own .npz sequences, the adding "
+                          "problem or a byte-level text model (selects the preset of that "
+                          "name, if any).  [default: the preset's; quick: pmnist]"),
         _preset_option("--copy-length", key="copy_length", type=int,
                        help="Copy task total sequence length L (paper: 1000)."),
+        _preset_option("--adding-length", key="adding_length", type=int,
+                       help="Adding problem sequence length T."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of the byte-level language model (implies --task text)."),
+        _preset_option("--text-window", key="text_window", type=int,
+                       help="Steps per window of the text task."),
+        _preset_option("--loss", key="loss", unset="the task's",
+                       type=click.Choice(["cross_entropy", "bce", "mse"]),
+                       help="Loss (bce: one logit for binary labels)."),
+        _preset_option("--embedding-dim", key="embedding_dim", type=int, unset="one-hot",
+                       help="Feed token ids through a trainable embedding of this width."),
+        _preset_option("--quant-embedding", key="quant_embedding",
+                       help="Quantizer of the embedding table, e.g. uniform:4."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -357,8 +403,9 @@ def _training_options(func):
                        help="Keep only the last K end-of-epoch checkpoints (checkpoint.npz "
                             "and checkpoint-best.npz are always kept)."),
         _preset_option("--patience", key="patience", type=int,
-                       help="Early stopping: stop after this many epochs without a lower "
-                            "validation loss."),
+                       help="Early stopping: stop after this many epochs without a better "
+                            "validation figure (accuracy, or loss for regression and "
+                            "baseline tasks)."),
         _preset_option("--log-every", key="log_every", type=int,
                        help="Write a step line to metrics.jsonl every N steps."),
     ]
@@ -367,7 +414,8 @@ def _training_options(func):
     return func
 
 
-_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps", "progress_every")
+_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps", "progress_every",
+               "allow_data_change")
 
 
 def _role_table(assignments, option):
@@ -400,6 +448,8 @@ def _overrides(options):
             values[key] = value
     if "npz" in values:
         values.setdefault("task", "npz")
+    if "text" in values:
+        values.setdefault("task", "text")
     return values
 
 
@@ -428,13 +478,17 @@ def _raise_interrupt(signum, frame):
               metavar="SECONDS",
               help="When the output is not a terminal (a log file), print a progress line "
                    "every SECONDS (0: epoch lines only).")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: continue although a data file changed since the "
+                   "checkpoint (logged in metrics.jsonl; the run is then no longer "
+                   "bit-identical to an uninterrupted one).")
 def train(**options):
     """Train a model; write checkpoints and metrics.jsonl to a run directory.
 
     With no options: the 'quick' preset, a 128-unit 4-bit HadamRNN on permuted MNIST
     (shipped data), about a minute on two cores. Ctrl-C (or SIGTERM) saves a checkpoint;
     continue with --resume RUN_DIR. The run directory keeps checkpoint.npz (latest),
-    checkpoint-best.npz (lowest validation loss), the last --keep-last end-of-epoch
+    checkpoint-best.npz (best validation figure), the last --keep-last end-of-epoch
     checkpoints, config.toml and metrics.jsonl (hadamnp plot RUN draws it).
     """
     import signal
@@ -445,6 +499,7 @@ def train(**options):
     from hadamnp.runs.config import resolve_config
     from hadamnp.runs.plumbing import default_run_dir
     from hadamnp.training import loop
+    from hadamnp.training.metrics import primary_figure
 
     if options["max_steps"] is not None and options["max_steps"] < 1:
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
@@ -452,6 +507,8 @@ def train(**options):
     if options["progress_every"] < 0:
         raise click.BadParameter(f"must be >= 0, got {options['progress_every']}",
                                  param_hint="--progress-every")
+    if options["allow_data_change"] and options["resume_dir"] is None:
+        raise click.BadParameter("only with --resume", param_hint="--allow-data-change")
     overrides = _overrides(options)
     progress = TrainingProgress(click.echo, sys.stdout.isatty(), options["progress_every"])
     run_dir = options["resume_dir"] or options["out"]
@@ -465,15 +522,18 @@ def train(**options):
                                              "configuration is in its checkpoint)",
                                              param_hint="--" + name.replace("_file", ""))
             refused = [name for name in options if _given(name) and name not in
-                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps", "progress_every")]
+                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps", "progress_every",
+                        "allow_data_change")]
             if refused:
                 raise click.BadParameter(
                     "cannot change a resumed run's trajectory; only "
                     f"{', '.join('--' + k.replace('_', '-') for k in loop.RESUME_OVERRIDES)}"
                     " may be given", param_hint="--" + refused[0].replace("_", "-"))
+            if not _given("task"):
+                overrides.pop("task", None)  # implied by --text, which may name a moved file
             click.echo(f"resuming {run_dir}")
             result = loop.resume(run_dir, callback=progress, max_steps=options["max_steps"],
-                                 **overrides)
+                                 allow_data_change=options["allow_data_change"], **overrides)
         else:
             config = resolve_config(options["preset"], options["config_file"], overrides)
             run_dir = run_dir or default_run_dir(config)
@@ -503,7 +563,8 @@ def train(**options):
     click.echo(f"{status} in {result.seconds:.1f} s; checkpoint and metrics.jsonl in "
                f"{result.run_dir}")
     if result.best_epoch is not None:
-        click.echo(f"lowest validation loss at epoch {result.best_epoch + 1}: hadamnp eval "
+        name, _ = primary_figure(result.history[-1])
+        click.echo(f"best validation {name} at epoch {result.best_epoch + 1}: hadamnp eval "
                    f"{result.run_dir} --checkpoint best")
 
 
@@ -525,30 +586,42 @@ def _integer_options(func):
     return func
 
 
-def _convert(file, bits_act, calib_size, percentile, data_dir):
-    """The float model, parameters and task of a checkpoint file, and its integer model."""
+def _convert(file, bits_act, calib_size, percentile, moved, out=None):
+    """The float model, parameters, task and loss of a checkpoint file, and its integer
+    model. ``moved``: ``(data_dir, npz, text)``, where the run's data are now; ``out``: a
+    file about to be written (refused when it is an input or a file of the run)."""
     from hadamnp.deploy.check import check_bits_act
-    from hadamnp.deploy.integer import convert, run_data
-    from hadamnp.runs.plumbing import task_inputs
+    from hadamnp.deploy.integer import convert
+    from hadamnp.runs.integrity import check_output
+    from hadamnp.runs.plumbing import build_task, relocate, restore, run_loss, task_inputs
 
     check_bits_act(bits_act)
     if calib_size < 1:
         raise click.BadParameter(f"must be >= 1, got {calib_size}", param_hint="--calib-size")
-    model, params, task = run_data(file, data_dir)
+    model, params, config = restore(file)
+    config = relocate(config, *moved)
+    task = build_task(config)
+    if out is not None:
+        check_output(out, file, task)
     _work(f"converting to integers: a = {bits_act}, scales calibrated on {calib_size} "
           f"training sequences (the first call compiles the kernels)...")
     x, _ = task_inputs(task, model.config.dtype, calib_size)
-    return model, params, task, convert(model, params, x, a=bits_act, percentile=percentile)
+    imodel = convert(model, params, x, a=bits_act, percentile=percentile)
+    return model, params, task, run_loss(config, task), imodel
 
 
 def _compare_lines(result, a):
     """The float and integer figures of a :func:`hadamnp.deploy.check.compare` result."""
-    return [f"float    loss {result['float_loss']:.4f}  accuracy "
-            f"{result['float_accuracy']:.4f}  ({result['sequences']} sequences)",
-            f"integer  loss {result['int_loss']:.4f}  accuracy {result['int_accuracy']:.4f}"
-            f"  (a = {a})",
-            f"agreement {100 * result['agreement']:.2f} % of {result['positions']} scored "
-            f"predictions; {100 * result['saturated_fraction']:.2f} % of integer states "
+    def metrics(kind):
+        return "".join(f"  {name} {result[f'{kind}_{name}']:.4f}" for name in result["metrics"])
+
+    agreement = ("" if result["agreement"] is None else
+                 f"agreement {100 * result['agreement']:.2f} % of {result['positions']} "
+                 f"scored predictions; ")
+    return [f"float    loss {result['float_loss']:.4f}{metrics('float')}  "
+            f"({result['sequences']} sequences)",
+            f"integer  loss {result['int_loss']:.4f}{metrics('int')}  (a = {a})",
+            f"{agreement}{100 * result['saturated_fraction']:.2f} % of integer states "
             f"saturated"]
 
 
@@ -573,9 +646,10 @@ def _compare_lines(result, a):
                    "--bits-act, --calib-size, --percentile).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.  [default: as training]")
+@_moved_data_options
 def eval_command(path, which, split, batches, batch_size, engine, bits_act, calib_size,
-                 percentile, runner, data_dir):
-    """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file).
+                 percentile, runner, data_dir, npz, text):
+    """Loss and metrics of a run's checkpoint (PATH: run directory or checkpoint file).
 
     By default the whole split: the same test figure as the end of training. With --engine
     integer (or c) the model is converted as `hadamnp export` does and both the float and
@@ -598,25 +672,28 @@ def eval_command(path, which, split, batches, batch_size, engine, bits_act, cali
         click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
                    f"step {position['global_step']} (epoch {position['epoch']}), {resolved}")
         if engine == "float":
-            result, _, _ = evaluate_run(file, split, batches, batch_size, data_dir)
+            result, _, _ = evaluate_run(file, split, batches, batch_size, data_dir,
+                                        npz=npz, text=text)
             click.echo(f"{split}  " + figures(result))
             return
         from hadamnp.deploy.check import compare, run_runner
 
-        model, params, task, imodel = _convert(file, bits_act, calib_size, percentile,
-                                               data_dir)
+        model, params, task, loss, imodel = _convert(file, bits_act, calib_size, percentile,
+                                                     (data_dir, npz, text))
         size = batch_size or config.eval_batch_size
         count = None if batches is None else batches * size
         _work(f"evaluating the float and integer models on {split}...")
-        result = compare(model, params, imodel, task, split, count, size)
+        result = compare(model, params, imodel, task, split, count, size, loss)
         for line in _compare_lines(result, bits_act):
             click.echo(f"{split}  {line}")
         if engine == "c":
             _work(f"running {runner} on {result['sequences']} sequences...")
-            ran = run_runner(runner, imodel, task, model.config.dtype, split, count)
-            click.echo(f"{split}  C runner accuracy {ran['accuracy']:.4f}  "
-                       f"({ran['sequences']} sequences; logits identical to the Python "
-                       f"integer engine on {ran['identical']} of them)")
+            ran = run_runner(runner, imodel, task, model.config.dtype, split, count,
+                             loss=loss)
+            scores = "  ".join(f"{name} {ran['runner'][name]:.4f}" for name in ran["metrics"])
+            click.echo(f"{split}  C runner {scores}  ({ran['sequences']} sequences; outputs "
+                       f"identical to the Python integer engine on {ran['identical']} of "
+                       f"them)")
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     if engine == "c" and ran["identical"] != ran["sequences"]:
@@ -647,9 +724,10 @@ def _echo_registry():
 @_run_options
 @_model_options
 @click.option("--input-size", type=int, default=None,
-              help="Input size d_in.  [default: the task's]")
+              help="Input size d_in; with --embedding-dim, the vocabulary size.  "
+                   "[default: the task's]")
 @click.option("--output-size", type=int, default=None,
-              help="Output size d_out.  [default: the task's]")
+              help="Output size d_out: classes or values.  [default: the task's]")
 @click.option("--list", "list_registry", is_flag=True,
               help="List the registered models (with their options) and quantizers.")
 def info(path, input_size, output_size, list_registry, **options):
@@ -660,7 +738,7 @@ def info(path, input_size, output_size, list_registry, **options):
     """
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.config import resolve_config
-    from hadamnp.runs.plumbing import builtin_task_sizes, restore
+    from hadamnp.runs.plumbing import model_without_data, restore
 
     if list_registry:
         _echo_registry()
@@ -675,16 +753,16 @@ def info(path, input_size, output_size, list_registry, **options):
             click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
-            if input_size is None or output_size is None:
-                d_in, d_out, many = builtin_task_sizes(config.task)
-            else:
-                d_in, d_out, many = input_size, output_size, False
-            model = config.build_model(input_size or d_in, output_size or d_out, many)
+            model = model_without_data(config, input_size, output_size)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
     description = model.describe()
     size = model.size()
     click.echo(f"model          {_model_line(description['name'], description['config'])}")
+    if "embedding" in description:
+        table = description["embedding"]
+        click.echo(f"embedding      {table['vocab_size']:,} x {table['embedding_dim']} table, "
+                   f"quantizer {table['quantizer']}, padding id {table['padding_id']}")
     click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
                f"float32 reference model: {size.float32_parameters:,})")
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())
@@ -739,10 +817,11 @@ def _echo_deployment(report):
                    "[default: the whole split]")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, when it moved since training.  [default: as training]")
+@_moved_data_options
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True),
               required=True, help="Output file (.npz, or .h with --format c).")
 def export(checkpoint, which, fmt, bits_act, calib_size, percentile, eval_split, eval_size,
-           data_dir, out_path):
+           data_dir, npz, text, out_path):
     """Convert a trained CHECKPOINT (run directory or file) to integers and export it.
 
     The integer model is checked against the float model on the run's test split (both
@@ -758,14 +837,14 @@ def export(checkpoint, which, fmt, bits_act, calib_size, percentile, eval_split,
         raise click.BadParameter(f"must be >= 0, got {eval_size}", param_hint="--eval-size")
     try:
         file = select_checkpoint(checkpoint, which)
-        model, params, task, imodel = _convert(file, bits_act, calib_size, percentile,
-                                               data_dir)
+        model, params, task, loss, imodel = _convert(file, bits_act, calib_size, percentile,
+                                                     (data_dir, npz, text), out=out_path)
         result = None
         if eval_size != 0:
             _work(f"checking the integer model on the {eval_split} split...")
-            result = compare(model, params, imodel, task, eval_split, eval_size)
+            result = compare(model, params, imodel, task, eval_split, eval_size, loss=loss)
         (export_npz if fmt == "npz" else export_c)(imodel, out_path)
-    except (HadamnpError, OSError) as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_path}: n={imodel.n} m={imodel.m} a={imodel.a} "
                f"S_x=2^{imodel.exp_x} S_h=2^{imodel.exp_h} "
@@ -868,3 +947,84 @@ def bench(quick, threads, json_path, plot):
     if returncode:
         raise click.ClickException(f"a benchmark module failed (exit status {returncode}); "
                                    "see its traceback above")
+
+
+@main.command(short_help="Run a grid of training runs on Dask (resumable).")
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Sweep directory.  [default: sweeps/<grid name>]")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask scheduler (tcp://host:8786).  [default: a "
+                   "local cluster of single-threaded worker processes]")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local cluster.  [default: one per core]")
+@click.option("--dry-run", is_flag=True, help="Validate the grid and list its runs only.")
+def sweep(grid_file, out_dir, scheduler, workers, dry_run):
+    """Train every run of GRID_FILE (a TOML grid: [base], [axes], [[runs]]) on Dask.
+
+    Each run gets its own run directory under the sweep directory; re-running the same
+    command skips finished runs and resumes interrupted ones from their checkpoints.
+    Needs the sweep extra: pip install 'hadamnp[sweep]'.
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.grid import load_grid
+    from hadamnp.sweeps.runner import run_sweep
+
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"must be >= 1, got {workers}", param_hint="--workers")
+    if workers is not None and scheduler is not None:
+        raise click.BadParameter("--workers sizes the local cluster; a remote scheduler "
+                                 "has its own workers", param_hint="--workers")
+    try:
+        grid = load_grid(grid_file)
+        out_dir = Path(out_dir) if out_dir is not None else Path("sweeps") / grid.name
+        if dry_run:
+            for run in grid.runs:
+                click.echo(f"{run.run_id}: {_model_line(run.config.model, run.config.model_options)}"
+                           f" on {run.config.task}, seed {run.config.seed}")
+            click.echo(f"{len(grid.runs)} runs -> {out_dir}")
+            return
+        outcome = run_sweep(grid, out_dir, scheduler=scheduler, workers=workers,
+                            echo=click.echo)
+    except HadamnpError as exc:
+        raise click.ClickException(str(exc)) from None
+    if outcome.failed:
+        raise click.ClickException(f"{len(outcome.failed)} of {len(grid.runs)} runs failed "
+                                   f"(listed above); re-run the command to retry them")
+    click.echo(f"all {len(grid.runs)} runs finished; tables: hadamnp report {out_dir}")
+
+
+@main.command(short_help="Table (Markdown, CSV) and plots of finished runs.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write report.md, report.csv and the PNGs.  [default: the sweep "
+                   "directory's report/, or ./report]")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write PNG plots (needs matplotlib: pip install 'hadamnp[plot]').")
+@click.option("--evaluate-best/--no-evaluate-best", default=True, show_default=True,
+              help="Evaluate the best-validation checkpoint on the test split when it is not "
+                   "the last one.")
+def report(paths, out_dir, plots, evaluate_best):
+    """Compare runs: PATHS are sweep directories or run directories.
+
+    Runs differing only by seed are grouped (mean ± std over seeds).
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.report import write_report
+    from hadamnp.sweeps.runner import MANIFEST_NAME
+
+    if out_dir is None:
+        first = Path(paths[0])
+        out_dir = first / "report" if (first / MANIFEST_NAME).exists() else Path("report")
+    try:
+        table, files, missing = write_report(paths, out_dir, plots, evaluate_best)
+    except (HadamnpError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table, nl=False)
+    for path in missing:
+        click.echo(f"(no checkpoint yet: {path})")
+    click.echo("wrote " + ", ".join(str(f) for f in files))

@@ -15,7 +15,7 @@ class Clock:
 
 def progress(tty, every=30.0, **start):
     out, clock = [], Clock()
-    bar = TrainingProgress(lambda text, nl=True: out.append(text + ("\n" if nl else "")),
+    bar = TrainingProgress(lambda text, nl=True, err=False: out.append(text + ("\n" if nl else "")),
                            tty, every, clock)
     event = {"event": "start", "epoch": 0, "batch": 0, "step": 0, "epochs": 2,
              "batches_per_epoch": 10, "batch_size": 100, "val_sequences": 1000,
@@ -96,7 +96,7 @@ def test_terminal_redraws_one_status_line_and_prints_results():
     step(bar, 2)
     assert out[-1].startswith("\r\x1b[K") and not out[-1].endswith("\n")
     bar({"event": "eval_start", "split": "test", "sequences": 10000})
-    assert "testing on 10000 sequences..." in out[-1]
+    assert "evaluating the test split (10000 sequences)..." in out[-1]
     bar({"event": "test", "loss": 0.3, "accuracy": 0.9, "sequences": 10000})
     assert out[-2] == "\r\x1b[K" and out[-1] == \
         "test  loss 0.3000  accuracy 0.9000  (10000 sequences)\n"
@@ -112,4 +112,4 @@ def test_copy_task_step_loss_beside_the_baseline():
 def test_early_stop_line():
     bar, out, _ = progress(tty=False)
     bar({"event": "early_stop", "epoch": 5, "best_epoch": 2})
-    assert "early stop before epoch 6: no lower validation loss since epoch 3" in text(out)
+    assert "early stop before epoch 6: no better validation figure since epoch 3" in text(out)

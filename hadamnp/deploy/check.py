@@ -1,10 +1,12 @@
 """Check a deployed integer model on real data: against its float model, and through a runner.
 
 :func:`compare` runs the float model and the integer model on the same sequences of a task
-split and reports both losses and accuracies and how often their argmaxes agree (over the
-scored positions: the last step of every sequence, or every step for many-to-many tasks).
-The integer model's loss is the cross-entropy of its logits scaled back to float
-(``logits_scale * logits_int``); its predictions are the argmax of the integer logits.
+split and reports both losses and metrics (the run's loss: accuracy for the classification
+losses, mse for regression) and, for classifiers, how often their predictions agree (over
+the scored positions: the last step of every sequence, or every step for many-to-many
+tasks). The integer model's loss and metrics are those of its outputs scaled back to float
+(``logits_scale * logits_int``, a positive factor: its predictions are those of the
+integer outputs).
 
 :func:`run_runner` checks an external integer runner (the C99 program of ``examples/c``,
 built from ``hadamnp export --format c``): it writes the runner's input file for the same
@@ -16,7 +18,7 @@ Thresholds. :data:`MIN_BITS_ACT`: below 6 bits the state has at most 31 positive
 rounding once per step at that resolution over hundreds of steps swamps the state (the
 128-unit quick model keeps 21 % accuracy at a = 6, chance level below). :data:`MAX_DROP`:
 an integer accuracy more than one percentage point below the float model's is reported
-as a loss of accuracy (``hadamnp export`` warns).
+as a loss of accuracy (``hadamnp export`` warns; regression runs report both mse).
 """
 
 import subprocess
@@ -26,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from hadamnp.errors import CheckpointError, ConfigError
-from hadamnp.models.losses import softmax_cross_entropy
+from hadamnp.models.losses import get_loss
 from hadamnp.runs.plumbing import model_inputs
 
-__all__ = ["MIN_BITS_ACT", "MAX_DROP", "check_bits_act", "split_batches", "compare",
+__all__ = ["MIN_BITS_ACT", "MAX_DROP", "check_bits_act", "split_batches", "predictions", "compare",
            "accuracy_lost", "run_runner"]
 
 MIN_BITS_ACT = 6
@@ -71,7 +73,15 @@ def split_batches(task, split, dtype, count=None, batch_size=250):
         yield model_inputs(task, x, dtype), y
 
 
-def compare(model, params, imodel, task, split="test", count=None, batch_size=250):
+def predictions(outputs, loss):
+    """Class predictions of ``outputs`` under ``loss`` (None for regression): the argmax,
+    or for one logit (``bce``) whether it is positive."""
+    if "accuracy" not in loss.metrics:
+        return None
+    return outputs[..., 0] > 0 if outputs.shape[-1] == 1 else outputs.argmax(-1)
+
+
+def compare(model, params, imodel, task, split="test", count=None, batch_size=250, loss=None):
     """The float and the integer model on the same sequences of ``split``.
 
     Parameters
@@ -83,57 +93,61 @@ def compare(model, params, imodel, task, split="test", count=None, batch_size=25
     count : int, optional
         Only the first ``count`` sequences (default: the whole split).
     batch_size : int, sequences per forward pass (memory only)
+    loss : str or Loss, optional
+        The run's loss (:func:`hadamnp.runs.plumbing.run_loss`); default the task's.
 
     Returns
     -------
-    dict: ``sequences``, ``positions`` (scored), ``float_loss``, ``float_accuracy``,
-    ``int_loss``, ``int_accuracy``, ``agreement`` (fraction of scored positions where the
-    two argmaxes agree), ``saturated_fraction`` (of the integer states at the edge of the
-    ``a``-bit range), ``int_predictions`` (argmax of the integer logits, (B,) or (B, T)).
+    dict: ``sequences``, ``positions`` (scored values), ``metrics`` (the loss's metric
+    names), ``float_loss``, ``int_loss``, ``float_<metric>`` and ``int_<metric>`` (e.g.
+    ``float_accuracy``), ``agreement`` (fraction of scored positions where both predict
+    the same class; None for regression), ``saturated_fraction`` (of the integer states at
+    the edge of the ``a``-bit range).
     """
     from hadamnp.reference.integer import activation_range
 
+    loss = get_loss(task.loss if loss is None else loss)
     low, high = activation_range(imodel.a)
-    sums = dict.fromkeys(("float_loss", "float_correct", "int_loss", "int_correct",
-                          "agree"), 0.0)
+    sums = dict.fromkeys(["float_loss", "int_loss", "agree"]
+                         + [f"{kind}_{name}" for kind in ("float", "int")
+                            for name in loss.metrics], 0.0)
     sequences = positions = saturated = states = 0
-    predictions = []
     for x, y in split_batches(task, split, model.config.dtype, count, batch_size):
         logits, _ = model.forward(params, x)
         h_int, logits_int = imodel.run(imodel.quantize_inputs(x))
-        float_pred, int_pred = logits.argmax(-1), logits_int.argmax(-1)
-        size = y.size
-        sums["float_loss"] += softmax_cross_entropy(logits.astype(np.float64), y)[0] * size
-        sums["int_loss"] += softmax_cross_entropy(imodel.logits(logits_int), y)[0] * size
-        sums["float_correct"] += np.count_nonzero(float_pred == y)
-        sums["int_correct"] += np.count_nonzero(int_pred == y)
-        sums["agree"] += np.count_nonzero(float_pred == int_pred)
+        for kind, outputs in (("float", logits.astype(np.float64)),
+                              ("int", imodel.logits(logits_int))):
+            sums[f"{kind}_loss"] += loss(outputs, y)[0] * y.size
+            for name, value in loss.score(outputs, y).items():
+                sums[f"{kind}_{name}"] += value * y.size
+        classes = predictions(logits, loss)
+        if classes is not None:
+            sums["agree"] += np.count_nonzero(classes == predictions(logits_int, loss))
         saturated += int(np.count_nonzero((h_int == low) | (h_int == high)))
         states += h_int.size
-        positions += size
+        positions += y.size
         sequences += y.shape[0]
-        predictions.append(int_pred)
     if not sequences:
         raise ConfigError(f"no sequences to compare in split {split!r}")
-    return {"sequences": sequences, "positions": positions,
-            "float_loss": sums["float_loss"] / positions,
-            "float_accuracy": sums["float_correct"] / positions,
-            "int_loss": sums["int_loss"] / positions,
-            "int_accuracy": sums["int_correct"] / positions,
-            "agreement": sums["agree"] / positions,
-            "saturated_fraction": saturated / states,
-            "int_predictions": np.concatenate(predictions)}
+    result = {key: value / positions for key, value in sums.items() if key != "agree"}
+    result.update(sequences=sequences, positions=positions, metrics=loss.metrics,
+                  saturated_fraction=saturated / states,
+                  agreement=sums["agree"] / positions if "accuracy" in loss.metrics else None)
+    return result
 
 
 def accuracy_lost(result, max_drop=None):
     """True when the integer accuracy of a :func:`compare` result is more than
-    ``max_drop`` (default :data:`MAX_DROP`) below the float accuracy."""
+    ``max_drop`` (default :data:`MAX_DROP`) below the float accuracy (never for a result
+    without accuracy)."""
     max_drop = MAX_DROP if max_drop is None else max_drop
+    if "float_accuracy" not in result:
+        return False
     return result["float_accuracy"] - result["int_accuracy"] > max_drop
 
 
 def run_runner(runner, imodel, task, dtype, split="test", count=None, work_dir=None,
-               timeout=None):
+               timeout=None, loss=None):
     """Score an integer runner executable on a split and compare it with the Python engine.
 
     Parameters
@@ -154,12 +168,15 @@ def run_runner(runner, imodel, task, dtype, split="test", count=None, work_dir=N
         directory, removed afterwards).
     timeout : float, optional
         Seconds before the runner is stopped.
+    loss : str or Loss, optional
+        The run's loss; default the task's.
 
     Returns
     -------
-    dict: ``sequences``, ``positions``, ``accuracy`` (of the runner's logits),
-    ``python_accuracy`` (the Python integer engine on the same inputs), ``identical``
-    (sequences whose runner logits equal the engine's exactly).
+    dict: ``sequences``, ``positions``, ``metrics`` (the loss's metric names), ``runner``
+    and ``python`` (the metrics of the runner's outputs and of the Python integer engine's
+    on the same inputs, by name), ``identical`` (sequences whose runner outputs equal the
+    engine's exactly).
 
     Raises
     ------
@@ -188,8 +205,9 @@ def run_runner(runner, imodel, task, dtype, split="test", count=None, work_dir=N
         B, T, _ = x_int.shape
         _, logits = read_runner_output(out, B, T, imodel.n, imodel.d_out, imodel.many_to_many,
                                        states=False)
+    loss = get_loss(task.loss if loss is None else loss)
     same = (logits == expected).reshape(B, -1).all(axis=1)
-    return {"sequences": int(B), "positions": int(y.size),
-            "accuracy": float(np.mean(logits.argmax(-1) == y)),
-            "python_accuracy": float(np.mean(expected.argmax(-1) == y)),
+    return {"sequences": int(B), "positions": int(y.size), "metrics": loss.metrics,
+            "runner": loss.score(imodel.logits(logits), y),
+            "python": loss.score(imodel.logits(expected), y),
             "identical": int(np.count_nonzero(same))}

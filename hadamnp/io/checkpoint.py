@@ -24,7 +24,8 @@ Run directory layout
     Optional snapshots at the end of epoch ``NNN`` (0-based, zero-padded to 3 digits, more
     when needed), kept for inspection or to go back to (a run may keep only the last few).
 ``RUN_DIR/checkpoint-best.npz``
-    The end-of-epoch state with the lowest validation loss so far.
+    The end-of-epoch state with the best validation figure so far (accuracy for
+    classification, else the loss).
 
 See :func:`checkpoint_path`, :func:`epoch_checkpoints` and :func:`latest_checkpoint`.
 """
@@ -47,7 +48,7 @@ VERSION = 1
 
 LATEST_NAME = "checkpoint.npz"
 BEST_NAME = "checkpoint-best.npz"
-_EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.npz")
+EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.npz")
 
 POSITION_KEYS = ("epoch", "batch", "global_step")
 
@@ -429,7 +430,7 @@ def epoch_checkpoints(run_dir):
         return []
     found = []
     for entry in run_dir.iterdir():
-        match = _EPOCH_NAME.fullmatch(entry.name)
+        match = EPOCH_NAME.fullmatch(entry.name)
         if match and entry.is_file():
             found.append((int(match.group(1)), entry))
     return sorted(found)

@@ -5,7 +5,9 @@ The loop talks to the model only through the model protocol
 step ``k``::
 
     logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
-    loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
+    loss, dlogits = L(logits, y)                        the run's loss (run_loss: the
+                                                        task's by default), a mean over
+                                                        the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
     optimizer.step(params, grads, state, lr_k, ...)     lr_k from the schedule (StepLR
@@ -33,17 +35,25 @@ state; it is checkpointed before the interrupt propagates.
 Run directory: ``checkpoint.npz`` (latest, rewritten atomically at step 0, every epoch,
 every ``checkpoint_every`` steps, on interrupt and at the end), ``checkpoint-epochNNN.npz``
 (end of epoch NNN, 0-based; only the last ``keep_last`` are kept when it is set),
-``checkpoint-best.npz`` (the end of the epoch with the lowest validation loss so far),
+``checkpoint-best.npz`` (the end of the epoch with the best validation figure so far:
+accuracy for classification, else the loss; :func:`best_epoch`),
 ``metrics.jsonl`` (:mod:`hadamnp.training.metrics`), ``config.toml`` (the resolved
 configuration, readable by ``hadamnp train --config``) and, while a process trains in it,
-``run.lock`` (its pid). An epoch's files are written before the state moves past the epoch,
-so an interrupt while writing them makes the resumed run redo (identically) the epoch's
+``run.lock``. An epoch's files are written before the state moves past the epoch, so an
+interrupt while writing them makes the resumed run redo (identically) the epoch's
 validation and files.
 
 Early stopping. With ``patience = P``, training ends once the last ``P`` epochs brought no
-validation loss below the best before them; the test split is then evaluated on the last
+validation figure better than the best before them; the test split is then evaluated on the last
 parameters (``checkpoint-best.npz`` holds the best ones). The decision depends only on
 the recorded epoch history, so resuming reproduces it.
+
+Integrity (:mod:`hadamnp.runs.integrity`). :func:`train` and :func:`resume` hold the run's
+lock for the whole session and decide whether the directory is fresh or which checkpoint
+to continue only once they hold it; then they delete the temporary files a killed writer
+left. Checkpoints record the SHA-256 of every data file the task read; :func:`resume`
+refuses changed data unless ``allow_data_change`` (then a ``data_change`` record goes to
+``metrics.jsonl``).
 
 Progress goes to an optional ``callback(event)`` (the library prints nothing); ``event`` is
 a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"eval_start"``,
@@ -54,7 +64,6 @@ a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"ev
 import dataclasses
 import itertools
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,12 +73,14 @@ import numpy as np
 from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
+from hadamnp.io.atomic import write_atomic
 from hadamnp.io.datasets import derived_rng
-from hadamnp.models.losses import accuracy, softmax_cross_entropy
 from hadamnp.runs.config import RunConfig, config_to_toml
+from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_record,
+                                    describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
-                                   model_for, model_from_checkpoint, model_inputs)
-from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
+                                   model_for, model_from_checkpoint, model_inputs, run_loss)
+from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe, primary_figure
 from hadamnp.training.optim import clip_grad_norm, make_optimizer
 from hadamnp.training.schedule import check_resume, learning_rate
 
@@ -78,11 +89,10 @@ __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 # Spawn keys of the run's own streams; the task streams use keys 0, 1, 2.
 INIT_STREAM = 3    # initial parameters
 QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
-CONFIG_NAME = "config.toml"
-LOCK_NAME = "run.lock"
-# Options that may change when a run is resumed: none of them alters the trajectory.
-RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every", "keep_last", "patience")
+# Options that may change when a run is resumed: none of them alters the trajectory (the
+# data files, found anew through data_dir, npz or text, are checked by their digests).
+RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
+                    "test_batches", "eval_batch_size", "log_every", "keep_last", "patience")
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,8 @@ class _State:
     epoch: int       # epoch in progress (0-based)
     batch: int       # batches of that epoch done
     step: int        # optimizer steps done
-    sums: tuple      # (loss x positions, correct positions, positions) of the epoch
+    sums: tuple      # (loss x positions, metric x positions per metric, positions) of
+                     # the epoch; classification: (loss, correct positions, positions)
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
@@ -158,7 +169,7 @@ class RunResult:
     seconds : float
         Wall-clock time of this call.
     best_epoch : int or None
-        Epoch (0-based) of the lowest validation loss, saved in ``checkpoint-best.npz``.
+        Epoch (0-based) of the best validation figure, saved in ``checkpoint-best.npz``.
     stopped_early : bool
         Early stopping (``patience``) ended the run before its last epoch.
     """
@@ -178,17 +189,21 @@ class RunResult:
 
 
 def best_epoch(history):
-    """Index of the epoch record with the lowest finite ``val_loss`` (first on ties), or
-    None when no record has one."""
-    losses = [(record.get("val_loss"), i) for i, record in enumerate(history)]
-    finite = [(loss, i) for loss, i in losses
-              if isinstance(loss, (int, float)) and math.isfinite(loss)]
+    """Index of the epoch record with the best validation figure (first on ties), or None
+    when no record has one. The figure is :func:`~hadamnp.training.metrics.primary_figure`'s:
+    the accuracy for classification, else the loss."""
+    if not history:
+        return None
+    name, higher = primary_figure(history[-1])
+    values = [(record.get(f"val_{name}"), i) for i, record in enumerate(history)]
+    finite = [(-value if higher else value, i) for value, i in values
+              if isinstance(value, (int, float)) and math.isfinite(value)]
     return min(finite)[1] if finite else None
 
 
 def patience_exhausted(history, patience):
     """True when the last ``patience`` epochs of ``history`` brought no new best
-    validation loss (never when ``patience`` is None)."""
+    validation figure (never when ``patience`` is None)."""
     best = best_epoch(history)
     return patience is not None and best is not None and len(history) - 1 - best >= patience
 
@@ -231,66 +246,20 @@ def _opt_from_checkpoint(stored, template, path):
     return out
 
 
-class _RunLock:
-    """``RUN_DIR/run.lock`` (holding the owner's pid) while a process trains in ``RUN_DIR``.
-
-    Two processes writing one run directory would interleave checkpoints and metrics; the
-    lock makes the second one fail with a clear message. A lock left by a process that no
-    longer exists (POSIX) is taken over.
-    """
-
-    def __init__(self, run_dir):
-        self.path = Path(run_dir) / LOCK_NAME
-
-    @staticmethod
-    def _alive(pid):
-        if os.name != "posix":
-            return True  # no portable liveness probe; the user removes a stale lock
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text(encoding="ascii").strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and self._alive(pid):
-                    raise CheckpointError(
-                        f"{self.path.parent} is in use by process {pid} (lock file "
-                        f"{self.path}); wait for it or remove the lock if it is stale")
-                self.path.unlink(missing_ok=True)
-                continue
-            except OSError as exc:
-                raise CheckpointError(f"cannot create lock {self.path}: {exc}") from exc
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            return self
-        raise CheckpointError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc_info):
-        self.path.unlink(missing_ok=True)
-
-
 class _Run:
     """One training session over a run directory (used by :func:`train` / :func:`resume`)."""
 
-    def __init__(self, config, run_dir, task, model, init_rng_state):
+    def __init__(self, config, run_dir, task, model, init_rng_state, data):
         self.config = config
         self.run_dir = Path(run_dir)
         self.task = task
         self.model = model
         self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.loss = run_loss(config, task)
+        self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
+        self.data = data  # data_record(task), stored in every checkpoint
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
@@ -317,7 +286,7 @@ class _Run:
 
     def checkpoint_config(self):
         return {"run": self.config.to_dict(), "model": self.model.describe(),
-                "task": self.task.describe()}
+                "task": self.task.describe(), "data": self.data}
 
     def _state_buffer(self, x):
         # Freshly mapped memory page-faults far below the memory bandwidth, and the states
@@ -337,22 +306,27 @@ class _Run:
             metrics=metrics)
         ckpt_io.save_checkpoint(path or ckpt_io.checkpoint_path(self.run_dir), ckpt)
 
-    def run(self, state, callback, max_steps, fresh):
-        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`."""
+    def run(self, state, callback, max_steps, fresh, changed_data=None):
+        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`.
+
+        The caller holds the run's lock. ``changed_data`` (:func:`data_changes`), accepted
+        by a resume, is logged and checkpointed before anything else.
+        """
         emit = callback or (lambda event: None)
         start = time.perf_counter()
         # ``self.state`` is only ever replaced by one assignment, so whenever an interrupt
         # arrives it holds a committed, consistent state (see the module docstring).
         self.state = state
-        with _RunLock(self.run_dir):
-            return self._run_locked(emit, max_steps, fresh, start)
-
-    def _run_locked(self, emit, max_steps, fresh, start):
-        state = self.state
         self.log = MetricsLog(self.run_dir / METRICS_NAME, state.offset)
         try:
             if fresh:
                 self.save(self.state)
+            if changed_data:
+                record = {"kind": "data_change", "epoch": state.epoch, "step": state.step,
+                          "files": changed_data}
+                self.state = state = dataclasses.replace(state, offset=self.log.write(record))
+                self.save(self.state)
+                emit({"event": "data_change", **record})
             config = self.config
             start_event = {"event": "start", "epoch": state.epoch, "batch": state.batch,
                            "step": state.step, "epochs": config.epochs,
@@ -361,7 +335,7 @@ class _Run:
                            "val_sequences": self._eval_sequences("val", config.val_batches),
                            "test_sequences": self._eval_sequences("test",
                                                                   config.test_batches)}
-            if hasattr(self.task, "baseline"):
+            if self.task.baseline() is not None:
                 start_event["baseline"] = self.task.baseline()
             emit(start_event)
             stopped = max_steps is not None and state.step >= max_steps
@@ -412,16 +386,21 @@ class _Run:
             emit({"event": "eval_start", "split": "val",
                   "sequences": self._eval_sequences("val", config.val_batches)})
             val = evaluate(self.model, state.params, self.task, "val",
-                           config.eval_batch_size, config.val_batches)
-        loss_sum, correct, positions = state.sums
+                           config.eval_batch_size, config.val_batches, loss=self.loss)
+        loss_sum, *metric_sums, positions = state.sums
+        train_loss = loss_sum / positions
         record = {"kind": "epoch", "epoch": epoch, "step": state.step,
                   "lr": self.lr(max(state.step - 1, 0), epoch),
-                  "train_loss": loss_sum / positions, "train_accuracy": correct / positions,
+                  "train_loss": train_loss,
+                  **{f"train_{name}": total / positions
+                     for name, total in zip(self.loss.metrics, metric_sums)},
+                  **{f"train_{name}": value
+                     for name, value in self.task.figures(train_loss).items()},
                   "seconds": time.perf_counter() - started}
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
-        new = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
+        new = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
                                   offset=offset, history=state.history + (record,))
         # The epoch's files first, the state last (see "Run directory" above).
         self.save(new, ckpt_io.checkpoint_path(self.run_dir, epoch))
@@ -446,15 +425,16 @@ class _Run:
         """One optimizer step on copies; return the new state and its metrics record."""
         config, model, groups = self.config, self.model, self.groups
         rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
-        logits, cache = model.forward(state.params, model_inputs(self.task, x, config.dtype),
+        logits, cache = model.forward(state.params,
+                                      model_inputs(self.task, x, config.dtype, model),
                                       states_out=self._state_buffer(x), rng=rng)
-        loss, dlogits = softmax_cross_entropy(logits, y)
+        loss, dlogits = self.loss(logits, y)
         if not np.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss} at step {state.step + 1} (epoch "
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
-        acc = accuracy(logits, y)
+        metrics = self.loss.score(logits, y)
         grads = model.backward(state.params, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
@@ -467,7 +447,7 @@ class _Run:
         for name, bound in groups.bounds.items():
             np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
+                  "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
         if groups.signs:
             record["flips"] = sum(int(np.count_nonzero(sign(params[name])
                                                        != sign(state.params[name])))
@@ -477,10 +457,12 @@ class _Run:
         offset = state.offset
         if (state.step + 1) % config.log_every == 0:
             offset = self.log.write(record)
-        loss_sum, correct, positions = state.sums
+        loss_sum, *metric_sums, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
-                     sums=(loss_sum + loss * y.size, correct + acc * y.size,
+                     sums=(loss_sum + loss * y.size,
+                           *(total + metrics[name] * y.size
+                             for name, total in zip(self.loss.metrics, metric_sums)),
                            positions + y.size),
                      offset=offset, history=state.history)
         return new, record
@@ -493,7 +475,7 @@ class _Run:
         emit({"event": "eval_start", "split": "test",
               "sequences": self._eval_sequences("test", self.config.test_batches)})
         test = evaluate(self.model, state.params, self.task, "test",
-                        self.config.eval_batch_size, self.config.test_batches)
+                        self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, offset=offset, test=test)
@@ -513,10 +495,11 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         ``epochs``, ``batches_per_epoch``, ``batch_size``, ``val_sequences`` and
         ``test_sequences`` (per evaluation, 0 without the split), the copy task's
         ``baseline``), ``epoch_start`` (``epoch``, ``batch``, ``batches``, ``lr``), ``step``
-        (``loss``, ``accuracy``, ``lr``, ``flips``...), ``eval_start`` (``split``,
-        ``sequences``), ``epoch_end`` (train and ``val_`` figures), ``early_stop``
-        (``epoch``, ``best_epoch``), ``test``. An exception raised by the callback stops
-        training; a ``KeyboardInterrupt`` is checkpointed first.
+        (``loss``, the loss's metric ``accuracy`` or ``mse``, ``lr``, ``flips``...),
+        ``eval_start`` (``split``, ``sequences``), ``epoch_end`` (train and ``val_``
+        figures), ``early_stop`` (``epoch``, ``best_epoch``), ``data_change``, ``test``. An
+        exception raised by the callback stops training; a ``KeyboardInterrupt`` is
+        checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -534,26 +517,35 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     run_dir = Path(run_dir)
-    existing = ckpt_io.latest_checkpoint(run_dir)
-    if existing is not None:
-        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
-                              f"or choose another output directory")
+    _check_fresh(run_dir)  # before loading any data, for a quick answer
     task = build_task(config)
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
-    state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
-                   batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
-    return run.run(state, callback, max_steps, fresh=True)
+    with RunLock(run_dir) as lock:
+        _check_fresh(run_dir)  # again: another trainer may have started it meanwhile
+        lock.remove_stale_temp_files()
+        text = config_to_toml(config).encode("utf-8")
+        write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
+        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng),
+                   data_record(task))
+        state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
+                       batch=0, step=0, sums=run.zero_sums, offset=0, history=())
+        return run.run(state, callback, max_steps, fresh=True)
 
 
-def resume(run_dir, *, callback=None, max_steps=None, **overrides):
+def _check_fresh(run_dir):
+    existing = ckpt_io.latest_checkpoint(run_dir)
+    if existing is not None:
+        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
+                              f"or choose another output directory")
+
+
+def resume(run_dir, *, callback=None, max_steps=None, allow_data_change=False, **overrides):
     """Continue the run in ``run_dir`` from its latest checkpoint, exactly.
 
     Parameters
@@ -561,6 +553,10 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     run_dir : str or os.PathLike
     callback, max_steps
         As in :func:`train`.
+    allow_data_change : bool
+        Continue even though a data file's content differs from the one the checkpoint
+        recorded (the run then no longer equals an uninterrupted one); the change is
+        logged in ``metrics.jsonl`` (``kind = "data_change"``).
     **overrides
         Options of :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); any other is a
         :class:`ConfigError`, since it would change the trajectory.
@@ -572,23 +568,42 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     Raises
     ------
     CheckpointError
-        Missing, corrupt or incompatible checkpoint (the files are left untouched).
+        Missing, corrupt or incompatible checkpoint, changed data, or another process
+        training in ``run_dir`` (the files are left untouched).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    ckpt, config, path = load_run(run_dir)
     refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming (only "
                           f"{', '.join(RESUME_OVERRIDES)} may change)")
+    with RunLock(run_dir) as lock:
+        lock.remove_stale_temp_files()
+        return _resume(run_dir, callback, max_steps, allow_data_change, overrides)
+
+
+def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
+    ckpt, config, path = load_run(run_dir)
     previous = config
     config = config.replace(**overrides)
     check_resume(previous, config)
     task = build_task(config)
-    described = {key: value for key, value in task.describe().items() if key != "path"}
+    data = data_record(task)
+    # Checkpoints written before digests were recorded have no "data": nothing to compare.
+    changed = data_changes(ckpt.config.get("data", data), data)
+    if changed and not allow_data_change:
+        raise CheckpointError(
+            f"{path}: the run's data changed since this checkpoint: "
+            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
+            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
+            f"--allow-data-change), logged in {METRICS_NAME}")
+    # The data may move ("path"); a task that describes its file by digest ("sha256",
+    # text) must match too, unless a change of content was accepted above.
+    ignored = {"path", "sha256"} if changed else {"path"}
+    described = {key: value for key, value in task.describe().items() if key not in ignored}
     stored = {key: value for key, value in ckpt.config.get("task", {}).items()
-              if key != "path"}
+              if key not in ignored}
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
@@ -599,16 +614,18 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
-    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
+    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
     opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
                                      run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
     try:
-        loss_sum, correct, positions = metrics["sums"]
+        *sums, positions = metrics["sums"]
+        if len(sums) != len(run.zero_sums) - 1:
+            raise ValueError(f"sums {metrics['sums']} do not fit loss {run.loss.name!r}")
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
-                       sums=(float(loss_sum), float(correct), int(positions)),
+                       sums=(*(float(value) for value in sums), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
                        history=tuple(metrics["history"]), test=metrics["test"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -620,4 +637,4 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     if (state.epoch < config.epochs and state.test is not None
             and not patience_exhausted(state.history, config.patience)):
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
-    return run.run(state, callback, max_steps, fresh=False)
+    return run.run(state, callback, max_steps, fresh=False, changed_data=changed)
