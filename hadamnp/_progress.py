@@ -6,15 +6,15 @@ training loop (:func:`hadamnp.training.loop.train`); it only formats and prints.
 - The first optimizer step of a process compiles the Numba kernels (or loads them from the
   on-disk cache) and is shown as its own phase, ``compiling kernels (first run only ...)``,
   with its duration; it is left out of the step rate.
-- The ETA covers the whole run: the remaining optimizer steps at the measured step rate,
-  plus the remaining validations and the final test at the measured evaluation cost per
-  sequence (before the first evaluation: a third of a training step per sequence, the
-  forward pass's share of forward + backward).
+- The ETA covers the whole run (up to ``max_steps`` when given): the remaining optimizer
+  steps at the measured step rate, plus the remaining validations and the final test at
+  the measured evaluation cost per sequence (before the first evaluation: a third of a
+  training step per sequence, the forward pass's share of forward + backward).
 - On a terminal one status line is redrawn; otherwise (a log file, a pipe) a line is
   printed every ``every`` seconds. Epoch results, the test figures and the phases are
   always printed as lines.
-- For the copy task the step loss is shown next to the memoryless baseline
-  ``10 ln 8 / L``, as a ratio.
+- For tasks with a constant baseline (the copy task's memoryless ``10 ln 8 / L``, the
+  adding problem's 1/6) the step loss is shown next to it, as a ratio.
 """
 
 import time
@@ -137,10 +137,13 @@ class TrainingProgress:
         cost = self.eval_cost
         if cost is None:
             cost = step_time / run["batch_size"] * _FORWARD_SHARE
-        steps_left = run["total_steps"] - self.event_step
-        epochs_left = run["epochs"] - self.epoch - (1 if self.validated else 0)
-        return (steps_left * step_time + max(epochs_left, 0) * run["val_sequences"] * cost
-                + (0 if self.tested else run["test_sequences"] * cost))
+        end = run["end_step"]
+        steps_left = end - self.event_step
+        # Validations at the epoch ends up to `end`; the test only when the run finishes.
+        evals_left = end // run["batches_per_epoch"] - self.epoch - (1 if self.validated else 0)
+        testing = end == run["total_steps"] and not self.tested
+        return (steps_left * step_time + max(evals_left, 0) * run["val_sequences"] * cost
+                + (run["test_sequences"] * cost if testing else 0))
 
     # ------------------------------------------------------------------ events
     def __call__(self, event):
@@ -153,11 +156,14 @@ class TrainingProgress:
                     ("epochs", "batches_per_epoch", "batch_size", "val_sequences",
                      "test_sequences")}
         self.run["total_steps"] = event["epochs"] * event["batches_per_epoch"]
+        # A run stopped by max_steps ends there (no test).
+        self.run["end_step"] = min(self.run["total_steps"],
+                                   event.get("max_steps") or self.run["total_steps"])
         self.baseline = event.get("baseline")
         self.epoch, self.event_step = event["epoch"], event["step"]
         self.validated = self.tested = False
         self.last_line = self.clock()  # periodic lines start ``every`` seconds from now
-        if event["step"] < self.run["total_steps"]:
+        if event["step"] < self.run["end_step"]:
             self.compiling = self.clock()
             self._line("compiling kernels (first run only; later runs load them from "
                        "the cache)...")

@@ -55,8 +55,8 @@ def _checkpoint_option(func):
     return click.option(
         "--checkpoint", "which", default=None, metavar="last|best|epochN",
         help="Which checkpoint of a run directory: last (checkpoint.npz), best (best "
-             "validation accuracy, or loss) or epochN (checkpoint-epochNNN.npz, N as in the file name).  "
-             "[default: last]")(func)
+             "validation accuracy, or loss) or epochN (checkpoint-epochNNN.npz, N as in the "
+             "file name).  [default: last]")(func)
 
 
 def _work(text):

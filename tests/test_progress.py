@@ -15,8 +15,10 @@ class Clock:
 
 def progress(tty, every=30.0, **start):
     out, clock = [], Clock()
-    bar = TrainingProgress(lambda text, nl=True, err=False: out.append(text + ("\n" if nl else "")),
-                           tty, every, clock)
+    def echo(text, nl=True, err=False):
+        out.append(text + ("\n" if nl else ""))
+
+    bar = TrainingProgress(echo, tty, every, clock)
     event = {"event": "start", "epoch": 0, "batch": 0, "step": 0, "epochs": 2,
              "batches_per_epoch": 10, "batch_size": 100, "val_sequences": 1000,
              "test_sequences": 10000, **start}
@@ -113,3 +115,13 @@ def test_early_stop_line():
     bar, out, _ = progress(tty=False)
     bar({"event": "early_stop", "epoch": 5, "best_epoch": 2})
     assert "early stop before epoch 6: no better validation figure since epoch 3" in text(out)
+
+
+def test_eta_of_a_run_stopped_by_max_steps():
+    bar, out, clock = progress(tty=False, max_steps=15)
+    step(bar, 1)
+    for k in range(2, 5):
+        clock.now += 1.0
+        step(bar, k)
+    # 11 steps to step 15, one validation (end of epoch 1 at step 10), no test.
+    assert bar.eta() == pytest.approx(11 + 1000 * (1.0 / 100 / 3))

@@ -331,7 +331,7 @@ class _Run:
             start_event = {"event": "start", "epoch": state.epoch, "batch": state.batch,
                            "step": state.step, "epochs": config.epochs,
                            "batches_per_epoch": self.batches_per_epoch,
-                           "batch_size": config.batch_size,
+                           "batch_size": config.batch_size, "max_steps": max_steps,
                            "val_sequences": self._eval_sequences("val", config.val_batches),
                            "test_sequences": self._eval_sequences("test",
                                                                   config.test_batches)}
@@ -492,7 +492,7 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         Created if missing; must not already hold a checkpoint.
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
-        ``epochs``, ``batches_per_epoch``, ``batch_size``, ``val_sequences`` and
+        ``epochs``, ``batches_per_epoch``, ``batch_size``, ``max_steps``, ``val_sequences`` and
         ``test_sequences`` (per evaluation, 0 without the split), the copy task's
         ``baseline``), ``epoch_start`` (``epoch``, ``batch``, ``batches``, ``lr``), ``step``
         (``loss``, the loss's metric ``accuracy`` or ``mse``, ``lr``, ``flips``...),
