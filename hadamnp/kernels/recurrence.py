@@ -802,3 +802,107 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
                     grads["U"], grads["W"], grads["b"], grads["V"])
     grads["c"] = g.sum(axis=(0, 2))
     return grads
+
+
+# ---------------------------------------------------------------------------------------
+# One inference step for one sequence (batch 1), validated once
+# ---------------------------------------------------------------------------------------
+
+_STEP_HEADER = 5   # n, m, d_in, d_out, nonlinear: the first entries of the packed weights
+
+
+def hadamard_step_weights(s, m, U, b, V, c, *, nonlinear):
+    """Validate the weights of a float HadamRNN once and pack them for :func:`hadamard_step`.
+
+    Parameters
+    ----------
+    s, m, U, b, V, c, nonlinear : as in :func:`hadamard_forward` (float32 or float64)
+
+    Returns
+    -------
+    weights : 1-D array of the dtype of ``s``: ``[n, m, d_in, d_out, nonlinear]`` then
+        ``s / sqrt(m)`` (n), ``b`` (n), ``U^T`` (d_in * n), ``V`` (d_out * n), ``c``
+        (d_out). One array, so a step call converts four arguments, not nine.
+    """
+    n = check_power_of_two(s.shape[0], "hidden size n")
+    m = check_block_size(n, m)
+    if s.dtype not in (np.float32, np.float64):
+        raise TypeError(f"s must be float32 or float64, got dtype {s.dtype}")
+    check_ndim(U, 2, "U", "(n, d_in)")
+    check_ndim(V, 2, "V", "(d_out, n)")
+    d_in, d_out = U.shape[1], V.shape[0]
+    for name, a, shape in (("U", U, (n, d_in)), ("b", b, (n,)), ("V", V, (d_out, n)),
+                           ("c", c, (d_out,))):
+        if a.shape != shape:
+            raise ShapeError(f"{name} has shape {a.shape}, expected {shape}")
+        if a.dtype != s.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but s has dtype {s.dtype}")
+        check_finite(a, name)
+    header = np.array([n, m, d_in, d_out, bool(nonlinear)], dtype=s.dtype)
+    return np.concatenate([header, _scale(s, m), b, U.T.ravel(), V.ravel(), c])
+
+
+@numba.njit(cache=True)
+def hadamard_step(weights, h, x, logits):
+    """One HadamRNN step for one sequence, in place: the lean inference path.
+
+    ``h <- act(diag(s) (I ⊗ S_m) h / sqrt(m) + U x + b)``, then ``logits = V relu(h) + c``.
+
+    Parameters
+    ----------
+    weights : packed weights from :func:`hadamard_step_weights`
+    h : (n,) state, C-contiguous, the dtype of ``weights``; updated in place (start from
+        zeros)
+    x : (d_in,) input of this step
+    logits : (d_out,) output, overwritten
+
+    Raises
+    ------
+    ShapeError
+        If ``h``, ``x`` or ``logits`` has the wrong size (the only checks made per call).
+
+    Notes
+    -----
+    For up to four inputs the state update performs the operations of
+    :func:`hadamard_forward` (the same states, bit for bit; with more inputs the sequence
+    kernel computes ``U x`` by BLAS). The readout's sums are reassociated into vector
+    partial sums, so the logits equal the sequence kernel's within float rounding.
+    """
+    n = int(weights[0])
+    m = int(weights[1])
+    d_in = int(weights[2])
+    d_out = int(weights[3])
+    nonlinear = weights[4] != 0
+    if h.shape[0] != n or x.shape[0] != d_in or logits.shape[0] != d_out:
+        raise ShapeError("hadamard_step: h, x, logits must have sizes n, d_in, d_out")
+    o0 = _STEP_HEADER
+    scale = weights[o0:o0 + n]
+    b = weights[o0 + n:o0 + 2 * n]
+    U_T = weights[o0 + 2 * n:o0 + (2 + d_in) * n]
+    V = weights[o0 + (2 + d_in) * n:o0 + (2 + d_in + d_out) * n]
+    c = weights[o0 + (2 + d_in + d_out) * n:]
+    fwht_columns_inplace(h.reshape((n, 1)), m)
+    # As _update_inplace: (scale_i * Sh_i + b_i) + (U x)_i, inputs summed in order.
+    for i in range(n):
+        d = U_T[i] * x[0]
+        for k in range(1, d_in):
+            d += U_T[k * n + i] * x[k]
+        v = scale[i] * h[i] + b[i] + d
+        if nonlinear:
+            v = max(v, 0)
+        h[i] = v
+    _step_readout(V, c, h, logits)
+
+
+# Reassociation lets LLVM split each dot product into vector partial sums (a fixed order
+# for the compiled code, so results repeat run to run); the readout is compared with its
+# twin within float tolerance, never bit for bit.
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _step_readout(V, c, h, logits):
+    """``logits[o] = c[o] + sum_i V[o, i] relu(h_i)`` (``V`` flat (d_out * n))."""
+    n = h.shape[0]
+    for o in range(logits.shape[0]):
+        acc = h.dtype.type(0)
+        for i in range(n):
+            acc += V[o * n + i] * max(h[i], h.dtype.type(0))
+        logits[o] = c[o] + acc

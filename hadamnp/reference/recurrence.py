@@ -175,3 +175,21 @@ def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
     grads = hadamard_backward(s, m, U, V, x, h, g, nonlinear=nonlinear,
                               store_every=store_every, b=b)
     return loss_sum, correct, grads
+
+
+def hadamard_step(weights, h, x, logits):
+    """One step for one sequence, in place (twin of the compiled lean inference step).
+
+    ``weights`` is the packed array of :func:`hadamnp.kernels.recurrence.hadamard_step_weights`:
+    ``[n, m, d_in, d_out, nonlinear]``, ``s / sqrt(m)`` (n), ``b`` (n), ``U^T`` (d_in, n),
+    ``V`` (d_out, n), ``c`` (d_out). ``h`` (n,) is updated to
+    ``act(diag(s) (I ⊗ S_m) h / sqrt(m) + U x + b)`` and ``logits`` (d_out,) receives
+    ``V relu(h) + c``.
+    """
+    n, m, d_in, d_out = (int(v) for v in weights[:4])
+    nonlinear = bool(weights[4])
+    parts = np.split(weights[5:], np.cumsum([n, n, d_in * n, d_out * n]))
+    scale, b, U_T, V, c = parts
+    a = scale * (block_hadamard(n, m, weights.dtype) @ h) + b + U_T.reshape(d_in, n).T @ x
+    h[...] = np.maximum(a, 0) if nonlinear else a
+    logits[...] = V.reshape(d_out, n) @ np.maximum(h, 0) + c

@@ -489,3 +489,58 @@ def test_lane_blocks_cover_the_batch_in_whole_vectors(B, dtype):
     assert np.all(np.diff(starts) <= 64) and np.all(starts[1:-1] % W == 0), starts
     widths, padded_widths = np.diff(starts), np.diff(padded)
     assert np.all(padded_widths % W == 0) and np.all(padded_widths - widths < W), padded
+
+
+# ----------------------------------------------------------------------------------------------
+# The lean single-step inference path
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,m,d_in,d_out", [(1, 1, 1, 1), (2, 2, 2, 1), (16, 4, 3, 2),
+                                             (64, 64, 1, 10), (512, 128, 5, 3)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_step_matches_reference_and_the_sequence_kernel(n, m, d_in, d_out, dtype):
+    """States equal the sequence kernel's bit for bit (d_in <= 4: the same operations);
+    logits, and states computed with BLAS's U x (d_in = 5), within float tolerance."""
+    rng = np.random.default_rng(n + d_in)
+    p = random_problem(rng, n, 1, 6, d_in, d_out, dtype)
+    s = random_signs(rng, n, dtype)
+    for nonlinear in (False, True):
+        weights = kernels.hadamard_step_weights(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                nonlinear=nonlinear)
+        h_seq, logits_seq = kernels.hadamard_forward(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                     p["x"], nonlinear=nonlinear,
+                                                     many_to_many=True)
+        h, h_ref = np.zeros(n, dtype), np.zeros(n, np.float64)
+        logits, logits_ref = np.empty(d_out, dtype), np.empty(d_out, np.float64)
+        for t in range(p["x"].shape[0]):
+            x_t = np.ascontiguousarray(p["x"][t, :, 0])
+            kernels.hadamard_step(weights, h, x_t, logits)
+            reference.hadamard_step(weights.astype(np.float64), h_ref, x_t.astype(np.float64),
+                                    logits_ref)
+            label = f"n={n} m={m} {dtype.__name__} nonlinear={nonlinear} t={t}"
+            if d_in <= 4:
+                np.testing.assert_array_equal(h, h_seq[t, :, 0], err_msg=label)
+            assert_close(h, h_seq[t, :, 0], RTOL[dtype], f"{label}: state vs sequence")
+            assert_close(h, h_ref, RTOL[dtype], f"{label}: state")
+            assert_close(logits, logits_seq[t, :, 0], RTOL[dtype], f"{label}: logits vs sequence")
+            assert_close(logits, logits_ref, RTOL[dtype], f"{label}: logits vs reference")
+
+
+def test_step_checks_sizes_and_weights():
+    rng = np.random.default_rng(16)
+    p = random_problem(rng, 8, 1, 2, 2, 3, np.float32)
+    s = random_signs(rng, 8, np.float32)
+    weights = kernels.hadamard_step_weights(s, 4, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(ShapeError, match="sizes"):
+        kernels.hadamard_step(weights, np.zeros(4, np.float32), np.zeros(2, np.float32),
+                              np.zeros(3, np.float32))
+    with pytest.raises(ShapeError, match="U"):
+        kernels.hadamard_step_weights(s, 4, p["U"][:4], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(TypeError, match="b"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"].astype(np.float64), p["V"], p["c"],
+                                      nonlinear=False)
+    with pytest.raises(SizeError):
+        kernels.hadamard_step_weights(s, 3, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(NonFiniteError, match="V"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"], np.full_like(p["V"], np.nan),
+                                      p["c"], nonlinear=False)
