@@ -1,100 +1,139 @@
-"""One HadamRNN training batch (forward + backward), hadamnp vs the alternatives.
+"""One HadamRNN training batch (forward + loss + backward), hadamnp vs the alternatives.
 
-Jobs (float32, 4-bit ``Q(U)``/``Q(V)``, linear recurrence, issue 2's speed table):
+Jobs (float32, 4-bit ``Q(U)``/``Q(V)``, linear recurrence):
 
 - sequential-MNIST shape: n = 512, T = 784, B = 100, d_in = 1, d_out = 10, many-to-one;
-- copy-task shape: n = 128, L = 1000, B = 128, one-hot d_in = 10, 9 classes at every step.
+- copy-task shape: n = 128, L = 1000, B = 128, one-hot d_in = 10, 9 classes at every step;
+- state memory: the sMNIST shape with n = 4096, all states stored vs every k-th one.
 
-One "batch" is ``forward`` + softmax cross-entropy + ``backward`` (all parameter gradients),
-i.e. everything of a training step except the optimizer update. Implementations:
+One "batch" is the forward pass, the mean softmax cross-entropy and the backward pass (all
+parameter gradients), i.e. a training step without the optimizer update. Rows:
 
-- ``hadamnp``: :class:`hadamnp.models.hadamrnn.HadamRNN` with the Numba sequence kernels
-  (FWHT recurrence), reusing one ``(T, n, B)`` state buffer across batches as a training loop
-  does (fresh 160 MB buffers would otherwise be dominated by first-touch page faults);
+- ``hadamnp-fused-1thr`` / ``-2thr``: what a training step costs with the kernel-level fused
+  step, :func:`hadamnp.kernels.recurrence.hadamard_loss_and_grads` (readout and loss inside
+  the time loop, every ``k``-th state stored and the rest recomputed exactly,
+  ``k = default_store_every``), with the model's weight quantization before it and its
+  straight-through backward after it; 1 and 2 Numba threads (``numba.set_num_threads``,
+  same process, same data; the gradients of both are checked to be bit-identical);
+- ``hadamnp-model``: :class:`hadamnp.models.hadamrnn.HadamRNN` ``forward`` + the training
+  loss + ``backward`` as the model calls the kernels today (all states stored), 1 thread;
 - ``numpy-dense``: the same model with ``kernels="reference"``: the plain-NumPy twin, a dense
   ``W`` (BLAS ``W @ h``) and a Python loop over time;
 - ``torch-dense`` (when ``torch`` is importable): PyTorch CPU autograd with a dense
   ``W = diag(sign u) H / sqrt(n)`` and ``F.linear`` per step, as the official code does;
 - ``torch-fwht`` (same condition): PyTorch autograd with a fast Hadamard recurrence: a
-  two-stage mixed-radix transform ``H_n = H_a ⊗ H_b`` (``a ≈ b ≈ sqrt(n)``; n = 512: 32 x 16),
-  each stage one large 2-D matmul plus a transpose. That is O(n sqrt(n)) work but only a few
-  large ops per step, which under autograd beats both radix-8 stages (log_8 n matmuls) and
-  per-butterfly ops (9 stages of small ops per step for n = 512), measured here.
+  two-stage mixed-radix transform ``H_n = H_a ⊗ H_b`` (n = 512: 32 x 16), each stage one
+  large 2-D matmul plus a transpose. Both PyTorch rows run with ``torch.set_num_threads(1)``.
 
-All run single-threaded when launched as a script or by ``run_all.py`` (default
-``--threads 1``); PyTorch is set to ``torch.set_num_threads`` of the same value. Each row
-records the batch loss, so one can check that every implementation computed the same model.
-The bound is memory: the forward pass writes the ``T n B`` float32 states and the backward
-pass reads them back; ``bound_s`` is that traffic at the bandwidth measured by the script.
+Every row records the batch loss, so one can check that all computed the same model.
 
-Run: ``python bench/bench_training.py [--quick]``.
+Bound (``bound_s``, ``bound_fraction``) of the hadamnp rows: the least time the step needs
+for its three column FWHTs per time step (forward, the recomputed ``S h_{t-1}``, the
+backward), each at the speed measured here for the ``(n, B)`` state, plus its state traffic
+(the stored states written once and read once) at the copy bandwidth measured here.
+
+Memory job: ``hadamnp-all-states`` (``store_every = 1``) and ``hadamnp-checkpointed``
+(``k ~ sqrt(T B / (2 Bp))``, the least memory); ``state_bytes`` counts the stored states
+plus the segment buffers of the lane blocks running at once; both 1 thread.
+
+Run: ``python -m hadamnp.bench.training [--quick]``.
 """
 
 import os
 import sys
-from pathlib import Path
 
 if __name__ == "__main__":
-    # Single-thread figure by default; must precede the NumPy import (BLAS reads it once).
-    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                 "MKL_NUM_THREADS"):
+    # Single-thread BLAS; must precede the NumPy import (BLAS reads it once).
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import (add_ratios, budget, machine_facts, format_facts, make_row,  # noqa: E402
-                      memory_bandwidth, print_table, skip_row, time_call)
+from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
+                                   machine_facts, make_row, memory_bandwidth, print_table,
+                                   skip_row, time_call)
 
 BENCH = "training"
 
-# Targets and the PyTorch figures measured by the issue author (issue 2, speed table).
 SHAPES = {
     "smnist": {"n": 512, "T": 784, "B": 100, "d_in": 1, "d_out": 10, "many_to_many": False,
-               "target_s": 0.15, "author": {"torch-dense": 1.49, "torch-fwht": 0.35}},
+               "target_s": 30e-3, "author": {"hadamnp-model": 47.5e-3}},
     "copy": {"n": 128, "T": 1000, "B": 128, "d_in": 10, "d_out": 9, "many_to_many": True,
-             "target_s": 0.05, "author": {"torch-dense": 0.32}},
+             "target_s": 25e-3, "author": {"hadamnp-model": 63e-3}},
 }
+MEMORY_SHAPE = {"n": 4096, "T": 784, "B": 100, "d_in": 1, "d_out": 10, "many_to_many": False}
 BITS = 4
+COLUMNS = ("case", "impl", "threads", "median_s", "iqr_s", "min_s", "compile_s", "repeats",
+           "bound_fraction", "hadamnp_speedup", "target_s", "meets_target", "store_every",
+           "state_bytes", "loss", "note")
 
 
-def case_name(shape_name):
-    s = SHAPES[shape_name]
+def case_name(shape_name, shape=None):
+    s = shape or SHAPES[shape_name]
     return f"{shape_name} n={s['n']} T={s['T']} B={s['B']} d_in={s['d_in']}"
 
 
-def make_batch(shape_name, rng):
+def make_batch(shape_name, shape, rng):
     """Inputs ``x`` (B, T, d_in) float32 and integer targets of one batch of the job."""
-    s = SHAPES[shape_name]
     if shape_name == "copy":
         from hadamnp.io.copy_task import copy_batch
-        return copy_batch(rng, s["B"], s["T"], dtype=np.float32)
-    x = rng.random((s["B"], s["T"], s["d_in"]), dtype=np.float32)
-    return x, rng.integers(0, s["d_out"], size=s["B"])
+        return copy_batch(rng, shape["B"], shape["T"], dtype=np.float32)
+    x = rng.random((shape["B"], shape["T"], shape["d_in"]), dtype=np.float32)
+    return x, rng.integers(0, shape["d_out"], size=shape["B"])
 
 
-def hadamnp_step(shape_name, kernels, params_rng):
-    """A no-argument callable doing one training batch with hadamnp, and its model/params."""
+def make_model(shape, kernels="numba"):
+    """A float32 HadamRNN of the job's shape and its parameters (seeded)."""
     from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+
+    config = HadamRNNConfig(input_size=shape["d_in"], hidden_size=shape["n"],
+                            output_size=shape["d_out"], bits_in=BITS, bits_out=BITS,
+                            many_to_many=shape["many_to_many"], dtype="float32")
+    model = HadamRNN(config, kernels=kernels)
+    return model, model.init_params(np.random.default_rng(1))
+
+
+def model_step(model, params, x, y):
+    """A no-argument callable: one batch through the model's forward/loss/backward."""
     from hadamnp.training.losses import softmax_cross_entropy
 
-    s = SHAPES[shape_name]
-    config = HadamRNNConfig(input_size=s["d_in"], hidden_size=s["n"], output_size=s["d_out"],
-                            bits_in=BITS, bits_out=BITS, many_to_many=s["many_to_many"],
-                            dtype="float32")
-    model = HadamRNN(config, kernels=kernels)
-    params = model.init_params(params_rng)
-    return model, params, softmax_cross_entropy
-
-
-def _hadamnp_callable(model, params, loss_fn, x, y):
     buffer = model.state_buffer(x.shape[0], x.shape[1])
     result = {}
 
     def step():
         logits, cache = model.forward(params, x, states_out=buffer)
-        result["loss"], dlogits = loss_fn(logits, y)
-        model.backward(params, cache, dlogits)
+        result["loss"], dlogits = softmax_cross_entropy(logits, y)
+        result["grads"] = model.backward(params, cache, dlogits)
+
+    return step, result
+
+
+def fused_step(model, params, x, y, store_every):
+    """A no-argument callable: the same batch through the fused kernel step.
+
+    Quantization before and the straight-through backward after are the model's own; the
+    kernel layout conversions are those of :meth:`HadamRNN.forward`.
+    """
+    from hadamnp.kernels.recurrence import hadamard_loss_and_grads
+
+    config = model.config
+    T = x.shape[1]
+    xk = np.ascontiguousarray(x.transpose(1, 2, 0))
+    yk = np.ascontiguousarray(y.T if config.many_to_many else y[None, :], dtype=np.int64)
+    buffer = np.empty((T // store_every, config.hidden_size, x.shape[0]), np.float32)
+    result = {}
+
+    def step():
+        w = model.weights(params)
+        loss_sum, correct, grads = hadamard_loss_and_grads(
+            w["W_signs"], config.m, w["U_q"], params["b"], w["V_q"], params["c"], xk, yk,
+            nonlinear=config.nonlinear, many_to_many=config.many_to_many,
+            store_every=store_every, h_out=buffer)
+        grads["u"] = model.sign.backward(params["u"], grads.pop("s"))
+        grads["U"] = model.quantize_U.backward(params["U"], grads["U"])
+        grads["V"] = model.quantize_V.backward(params["V"], grads["V"])
+        result["loss"] = loss_sum / yk.size
+        result["grads"] = grads
 
     return step, result
 
@@ -115,11 +154,7 @@ def _torch_hadamard_factors(torch, n):
 
 
 def _torch_fwht(torch, h, factors):
-    """``h @ H_n`` for ``h`` (B, n) via the Kronecker factors, one 2-D matmul per factor.
-
-    ``h`` is viewed as (B, f_1, ..., f_k); each stage multiplies the last axis by its factor
-    and rotates it to the front, so after k stages the axes are back in order.
-    """
+    """``h @ H_n`` for ``h`` (B, n) via the Kronecker factors, one 2-D matmul per factor."""
     B, n = h.shape
     for H_f in reversed(factors):
         f = H_f.shape[0]
@@ -127,18 +162,14 @@ def _torch_fwht(torch, h, factors):
     return h.reshape(B, n)
 
 
-def torch_step(shape_name, recurrence, params, x, y):
-    """A no-argument callable doing one training batch with PyTorch autograd.
-
-    ``recurrence`` is ``"dense"`` or ``"fwht"``; ``params`` are hadamnp's initial
-    parameters (so both frameworks train the same model).
-    """
+def torch_step(shape, recurrence, params, x, y):
+    """A no-argument callable doing one training batch with PyTorch autograd (``recurrence``
+    ``"dense"`` or ``"fwht"``; ``params`` are hadamnp's, so both train the same model)."""
     import torch
     import torch.nn.functional as F
     from scipy.linalg import hadamard
 
-    s = SHAPES[shape_name]
-    n = s["n"]
+    n = shape["n"]
     p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     xt = torch.tensor(x)
     yt = torch.tensor(y, dtype=torch.long)
@@ -152,10 +183,8 @@ def torch_step(shape_name, recurrence, params, x, y):
         sign = u + (torch.where(u >= 0, 1.0, -1.0) - u).detach()  # sign(0) = +1, identity STE
         U_q = _torch_quantize_ste(torch, p["U"], BITS)
         V_q = _torch_quantize_ste(torch, p["V"], BITS)
-        # The input projection of every step at once (one big matmul, favours PyTorch).
-        # unbind: one backward node for all steps (indexing drive[:, t] would make every
-        # step's backward allocate a full (B, T, n) zero tensor, O(T^2) work).
-        drive = F.linear(xt, U_q, p["b"]).unbind(1)  # T tensors (B, n)
+        # unbind: one backward node for all steps (indexing would be O(T^2)).
+        drive = F.linear(xt, U_q, p["b"]).unbind(1)
         if recurrence == "dense":
             W = (sign[:, None] * H) * scale
         h = torch.zeros(x.shape[0], n)
@@ -165,11 +194,11 @@ def torch_step(shape_name, recurrence, params, x, y):
                 h = F.linear(h, W) + drive_t
             else:
                 h = _torch_fwht(torch, h, factors) * (sign * scale) + drive_t
-            if s["many_to_many"]:
+            if shape["many_to_many"]:
                 states.append(h)
-        scored = torch.stack(states, dim=1) if s["many_to_many"] else h
+        scored = torch.stack(states, dim=1) if shape["many_to_many"] else h
         logits = F.linear(torch.relu(scored), V_q, p["c"])
-        loss = F.cross_entropy(logits.reshape(-1, s["d_out"]), yt.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, shape["d_out"]), yt.reshape(-1))
         torch.autograd.grad(loss, list(p.values()))
         result["loss"] = float(loss.detach())
 
@@ -184,29 +213,84 @@ def _import_torch():
     return torch
 
 
-def run_shape(shape_name, quick, bandwidth, threads):
-    """Rows for one job: hadamnp, numpy-dense and (if importable) the two PyTorch variants."""
-    s = SHAPES[shape_name]
+def fwht_step_time(n, B, quick):
+    """Measured seconds of one in-place column FWHT of an ``(n, B)`` float32 state."""
+    from hadamnp.kernels.fwht import fwht_columns_inplace
+
+    a = np.random.default_rng(0).standard_normal((n, B)).astype(np.float32)
+    return time_call(lambda: fwht_columns_inplace(a, n), budget_s=budget(quick))["min_s"]
+
+
+def _bound(shape, store_every, fwht_s, bandwidth):
+    """Three FWHTs per step plus the stored states written and read once."""
+    stored = (shape["T"] // store_every) * shape["n"] * shape["B"] * 4
+    return 3 * shape["T"] * fwht_s + 2 * stored / bandwidth
+
+
+def _with_threads(threads, fn):
+    """``fn`` run with ``numba.set_num_threads(threads)``, restoring the count after."""
+    import numba
+
+    def call():
+        before = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            fn()
+        finally:
+            numba.set_num_threads(before)
+    return call
+
+
+def _grad_bytes(grads):
+    return {k: v.tobytes() for k, v in grads.items()}
+
+
+def run_shape(shape_name, quick, bandwidth):
+    """Rows for one job."""
+    import numba
+
+    from hadamnp.kernels.recurrence import default_store_every
+
+    shape = SHAPES[shape_name]
     case = case_name(shape_name)
-    x, y = make_batch(shape_name, np.random.default_rng(0))
-    model, params, loss_fn = hadamnp_step(shape_name, "numba", np.random.default_rng(1))
-    ref_model, _, _ = hadamnp_step(shape_name, "reference", np.random.default_rng(1))
-    state_bytes = s["T"] * s["n"] * s["B"] * 4
-    common = {"elements": s["B"] * s["T"], "threads": threads, "n": s["n"], "T": s["T"],
-              "B": s["B"], "dtype": "float32"}
+    x, y = make_batch(shape_name, shape, np.random.default_rng(0))
+    model, params = make_model(shape)
+    k = default_store_every(shape["n"], shape["B"], np.float32)
+    common = {"elements": shape["B"] * shape["T"], "n": shape["n"], "T": shape["T"],
+              "B": shape["B"], "dtype": "float32"}
     b = budget(quick)
-    # Slow alternatives: one warm-up and few repeats (quick: the first call plus one).
     slow = {"warmup": 0 if quick else 1, "min_repeats": 1 if quick else 3}
-
+    fwht_s = fwht_step_time(shape["n"], shape["B"], quick)
+    bound_s = _bound(shape, k, fwht_s, bandwidth)
     rows = []
-    step, result = _hadamnp_callable(model, params, loss_fn, x, y)
-    timing = time_call(step, budget_s=b, min_repeats=3 if quick else 5)
-    rows.append(make_row(BENCH, case, "hadamnp", timing, target_s=s["target_s"],
-                         bound_s=2 * state_bytes / bandwidth, loss=result["loss"], **common))
 
-    step, result = _hadamnp_callable(ref_model, params, loss_fn, x, y)
+    step, result = fused_step(model, params, x, y, k)
+    grads = {}
+    two = numba.get_num_threads() >= 2 and numba.config.NUMBA_NUM_THREADS >= 2
+    for threads in (1, 2) if two else (1,):
+        call = _with_threads(threads, step)
+        timing = time_call(call, budget_s=b, min_repeats=3 if quick else 5)
+        grads[threads] = _grad_bytes(result["grads"])
+        rows.append(make_row(BENCH, case, f"hadamnp-fused-{threads}thr", timing,
+                             target_s=shape["target_s"] if threads == 1 else None,
+                             bound_s=bound_s, loss=result["loss"], threads=threads,
+                             store_every=k, **common))
+    if two:
+        rows[-1]["note"] = "gradients bit-identical to 1 thread: " + \
+            ("yes" if grads[1] == grads[2] else "NO")
+
+    step, result = model_step(model, params, x, y)
+    timing = time_call(_with_threads(1, step), budget_s=b, min_repeats=3 if quick else 5)
+    rows.append(make_row(BENCH, case, "hadamnp-model", timing, loss=result["loss"], threads=1,
+                         bound_s=_bound(shape, 1, fwht_s, bandwidth),
+                         store_every=1, author_s=shape["author"].get("hadamnp-model"),
+                         note="HadamRNN forward/backward as wired today", **common))
+
+    ref_model, _ = make_model(shape, kernels="reference")
+    step, result = model_step(ref_model, params, x, y)
     timing = time_call(step, budget_s=b, **slow)
-    rows.append(make_row(BENCH, case, "numpy-dense", timing, loss=result["loss"], **common))
+    rows.append(make_row(BENCH, case, "numpy-dense", timing, loss=result["loss"], threads=1,
+                         **common))
 
     torch = _import_torch()
     for recurrence in ("dense", "fwht"):
@@ -214,33 +298,55 @@ def run_shape(shape_name, quick, bandwidth, threads):
         if torch is None:
             rows.append(skip_row(BENCH, case, impl, "torch not importable"))
             continue
-        torch.set_num_threads(threads)
-        step, result = torch_step(shape_name, recurrence, params, x, y)
+        torch.set_num_threads(1)
+        step, result = torch_step(shape, recurrence, params, x, y)
         timing = time_call(step, budget_s=b, **slow)
-        rows.append(make_row(BENCH, case, impl, timing, loss=result["loss"],
-                             author_s=s["author"].get(impl), torch=torch.__version__,
-                             **common))
-    return add_ratios(rows)
+        rows.append(make_row(BENCH, case, impl, timing, loss=result["loss"], threads=1,
+                             torch=torch.__version__, **common))
+    return add_ratios(rows, subject_impl="hadamnp-fused-1thr")
 
 
-def _threads():
-    value = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
-    return int(value) if value and value.isdigit() else os.cpu_count()
+def memory_rows(quick, bandwidth):
+    """All states stored vs every k-th one at n = 4096 (fused step, 1 thread)."""
+    from hadamnp.kernels.recurrence import lane_blocks
+
+    shape = MEMORY_SHAPE
+    case = case_name("smnist-shape", shape)
+    x, y = make_batch("smnist", shape, np.random.default_rng(0))
+    model, params = make_model(shape)
+    n, T, B = shape["n"], shape["T"], shape["B"]
+    starts, padded = lane_blocks(B, np.float32)
+    widths = np.diff(padded)
+    k_min = max(1, int(round(np.sqrt(T * B / (2 * widths.max())))))
+    fwht_s = fwht_step_time(n, B, quick)
+    rows, grads = [], {}
+    for impl, k in (("hadamnp-all-states", 1), ("hadamnp-checkpointed", k_min)):
+        step, result = fused_step(model, params, x, y, k)
+        timing = time_call(_with_threads(1, step), budget_s=budget(quick), warmup=0,
+                           min_repeats=1 if quick else 3)
+        grads[k] = _grad_bytes(result["grads"])
+        # Stored states, plus (k > 1) the P_t and h_t segment buffers of each lane block.
+        state_bytes = (T // k) * n * B * 4 + (2 * k * n * int(widths.sum()) * 4 if k > 1 else 0)
+        rows.append(make_row(BENCH, case, impl, timing, threads=1, store_every=k,
+                             state_bytes=state_bytes, loss=result["loss"],
+                             bound_s=_bound(shape, k, fwht_s, bandwidth), n=n, T=T, B=B,
+                             dtype="float32"))
+    rows[-1]["note"] = "gradients bit-identical to all states: " + \
+        ("yes" if grads[1] == grads[rows[-1]["store_every"]] else "NO")
+    return add_ratios(rows, subject_impl="hadamnp-checkpointed")
 
 
 def main(quick=False):
     """Time every job; print the table; return the rows (list of dicts)."""
-    threads = _threads()
     bandwidth = memory_bandwidth(quick)
     rows = []
     for shape_name in SHAPES:
-        rows += run_shape(shape_name, quick, bandwidth, threads)
-    print_table(rows, f"training batch, forward + backward, float32, {threads} thread(s); "
-                      f"hadamnp_speedup = other / hadamnp; bound = state write+read at "
-                      f"{bandwidth / 1e9:.1f} GB/s",
-                columns=("case", "impl", "median_s", "iqr_s", "min_s", "compile_s", "repeats",
-                         "elements_per_s", "bound_fraction", "hadamnp_speedup", "target_s",
-                         "meets_target", "author_s", "loss", "note"))
+        rows += run_shape(shape_name, quick, bandwidth)
+    rows += memory_rows(quick, bandwidth)
+    print_table(rows, f"training batch, forward + loss + backward, float32; threads per row; "
+                      f"hadamnp_speedup = other / hadamnp-fused-1thr; bound = 3 FWHTs per "
+                      f"step + stored-state traffic at {bandwidth / 1e9:.1f} GB/s",
+                columns=COLUMNS)
     return rows
 
 

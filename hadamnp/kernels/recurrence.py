@@ -141,6 +141,23 @@ def lane_blocks(B, dtype):
     return starts, padded
 
 
+_SEGMENT_BYTES = 1 << 20   # default store_every: one block's segment buffers in ~1 MiB
+
+
+def default_store_every(n, B, dtype):
+    """A ``store_every`` for training: the largest ``k`` whose segment buffers (``P_t`` and
+    ``h_t`` for ``k`` steps of one lane block) fit in 1 MiB, so the recomputed states stay
+    in cache; at least 1.
+
+    The stored states then take ``1/k`` of all of them. For the least memory instead,
+    ``k ~ sqrt(T B / (2 Bp))`` balances the stored states against the segment buffers
+    (``Bp``: a block's padded lanes; see :func:`lane_blocks`).
+    """
+    _, padded = lane_blocks(B, dtype)
+    widest = int(np.max(np.diff(padded))) if B > 0 else 1
+    return max(1, _SEGMENT_BYTES // (2 * n * widest * np.dtype(dtype).itemsize))
+
+
 @numba.njit(cache=True, inline="always")
 def _drive_blas(U, xp, t, p0, xs, drive):
     """``drive = U @ x_t`` by BLAS for many input features (``xs`` (d_in, Bp) scratch)."""

@@ -377,7 +377,7 @@ def test_store_every_matches_reference(dtype):
     for nonlinear, mtm in FLAGS:
         label = f"{dtype.__name__} nonlinear={nonlinear} mtm={mtm}"
         h, logits = _forward(kernels, p, nonlinear, mtm, store_every=3)
-        h_ref, logits_ref = _forward(reference, p64, nonlinear, mtm, store_every=3)
+        h_ref, _ = _forward(reference, p64, nonlinear, mtm, store_every=3)
         assert_close(h, h_ref, RTOL[dtype], f"{label}: stored states")
         g = np.random.default_rng(3).standard_normal(logits.shape).astype(dtype)
         grads = _backward(kernels, p, h, g, nonlinear, store_every=3, b=p["b"])
