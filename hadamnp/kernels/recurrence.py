@@ -4,16 +4,26 @@ Reference twins: :mod:`hadamnp.reference.recurrence` (same signatures and equati
 The whole time loop runs in compiled code; the recurrent product ``W h`` is a block FWHT
 (``n log2 m`` additions), never a dense ``n x n`` product, for the Hadamard recurrences.
 
+Entry points (Hadamard recurrence):
+
+- :func:`hadamard_forward` / :func:`hadamard_backward`: the sequence and its BPTT, keeping
+  all states or every ``store_every``-th one (the others are recomputed exactly);
+- :func:`hadamard_loss_and_grads`: forward, mean softmax cross-entropy and BPTT in one call,
+  the readout and the loss inside the time loop (a training step);
+- :func:`hadamard_step_weights` / :func:`hadamard_step`: one step of one sequence, the
+  weights validated and packed once (inference);
+- :func:`dense_forward` / :func:`dense_backward`: a dense ``W`` (baselines and tests).
+
 Layout (see :mod:`hadamnp.conventions`): time-major, batch-last. ``x`` ``(T, d_in, B)``,
 states ``h`` ``(T, n, B)``, logits and their gradients ``(T_out, d_out, B)`` with
 ``T_out = T`` when every step is scored and ``1`` when only the last one is. Every
-elementwise pass runs over ``B`` contiguous values; small matrix products call BLAS.
+elementwise pass runs over contiguous lanes of the batch; small matrix products call BLAS.
 
-Gradients that sum over the batch are accumulated per batch lane and reduced once at the
-end, so the inner loops vectorise without reassociating floating-point sums (the kernels
-use no ``fastmath`` and are deterministic).
+Determinism: the Hadamard kernels split the batch into lane blocks fixed by ``B`` and the
+dtype (:func:`lane_blocks`) and run them in parallel on Numba's threads; sums over the
+batch are accumulated per lane or per block and reduced in a fixed order, so results are
+the same bytes for every thread count (no ``fastmath`` in the sequence kernels).
 """
-
 import numba
 import numpy as np
 
@@ -122,6 +132,7 @@ def _mask_inactive(delta, h_t):
 _LANES_PER_BLOCK = 64   # lanes per block at most (B <= 64: one block)
 _VECTOR_BYTES = 64      # lane blocks are whole 512-bit vectors
 _SMALL_D_IN = 4         # up to this many input features, U x is fused into the state update
+_CHUNK = 1024           # elements of the per-lane sums kept in L1 over a segment
 
 
 def lane_blocks(B, dtype):
@@ -274,37 +285,41 @@ def _readout_block(V, c, h, z, out):
 
 
 @numba.njit(cache=True)
-def _xent_block(lg, w, y, ts, j0, count, g, loss, correct):
+def _xent_block(lg, w, y, ts, j0, count, g, loss, correct, top, arg, total, e):
     """Softmax cross-entropy of the block's logits ``lg`` (d_out, Bp) at scored step ``ts``.
 
     For the ``w`` real lanes: adds each lane's loss to ``loss`` (B,) float64 and its hit
     (argmax, first maximum) to ``correct`` (B,); writes ``g[ts, :, lane] = (softmax -
     onehot(y)) / count``, the gradient of the mean loss over ``count`` positions (the
-    operations of :func:`hadamnp.training.losses.softmax_cross_entropy`).
+    operations of :func:`hadamnp.training.losses.softmax_cross_entropy`). ``top``,
+    ``total`` (Bp,), ``arg`` (Bp,) int and ``e`` (d_out, Bp) are scratch; every loop but
+    the exponentials runs across lanes.
     """
     d_out = lg.shape[0]
     for j in range(w):
-        lane = j0 + j
-        target = y[ts, lane]
-        top = lg[0, j]
-        arg = 0
-        for o in range(1, d_out):
-            if lg[o, j] > top:
-                top = lg[o, j]
-                arg = o
-        total = lg.dtype.type(0)
-        for o in range(d_out):
-            e = np.exp(lg[o, j] - top)
-            g[ts, o, lane] = e
-            total += e
-        loss[lane] += np.float64(np.log(total)) - np.float64(lg[target, j] - top)
-        if arg == target:
-            correct[lane] += 1
-        for o in range(d_out):
-            p = g[ts, o, lane] / total
-            if o == target:
+        top[j] = lg[0, j]
+        arg[j] = 0
+        total[j] = 0
+    for o in range(1, d_out):
+        for j in range(w):
+            if lg[o, j] > top[j]:
+                top[j] = lg[o, j]
+                arg[j] = o
+    for o in range(d_out):
+        for j in range(w):
+            e[o, j] = np.exp(lg[o, j] - top[j])
+            total[j] += e[o, j]
+    for j in range(w):
+        target = y[ts, j0 + j]
+        loss[j0 + j] += np.float64(np.log(total[j])) - np.float64(lg[target, j] - top[j])
+        if arg[j] == target:
+            correct[j0 + j] += 1
+    for o in range(d_out):
+        for j in range(w):
+            p = e[o, j] / total[j]
+            if o == y[ts, j0 + j]:
                 p -= 1
-            g[ts, o, lane] = p / count
+            g[ts, o, j0 + j] = p / count
 
 
 @numba.njit(cache=True)
@@ -324,6 +339,9 @@ def _forward_block(scale, m, U, b, V, c, xp, nonlinear, every, hs, j0, w, p0, Bp
     dr = np.zeros(Bp, dtype=dtype)
     z = np.empty((n, Bp), dtype=dtype)
     lg = np.empty((V.shape[0], Bp), dtype=dtype)
+    top, total = np.empty(Bp, dtype=dtype), np.empty(Bp, dtype=dtype)
+    arg = np.empty(Bp, dtype=np.int64)
+    e = np.empty((V.shape[0], Bp), dtype=dtype)
     for t in range(T):
         if t > 0:                                 # S h_{-1} = 0: nothing to transform
             fwht_columns_inplace(a, m)
@@ -337,7 +355,7 @@ def _forward_block(scale, m, U, b, V, c, xp, nonlinear, every, hs, j0, w, p0, Bp
             _readout_block(V, c, a, z, lg)
             ts = t - first_scored
             if fused:
-                _xent_block(lg, w, y, ts, j0, count, g, loss, correct)
+                _xent_block(lg, w, y, ts, j0, count, g, loss, correct, top, arg, total, e)
             else:
                 for o in range(lg.shape[0]):
                     for j in range(w):
@@ -354,20 +372,19 @@ def _load_lanes(src, j0, w, dst):
 
 @numba.njit(cache=True)
 def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, Bp,
-                    first_scored, ds_l, db_l, dU_l, dV_b, dU_b):
+                    first_scored, ds_l, db_l, dV_b, dU_b):
     """BPTT of lanes ``j0:j0+w`` (``p0:p0+Bp`` of the padded input ``xp``) from the
     stored states ``hs``.
 
-    Accumulates per lane ``ds_l``, ``db_l`` (n, Bp) and, for few inputs, ``dU_l``
-    (d_in, n, Bp); per block ``dV_b`` (d_out, n) and, for many inputs, ``dU_b`` (n, d_in).
-    ``ds_l`` sums ``delta * S h_{t-1}`` (the ``1/sqrt(m)`` is applied at the end).
+    Accumulates per lane ``ds_l``, ``db_l`` (flat, ``n * Bp``: sums of ``dL/da_t * S
+    h_{t-1}`` and of ``dL/da_t``; the ``1/sqrt(m)`` of ds is applied at the end) and per
+    block ``dV_b`` (d_out, n) and ``dU_b`` (n, d_in) (BLAS, once per step).
     """
     T = xp.shape[0]
     n = scale.shape[0]
     d_in = U.shape[1]
     d_out = V.shape[0]
     dtype = hs.dtype
-    blas_dU = d_in > _SMALL_D_IN
     V_T = np.ascontiguousarray(V.T)
     seg_P = np.zeros((every, n, Bp), dtype=dtype)   # P_t = S h_{t-1} over one segment
     seg_h = np.zeros((every, n, Bp), dtype=dtype)   # h_t over one segment (where needed)
@@ -379,7 +396,7 @@ def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, B
     xs = np.zeros((d_in, Bp), dtype=dtype)
     xs_T = np.zeros((Bp, d_in), dtype=dtype)
     dr = np.zeros(Bp, dtype=dtype)
-    dm = np.zeros((n if blas_dU else 0, Bp), dtype=dtype)   # dL/da_t for dU by BLAS
+    seg_dm = np.zeros((every, n, Bp), dtype=dtype)  # dL/da_t over one segment
     gb = np.zeros((d_out, Bp), dtype=dtype)
     tmp_V = np.empty((d_out, n), dtype=dtype)
     tmp_U = np.empty((n, d_in), dtype=dtype)
@@ -411,13 +428,12 @@ def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, B
                 else:
                     _update_into(P, seg_h[k], spare, False, scale, b, U, xp, t, p0, drive,
                                  xs, dr, nonlinear)
-        # Backward through the segment.
+        # Backward through the segment: delta and dL/da_t (kept in seg_dm) step by step.
         for t in range(t1 - 1, t0 - 1, -1):
             k = t - t0
-            P = seg_P[k]
             H = seg_h[k]
-            scored = t >= first_scored
-            if scored:
+            D = seg_dm[k]
+            if t >= first_scored:
                 gt = g[t - first_scored]
                 for o in range(d_out):
                     for j in range(w):
@@ -426,34 +442,41 @@ def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, B
                 np.maximum(H, 0, z)
                 np.dot(gb, z.T, tmp_V)
                 dV_b += tmp_V
+                for i in range(n):                # + 1[h_t > 0] V^T g_t
+                    for j in range(Bp):
+                        delta[i, j] = delta[i, j] + back[i, j] if H[i, j] > 0 else delta[i, j]
+            if nonlinear:
+                for i in range(n):                # dL/da_t = 1[h_t > 0] dL/dh_t
+                    for j in range(Bp):
+                        delta[i, j] = delta[i, j] if H[i, j] > 0 else 0
             for i in range(n):
                 si = scale[i]
                 for j in range(Bp):
                     d = delta[i, j]
-                    if scored and H[i, j] > 0:
-                        d += back[i, j]
-                    if nonlinear and H[i, j] <= 0:
-                        d = 0
-                    db_l[i, j] += d
-                    if t > 0:
-                        ds_l[i, j] += d * P[i, j]
-                    dr[j] = d
+                    D[i, j] = d
                     delta[i, j] = d * si          # W^T delta = S (s * delta) / sqrt(m)
-                if blas_dU:
-                    for j in range(Bp):
-                        dm[i, j] = dr[j]
-                else:
-                    for kk in range(d_in):
-                        for j in range(Bp):
-                            dU_l[kk, i, j] += dr[j] * xp[t, kk, p0 + j]
-            if blas_dU:
-                for j in range(Bp):
-                    for kk in range(d_in):
-                        xs_T[j, kk] = xp[t, kk, p0 + j]
-                np.dot(dm, xs_T, tmp_U)
-                dU_b += tmp_U
+            for j in range(Bp):
+                for kk in range(d_in):
+                    xs_T[j, kk] = xp[t, kk, p0 + j]
+            np.dot(D, xs_T, tmp_U)
+            dU_b += tmp_U
             if t > 0:
                 fwht_columns_inplace(delta, m)
+        # The per-lane sums over the segment, in chunks of the flattened (n, Bp) block
+        # that stay in L1 while the segment's steps are added in order (as if step by step).
+        size = n * Bp
+        for q0 in range(0, size, _CHUNK):
+            q1 = min(size, q0 + _CHUNK)
+            acc_b = db_l[q0:q1]
+            acc_s = ds_l[q0:q1]
+            for t in range(t1 - 1, t0 - 1, -1):
+                Dt = seg_dm[t - t0].ravel()[q0:q1]
+                for q in range(q1 - q0):
+                    acc_b[q] += Dt[q]
+                if t > 0:
+                    Pt = seg_P[t - t0].ravel()[q0:q1]
+                    for q in range(q1 - q0):
+                        acc_s[q] += Dt[q] * Pt[q]
 
 
 @numba.njit(cache=True, parallel=True)
@@ -467,31 +490,25 @@ def _forward_blocks(starts, padded, scale, m, U, b, V, c, xp, nonlinear, every, 
 
 @numba.njit(cache=True, parallel=True)
 def _backward_blocks(starts, padded, scale, m, U, b, V, xp, g, nonlinear, every, hs,
-                     first_scored, ds_l, db_l, dU_l, dV_b, dU_b):
-    n, d_in = U.shape
-    small = d_in <= _SMALL_D_IN
+                     first_scored, ds_l, db_l, dV_b, dU_b):
+    n = U.shape[0]
     for k in numba.prange(starts.shape[0] - 1):
         p0 = padded[k]
         p1 = padded[k + 1]
-        Bp = p1 - p0
         # Block k's per-lane accumulators: contiguous pieces of flat arrays, private to the
         # block (no cache line is written by two blocks).
-        dU_k = dU_l[d_in * n * p0:d_in * n * p1].reshape((d_in, n, Bp)) if small else \
-            dU_l[:0].reshape((0, n, Bp))
         _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, starts[k],
-                        starts[k + 1] - starts[k], p0, Bp, first_scored,
-                        ds_l[n * p0:n * p1].reshape((n, Bp)), db_l[n * p0:n * p1].reshape((n, Bp)),
-                        dU_k, dV_b[k], dU_b[k])
+                        starts[k + 1] - starts[k], p0, p1 - p0, first_scored,
+                        ds_l[n * p0:n * p1], db_l[n * p0:n * p1], dV_b[k], dU_b[k])
 
 
 @numba.njit(cache=True)
-def _reduce_blocks(starts, padded, m, ds_l, db_l, dU_l, dV_b, dU_b, ds, db, dU, dV):
+def _reduce_blocks(starts, padded, m, ds_l, db_l, dV_b, dU_b, ds, db, dU, dV):
     """Sum the accumulators in a fixed order into ``ds`` (times ``1/sqrt(m)``), ``db``,
     ``dU``, ``dV``: per-lane ones over lanes ``0..B-1``, per-block ones over blocks."""
     nblk = starts.shape[0] - 1
-    n, d_in = dU.shape
+    n = ds.shape[0]
     inv_sqrt_m = 1 / np.sqrt(ds.dtype.type(m))
-    small = d_in <= _SMALL_D_IN
     for i in range(n):
         s_acc = ds.dtype.type(0)
         b_acc = ds.dtype.type(0)
@@ -503,18 +520,8 @@ def _reduce_blocks(starts, padded, m, ds_l, db_l, dU_l, dV_b, dU_b, ds, db, dU, 
                 b_acc += db_l[base + j]
         ds[i] = s_acc * inv_sqrt_m
         db[i] = b_acc
-        for kk in range(d_in):
-            u_acc = ds.dtype.type(0)
-            for k in range(nblk):
-                if small:
-                    Bp = padded[k + 1] - padded[k]
-                    base = d_in * n * padded[k] + (kk * n + i) * Bp
-                    for j in range(starts[k + 1] - starts[k]):
-                        u_acc += dU_l[base + j]
-                else:
-                    u_acc += dU_b[k, i, kk]
-            dU[i, kk] = u_acc
     for k in range(nblk):
+        dU += dU_b[k]
         dV += dV_b[k]
 
 
@@ -538,18 +545,15 @@ def _run_backward(scale, m, U, b, V, xp, g, nonlinear, every, hs, first_scored, 
     d_out = V.shape[0]
     dtype = xp.dtype
     nblk = starts.shape[0] - 1
-    lanes = int(padded[-1])
-    small = d_in <= _SMALL_D_IN
-    ds_l = np.zeros(n * lanes, dtype)
-    db_l = np.zeros(n * lanes, dtype)
-    dU_l = np.zeros(d_in * n * lanes if small else 0, dtype)
-    dU_b = np.zeros((nblk, n, 0 if small else d_in), dtype)
+    ds_l = np.zeros(n * int(padded[-1]), dtype)
+    db_l = np.zeros(n * int(padded[-1]), dtype)
+    dU_b = np.zeros((nblk, n, d_in), dtype)
     dV_b = np.zeros((nblk, d_out, n), dtype)
     _backward_blocks(starts, padded, scale, m, U, b, V, xp, g, bool(nonlinear), every, hs,
-                     first_scored, ds_l, db_l, dU_l, dV_b, dU_b)
+                     first_scored, ds_l, db_l, dV_b, dU_b)
     ds, db = np.zeros(n, dtype), np.zeros(n, dtype)
     dU, dV = np.zeros((n, d_in), dtype), np.zeros((d_out, n), dtype)
-    _reduce_blocks(starts, padded, m, ds_l, db_l, dU_l, dV_b, dU_b, ds, db, dU, dV)
+    _reduce_blocks(starts, padded, m, ds_l, db_l, dV_b, dU_b, ds, db, dU, dV)
     return ds, dU, db, dV
 
 

@@ -544,3 +544,39 @@ def test_step_checks_sizes_and_weights():
     with pytest.raises(NonFiniteError, match="V"):
         kernels.hadamard_step_weights(s, 4, p["U"], p["b"], np.full_like(p["V"], np.nan),
                                       p["c"], nonlinear=False)
+
+
+@pytest.mark.parametrize("nonlinear,mtm,k", [(False, True, 1), (True, True, 2), (True, False, 3)])
+def test_fused_step_gradients_match_central_differences(nonlinear, mtm, k):
+    """float64 central differences of the mean loss through the whole unroll, every
+    parameter entry (``s`` as a continuous vector)."""
+    n, m, B, T, d_in, d_out = 8, 4, 3, 5, 2, 3
+    p = _hadamard_problem(17, n, m, B, T, d_in, d_out, np.float64)
+    p["b"] = p["b"] + 0.3            # keep the relu states away from zero
+    y = np.random.default_rng(7).integers(0, d_out, size=(T if mtm else 1, B))
+    names = ("s", "U", "b", "V", "c")
+
+    def loss(values):
+        loss_sum, _, _ = kernels.hadamard_loss_and_grads(
+            values["s"], m, values["U"], values["b"], values["V"], values["c"], p["x"], y,
+            nonlinear=nonlinear, many_to_many=mtm, store_every=k)
+        return loss_sum / y.size
+
+    base = {name: p[name].copy() for name in names}
+    _, _, grads = kernels.hadamard_loss_and_grads(
+        base["s"], m, base["U"], base["b"], base["V"], base["c"], p["x"], y,
+        nonlinear=nonlinear, many_to_many=mtm, store_every=k)
+    eps = 1e-6
+    worst = 0.0
+    for name in names:
+        numeric = np.zeros_like(base[name])
+        for index in np.ndindex(base[name].shape):
+            values = {key: v.copy() for key, v in base.items()}
+            values[name][index] += eps
+            up = loss(values)
+            values[name][index] -= 2 * eps
+            numeric[index] = (up - loss(values)) / (2 * eps)
+        err = rel_err(grads[name], numeric)
+        worst = max(worst, err)
+        assert err < 1e-6, f"d{name}: relative error {err:.2e}\n{grads[name]}\n{numeric}"
+    assert worst < 1e-6
