@@ -266,7 +266,7 @@ def run_shape(shape_name, quick, bandwidth):
 
     step, result = fused_step(model, params, x, y, k)
     grads = {}
-    two = numba.get_num_threads() >= 2 and numba.config.NUMBA_NUM_THREADS >= 2
+    two = numba.config.NUMBA_NUM_THREADS >= 2      # the pool can run 2 threads
     for threads in (1, 2) if two else (1,):
         call = _with_threads(threads, step)
         timing = time_call(call, budget_s=b, min_repeats=3 if quick else 5)
