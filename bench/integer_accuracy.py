@@ -44,7 +44,7 @@ COLUMNS = ("case", "a", "calibration", "argmax_agreement", "rel_max_logit_error"
 def trained_run(quick, run_dir=DEFAULT_RUN):
     """The run directory of a trained quick-preset model (trained here when absent)."""
     from hadamnp.io.checkpoint import latest_checkpoint
-    from hadamnp.training.config import resolve_config
+    from hadamnp.runs.config import resolve_config
     from hadamnp.training.loop import train
 
     run_dir = Path(run_dir)
@@ -57,16 +57,18 @@ def trained_run(quick, run_dir=DEFAULT_RUN):
 
 def measure(path, test_size, calib_size=1000):
     """Rows (dicts) of the integer-vs-float comparison for every width in WIDTHS."""
-    from hadamnp.deploy.integer import agreement, convert, run_data, task_inputs
+    from hadamnp.deploy.integer import agreement, convert, run_data
+    from hadamnp.runs.plumbing import task_inputs
 
-    config, params, task = run_data(path)
+    model, params, task = run_data(path)
+    config = model.config
     x_cal, _ = task_inputs(task, config.dtype, calib_size)
     x, y = task_inputs(task, config.dtype, test_size, source="test")
     case = f"{config.model_name} n={config.hidden_size} m={config.m} on {task.name}"
     rows = []
     for a, percentile in WIDTHS:
-        imodel = convert(config, params, x_cal, a=a, percentile=percentile)
-        r = agreement(config, params, imodel, x, y)
+        imodel = convert(model, params, x_cal, a=a, percentile=percentile)
+        r = agreement(model, params, imodel, x, y)
         rows.append({
             "bench": BENCH, "case": case, "a": a,
             "calibration": "max" if percentile is None else f"p{percentile:g}",

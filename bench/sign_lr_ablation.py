@@ -18,18 +18,19 @@ import time
 import numpy as np
 
 from hadamnp.io.datasets import load_task
-from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
-from hadamnp.training.losses import accuracy, softmax_cross_entropy
+from hadamnp.models.losses import accuracy, softmax_cross_entropy
+from hadamnp.models.registry import build_model
 from hadamnp.training.optim import Adam
 
-VARIANTS = (("dense", "dense", 1.0), ("hadamard, sign lr x1", "hadamard", 1.0),
-            ("hadamard, sign lr x0.1", "hadamard", 0.1),
-            ("hadamard, signs frozen", "hadamard", 0.0))
+VARIANTS = (("dense", "dense", 1.0), ("hadamard, sign lr x1", "hadamrnn", 1.0),
+            ("hadamard, sign lr x0.1", "hadamrnn", 0.1),
+            ("hadamard, signs frozen", "hadamrnn", 0.0))
 
 
-def run(recurrent, sign_lr_scale, task, steps, seed=0):
+def run(model_name, sign_lr_scale, task, steps, seed=0):
     """Train one variant; return (mean accuracy, mean loss) over the last 50 steps, seconds."""
-    model = HadamRNN(HadamRNNConfig(1, 128, 10, recurrent=recurrent))
+    model = build_model(model_name, input_size=1, hidden_size=128, output_size=10,
+                        many_to_many=False, dtype="float32")
     params = model.init_params(np.random.default_rng(seed))
     optimizer = Adam()
     state = optimizer.init_state(params)
@@ -52,8 +53,8 @@ def run(recurrent, sign_lr_scale, task, steps, seed=0):
 def main(steps=200):
     task = load_task("pmnist")
     print(f"pMNIST, n = 128, 4-bit U/V, batch 100, Adam lr 1e-3, {steps} steps")
-    for name, recurrent, scale in VARIANTS:
-        acc, loss, seconds = run(recurrent, scale, task, steps)
+    for name, model_name, scale in VARIANTS:
+        acc, loss, seconds = run(model_name, scale, task, steps)
         print(f"{name:26s} train accuracy {acc:.3f}  loss {loss:.3f}  (last 50 steps, {seconds:.0f} s)")
 
 

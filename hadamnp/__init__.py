@@ -1,17 +1,54 @@
 """hadamnp: binary and sparse-ternary orthogonal RNNs (HadamRNN, Block-HadamRNN) in NumPy + Numba.
 
+Public API (loaded lazily: ``import hadamnp`` imports no NumPy-heavy module and compiles
+nothing)::
+
+    hadamnp.train(config, run_dir)      train a model (RunConfig, dict of options or preset)
+    hadamnp.resume(run_dir)             continue a run bit for bit
+    hadamnp.load(run_or_checkpoint)     -> (model, params, config)
+    hadamnp.predict(model, params, x)   -> logits
+    hadamnp.evaluate(model, params, config_or_task, split)
+    hadamnp.build_model(name, **options), hadamnp.register_model(...), hadamnp.model_names()
+    hadamnp.RunConfig, hadamnp.HadamRNN, hadamnp.HadamRNNConfig, hadamnp.fwht
+
 Layout (dependencies point downwards only):
 
-- ``hadamnp.conventions`` — sign(0), Hadamard ordering, rounding, tensor layout, bit packing.
+- ``hadamnp.conventions``, ``errors`` — sign(0), Hadamard ordering, rounding, layout, bits.
 - ``hadamnp.reference``   — plain-NumPy reference twins of every kernel (readable, float64).
-- ``hadamnp.kernels``     — Numba kernels; never import ``models``.
-- ``hadamnp.models``      — quantizers (with straight-through estimators), recurrences, models.
-- ``hadamnp.training``    — losses, optimizers, schedules, training loop.
-- ``hadamnp.io``          — data sets, checkpoints, golden files.
+- ``hadamnp.kernels``     — Numba kernels (``_machine``: the audited SIMD intrinsics);
+  never import ``models``.
+- ``hadamnp.models``      — the model protocol and registry, quantizers (with their
+  surrogate gradients), recurrences, losses, model families.
+- ``hadamnp.io``          — data sets, checked ``.npz`` files, checkpoints.
+- ``hadamnp.runs``        — run configuration; config -> task -> model; run dir -> model.
+- ``hadamnp.training``    — optimizers, schedules, metrics, the training loop.
 - ``hadamnp.deploy``      — integer-only inference and export.
-- ``hadamnp.cli``         — the ``hadamnp`` command line (thin wrappers over the library).
-
-Nothing is compiled at import time: Numba kernels compile (and cache) on first call.
+- ``hadamnp.golden``      — golden test vectors (float, any model) and integer traces.
+- ``hadamnp.api``, ``hadamnp.cli`` — the public functions and the ``hadamnp`` command.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "train": "hadamnp.api", "resume": "hadamnp.api", "load": "hadamnp.api",
+    "predict": "hadamnp.api", "evaluate": "hadamnp.api",
+    "build_model": "hadamnp.models.registry", "register_model": "hadamnp.models.registry",
+    "model_names": "hadamnp.models.registry",
+    "RunConfig": "hadamnp.runs.config",
+    "HadamRNN": "hadamnp.models.hadamrnn", "HadamRNNConfig": "hadamnp.models.hadamrnn",
+    "fwht": "hadamnp.kernels.fwht",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hadamnp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -65,8 +65,12 @@ def round_half_even(x):
     return np.rint(x)
 
 
-def as_dict(ste="identity"):
-    """The conventions in force, as a JSON-serialisable dict (recorded in every file)."""
+def as_dict():
+    """The conventions in force, as a JSON-serialisable dict (recorded in every file).
+
+    Straight-through estimators are not conventions but choices of each quantizer; files
+    record them in the model's configuration (e.g. ``quant_rec = "sign:clipped"``).
+    """
     return {
         "conventions_version": CONVENTIONS_VERSION,
         "sign_zero": SIGN_ZERO,
@@ -75,5 +79,4 @@ def as_dict(ste="identity"):
         "rounding": ROUNDING,
         "layout": LAYOUT,
         "bit_order": BIT_ORDER,
-        "ste": ste,
     }

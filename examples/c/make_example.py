@@ -27,11 +27,12 @@ SEED = 2025
 def build(out_dir=HERE):
     """Write the four example files into ``out_dir``; return their paths by role."""
     out_dir = Path(out_dir)
-    config = HadamRNNConfig(input_size=3, hidden_size=128, output_size=5, dtype="float64")
+    model = HadamRNN(HadamRNNConfig(input_size=3, hidden_size=128, output_size=5,
+                                    dtype="float64"))
     rng = np.random.default_rng(SEED)
-    params = HadamRNN(config).init_params(rng)
+    params = model.init_params(rng)
     x = rng.standard_normal((4, 20, 3))
-    imodel = convert(config, params, x, a=12)
+    imodel = convert(model, params, x, a=12)
     x_int = imodel.quantize_inputs(x)
     h_int, logits_int = imodel.run(x_int)
     paths = {"header": out_dir / "hadamrnn_model.h", "npz": out_dir / "example_model.npz",

@@ -57,25 +57,24 @@ def models(n, rng):
     from hadamnp.deploy.integer import convert
     from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 
-    config = HadamRNNConfig(input_size=D_IN, hidden_size=n, output_size=D_OUT)
-    params = HadamRNN(config).init_params(rng)
+    model = HadamRNN(HadamRNNConfig(input_size=D_IN, hidden_size=n, output_size=D_OUT))
+    params = model.init_params(rng)
     calib = rng.random((8, 50, D_IN)).astype(np.float32)
-    return config, params, convert(config, params, calib, a=A)
+    return model, params, convert(model, params, calib, a=A)
 
 
 def run_size(n, T, quick, threads):
     """Rows for one hidden size."""
     from hadamnp.kernels import integer as kint
     from hadamnp.kernels import recurrence
-    from hadamnp.models.hadamrnn import HadamRNN
     from hadamnp.reference.hadamard import sylvester
 
     rng = np.random.default_rng(n)
-    config, params, im = models(n, rng)
+    model, params, im = models(n, rng)
     x = rng.random((1, T, D_IN)).astype(np.float32)
     x_int = im.quantize_inputs(x)
     x_k = np.ascontiguousarray(x.transpose(1, 2, 0))  # (T, d_in, B) for the float kernels
-    w = HadamRNN(config).weights(params)
+    w = model.weights(params)
     s, U, V = w["W_signs"], w["U_q"], w["V_q"]
     b, c = params["b"], params["c"]
     W = (s[:, None] * sylvester(n) / np.sqrt(n)).astype(np.float32)  # diag(s) S / sqrt(n)

@@ -87,15 +87,16 @@ def make_model(shape, kernels="numba"):
     from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 
     config = HadamRNNConfig(input_size=shape["d_in"], hidden_size=shape["n"],
-                            output_size=shape["d_out"], bits_in=BITS, bits_out=BITS,
-                            many_to_many=shape["many_to_many"], dtype="float32")
+                            output_size=shape["d_out"], quant_in=f"uniform:{BITS}",
+                            quant_out=f"uniform:{BITS}", many_to_many=shape["many_to_many"],
+                            dtype="float32")
     model = HadamRNN(config, kernels=kernels)
     return model, model.init_params(np.random.default_rng(1))
 
 
 def model_step(model, params, x, y):
     """A no-argument callable: one batch through the model's forward/loss/backward."""
-    from hadamnp.training.losses import softmax_cross_entropy
+    from hadamnp.models.losses import softmax_cross_entropy
 
     buffer = model.state_buffer(x.shape[0], x.shape[1])
     result = {}
@@ -126,12 +127,12 @@ def fused_step(model, params, x, y, store_every):
     def step():
         w = model.weights(params)
         loss_sum, correct, grads = hadamard_loss_and_grads(
-            w["W_signs"], config.m, w["U_q"], params["b"], w["V_q"], params["c"], xk, yk,
-            nonlinear=config.nonlinear, many_to_many=config.many_to_many,
+            w["W_signs"], model.recurrence.m, w["U_q"], params["b"], w["V_q"], params["c"],
+            xk, yk, nonlinear=config.nonlinear, many_to_many=config.many_to_many,
             store_every=store_every, h_out=buffer)
-        grads["u"] = model.sign.backward(params["u"], grads.pop("s"))
-        grads["U"] = model.quantize_U.backward(params["U"], grads["U"])
-        grads["V"] = model.quantize_V.backward(params["V"], grads["V"])
+        grads["u"] = model.recurrence.quantizer.backward(params["u"], grads.pop("s"))
+        grads.update(model.U.backward(params, grads.pop("U")))
+        grads.update(model.V.backward(params, grads.pop("V")))
         result["loss"] = loss_sum / yk.size
         result["grads"] = grads
 

@@ -1,7 +1,7 @@
 """Post-training conversion of a trained HadamRNN to an integer-only model.
 
-The scheme is ``shared/spec/integer-inference.md`` with one rounding per step instead of
-three (arithmetic and rationale: :mod:`hadamnp.reference.integer`). The float model
+The scheme (``docs/integer-inference.md``) rounds once per step (arithmetic and
+rationale: :mod:`hadamnp.reference.integer`). The float model
 
     h_t = s * (S_m h_{t-1}) / sqrt(m) + U~ x_t + b,     y_t = V~ relu(h_t) + c,
     U~ = (alpha_U / levels_U) U_int,   V~ = (alpha_V / levels_V) V_int
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hadamnp import conventions
-from hadamnp._checks import check_finite, check_ndim
+from hadamnp._checks import check_finite
 from hadamnp.errors import ConfigError, IntegerRangeError, ShapeError
+from hadamnp.models.protocol import check_inputs
 from hadamnp.reference.integer import (INT64_MAX, M_IN_LIMIT, MAX_SHIFT,
                                        accumulator_bound, activation_range, check_bounds,
                                        check_fixed_point, integer_bounds)
@@ -173,40 +174,35 @@ def quantize_inputs(x, exp_x, a):
         np.int32)
 
 
-def _check_convertible(config):
-    if config.recurrent != "hadamard":
-        raise ConfigError(f"integer inference needs the Hadamard recurrence, got "
-                          f"recurrent={config.recurrent!r}")
+def _check_convertible(model):
+    """The integer engine runs linear HadamRNNs with k-bit uniform U and V, k <= 8."""
+    from hadamnp.models.hadamrnn import HadamRNN
+    from hadamnp.models.quantizers import Uniform
+
+    name = model.describe()["name"]
+    if "embedding" in model.describe():
+        raise ConfigError(f"integer inference takes feature inputs; model {name!r} sits behind "
+                          f"an embedding table (token inputs) and cannot be exported")
+    if not isinstance(model, HadamRNN) or model.config.recurrence != "hadamard":
+        raise ConfigError(f"integer inference needs a HadamRNN with the Hadamard recurrence "
+                          f"(hadamrnn, block-hadamrnn), got model {name!r}")
+    config = model.config
     if config.nonlinear:
         raise ConfigError("integer inference implements the linear recurrence; "
                           "nonlinear=True models are not supported")
-    for name in ("bits_in", "bits_out"):
-        bits = getattr(config, name)
-        if not 1 <= bits <= 8:
+    for option, quantizer in (("quant_in", model.U.quantizer), ("quant_out", model.V.quantizer)):
+        if not isinstance(quantizer, Uniform) or not 1 <= quantizer.bits <= 8:
             raise ConfigError(f"integer inference needs U and V quantized to 1..8 bits "
-                              f"(int8 codes); {name}={bits}")
+                              f"(int8 codes, 'uniform:1' .. 'uniform:8'); "
+                              f"{option}={getattr(config, option)!r}")
 
 
-def _calibration_inputs(config, x_calib):
-    x = np.asarray(x_calib)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"x_calib must be numeric, got dtype {x.dtype}")
-    check_ndim(x, 3, "x_calib", "(B, T, d_in)")
-    if x.shape[2] != config.input_size:
-        raise ShapeError(f"x_calib has {x.shape[2]} input features (shape {x.shape}), the "
-                         f"model expects d_in = {config.input_size}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ShapeError(f"x_calib must hold at least one sequence of one step, got {x.shape}")
-    check_finite(x, "x_calib")
-    return x
-
-
-def calibrate(config, params, x_calib, a, percentile=None, batch_size=256):
+def calibrate(model, params, x_calib, a, percentile=None, batch_size=256):
     """Choose the power-of-two scales ``S_x = 2^exp_x`` and ``S_h = 2^exp_h``.
 
     Parameters
     ----------
-    config : HadamRNNConfig
+    model : HadamRNN (Hadamard recurrence, linear, U/V ``uniform:1`` .. ``uniform:8``)
     params : dict of the trained (latent) parameters
     x_calib : (B, T, d_in) calibration inputs (training-set sequences)
     a : int, activation width
@@ -221,21 +217,18 @@ def calibrate(config, params, x_calib, a, percentile=None, batch_size=256):
     ``percentile``, ``max_abs_x``, ``stat_h`` (the covered ``|h|``), ``max_abs_h``,
     ``num_sequences``, ``inputs_integer`` (bool).
     """
-    from hadamnp.models.hadamrnn import HadamRNN
-
-    _check_convertible(config)
+    _check_convertible(model)
     low, high = activation_range(a)
-    x = _calibration_inputs(config, x_calib)
+    x = check_inputs(x_calib, model.config.input_size, np.float64, "x_calib")
     if percentile is not None and not 0 < float(percentile) <= 100:
         raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
     max_abs_x = float(np.max(np.abs(x)))
     inputs_integer = bool(np.all(x == np.round(x)) and x.min() >= low and x.max() <= high)
     exp_x = 0 if inputs_integer else power_of_two_exponent(max_abs_x, a)
-    net = HadamRNN(config)
     peaks = []
     for lo in range(0, x.shape[0], int(batch_size)):
-        _, cache = net.forward(params, x[lo:lo + int(batch_size)])
-        peaks.append(np.max(np.abs(net.states(cache)), axis=(1, 2)))
+        _, cache = model.forward(params, x[lo:lo + int(batch_size)])
+        peaks.append(np.max(np.abs(model.states(cache)["h"]), axis=(1, 2)))
     peaks = np.concatenate(peaks).astype(np.float64)
     max_abs_h = float(peaks.max())
     stat_h = max_abs_h if percentile is None else float(np.percentile(peaks, float(percentile)))
@@ -355,12 +348,12 @@ class IntegerModel:
         return np.asarray(logits_int, dtype=np.float64) * self.logits_scale
 
 
-def to_integer(config, params, a, calibration):
+def to_integer(model, params, a, calibration):
     """Convert a trained float HadamRNN to an :class:`IntegerModel`.
 
     Parameters
     ----------
-    config : HadamRNNConfig (Hadamard recurrence, linear, ``bits_in``/``bits_out`` in 1..8)
+    model : HadamRNN (Hadamard recurrence, linear, U/V ``uniform:1`` .. ``uniform:8``)
     params : dict of trained latent parameters (``u``, ``U``, ``b``, ``V``, ``c``)
     a : int, activation width (8, 12 and 16 are the useful choices)
     calibration : dict from :func:`calibrate` (at least ``exp_x`` and ``exp_h``)
@@ -377,15 +370,13 @@ def to_integer(config, params, a, calibration):
         A worst-case intermediate exceeds int32 (``z``, ``U_int x``, readout; e.g. ``a`` too
         large for ``m``) or, for every shift ``q``, the int64 accumulator.
     """
-    from hadamnp.models.hadamrnn import HadamRNN
-    from hadamnp.models.quantizers import Uniform
-
-    _check_convertible(config)
+    _check_convertible(model)
     activation_range(a)
-    HadamRNN(config).check_params(params)
+    model.check_params(params)
+    config = model.config
     n, m = config.hidden_size, config.m
     exp_x, exp_h = int(calibration["exp_x"]), int(calibration["exp_h"])
-    qU, qV = Uniform(config.bits_in), Uniform(config.bits_out)
+    qU, qV = model.U.quantizer, model.V.quantizer
     U_codes, alpha_U = qU.codes(params["U"])
     V_codes, alpha_V = qV.codes(params["V"])
     levels_U, levels_V = qU.grid()[2], qV.grid()[2]
@@ -399,7 +390,7 @@ def to_integer(config, params, a, calibration):
                           "the state scale is too small")
     return IntegerModel(
         n=n, m=m, d_in=config.input_size, d_out=config.output_size, a=int(a),
-        p_in=int(config.bits_in), p_out=int(config.bits_out),
+        p_in=int(qU.bits), p_out=int(qV.bits),
         signs=conventions.sign(params["u"].astype(np.float64)).astype(np.int8),
         U_int=U_codes.astype(np.int8), V_int=V_codes.astype(np.int8),
         b_fine=b_fine, c_int=c_int.astype(np.int32),
@@ -407,17 +398,17 @@ def to_integer(config, params, a, calibration):
         many_to_many=bool(config.many_to_many), calibration=dict(calibration))
 
 
-def convert(config, params, x_calib, a=8, percentile=None):
+def convert(model, params, x_calib, a=8, percentile=None):
     """:func:`calibrate` on ``x_calib`` then :func:`to_integer`: the one-call conversion."""
-    return to_integer(config, params, a, calibrate(config, params, x_calib, a, percentile))
+    return to_integer(model, params, a, calibrate(model, params, x_calib, a, percentile))
 
 
-def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250):
+def agreement(model, params, imodel, x, y=None, engine="numba", batch_size=250):
     """Compare the integer model with the float model on float inputs ``x``.
 
     Parameters
     ----------
-    config, params : the float model
+    model, params : the float model
     imodel : IntegerModel converted from it
     x : (B, T, d_in) float inputs
     y : (B,) or (B, T) int targets, optional (adds the two accuracies)
@@ -434,21 +425,18 @@ def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250)
     ``float_logits``, ``int_logits`` (arrays); with ``y``: ``float_accuracy`` and
     ``int_accuracy``.
     """
-    from hadamnp.models.hadamrnn import HadamRNN
-
-    net = HadamRNN(config)
     low, high = activation_range(imodel.a)
     float_parts, int_parts = [], []
     saturated = 0
     state_err2 = state_norm2 = 0.0
     for lo in range(0, x.shape[0], int(batch_size)):
         xb = x[lo:lo + int(batch_size)]
-        logits, cache = net.forward(params, xb)
+        logits, cache = model.forward(params, xb)
         float_parts.append(np.asarray(logits, dtype=np.float64))
         h_int, logits_int = imodel.run(imodel.quantize_inputs(xb), engine=engine)
         int_parts.append(logits_int)
         saturated += int(np.count_nonzero((h_int == low) | (h_int == high)))
-        h_last = net.states(cache)[:, -1].astype(np.float64)
+        h_last = model.states(cache)["h"][:, -1].astype(np.float64)
         state_err2 += float(np.sum((np.ldexp(h_int[:, -1], imodel.exp_h) - h_last) ** 2))
         state_norm2 += float(np.sum(h_last**2))
     float_logits = np.concatenate(float_parts)
@@ -469,58 +457,26 @@ def agreement(config, params, imodel, x, y=None, engine="numba", batch_size=250)
     return result
 
 
-def run_data(path, data_dir=None):
+def run_data(path, data_dir=None, npz=None, text=None):
     """The float model and task of a training run (``path``: run directory or checkpoint).
+
+    ``data_dir`` / ``npz`` / ``text``: where the run's data are now, when they moved since
+    training.
 
     Returns
     -------
-    config : HadamRNNConfig
+    model : the trained model (built through the registry)
     params : dict of trained parameters
     task : hadamnp.io.datasets.TaskData
     """
-    from hadamnp.training.loop import build_task, load_run, task_model_config
+    from hadamnp.runs.plumbing import build_task, relocate, restore
 
-    ckpt, run_config, _ = load_run(path)
-    if data_dir is not None:
-        run_config = run_config.replace(data_dir=str(data_dir))
-    task = build_task(run_config)
-    return task_model_config(run_config, task), ckpt.params, task
+    model, params, run_config = restore(path)
+    return model, params, build_task(relocate(run_config, data_dir, npz, text))
 
 
-def task_inputs(task, dtype, count, source="train", batch_size=250):
-    """The first ``count`` input sequences of a task, as the model sees them.
-
-    Parameters
-    ----------
-    task : TaskData
-    dtype : float dtype of the inputs
-    count : int >= 1
-    source : {"train", "val", "test"}
-        ``"train"``: epoch-0 training batches (calibration data); else that split.
-    batch_size : int
-
-    Returns
-    -------
-    x : (B, T, d_in) inputs (token tasks one-hot), ``B <= count``
-    y : (B,) or (B, T) int64 targets
-    """
-    import itertools
-
-    from hadamnp.training.loop import model_inputs
-
-    if source == "train":
-        batches = task.iter_batches(0, batch_size, dtype=dtype)
-    else:
-        batches = task.iter_split(source, batch_size, dtype=dtype)
-    xs, ys, total = [], [], 0
-    for x, y in itertools.takewhile(lambda _: total < count, batches):
-        xs.append(model_inputs(task, x, dtype))
-        ys.append(y)
-        total += y.shape[0]
-    return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
-
-
-def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None):
+def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None, *, npz=None,
+                text=None, out=None):
     """Convert the checkpoint of a training run, calibrating on its first training batches.
 
     Parameters
@@ -529,12 +485,22 @@ def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None):
     a : int, activation width
     calib_size : int, calibration sequences (epoch-0 training batches, in order)
     percentile : float, optional (see :func:`calibrate`)
-    data_dir : str, optional, MNIST directory when it moved since training
+    data_dir, npz, text : str, optional, MNIST directory, ``.npz`` archive or text file
+        when it moved since training
+    out : str or os.PathLike, optional
+        The file the caller will write the result to: refused (``ConfigError``) before
+        the conversion when it is the checkpoint, a file of the run directory or a data file of
+        the run (:func:`hadamnp.runs.integrity.check_output`).
 
     Returns
     -------
     IntegerModel
     """
-    config, params, task = run_data(path, data_dir)
-    x, _ = task_inputs(task, config.dtype, int(calib_size))
-    return convert(config, params, x, a=a, percentile=percentile)
+    from hadamnp.runs.integrity import check_output
+    from hadamnp.runs.plumbing import task_inputs
+
+    model, params, task = run_data(path, data_dir, npz, text)
+    if out is not None:
+        check_output(out, path, task)
+    x, _ = task_inputs(task, model.config.dtype, int(calib_size))
+    return convert(model, params, x, a=a, percentile=percentile)

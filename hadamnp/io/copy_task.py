@@ -1,7 +1,7 @@
 """The copy (memory) task, in the reference code's layout.
 
 Source: the official HadamRNN ``copy_task.py`` (``SEQ_LENGTH = 1000``, ``SENT_LENGTH = 10``,
-``VOCABULARY = 10``), see ``spec/hadamrnn.md`` section 1.b.
+``VOCABULARY = 10``), see ``docs/hadamrnn.md`` (tasks).
 
 The length parameter ``length`` (``L``) is the **total** sequence length, not the delay
 between the symbols and the marker (other papers count the delay ``T = L - 20``; the

@@ -24,10 +24,19 @@ dtype (:func:`lane_blocks`) and run them in parallel on Numba's threads; sums ov
 batch are accumulated per lane or per block and reduced in a fixed order, so results are
 the same bytes for every thread count (no ``fastmath`` in the sequence kernels).
 """
+
+
 import numba
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_finite, check_ndim, check_power_of_two
+from hadamnp._checks import (
+    check_block_size,
+    check_finite,
+    check_ndim,
+    check_power_of_two,
+    check_sequence_args,
+    check_state_buffer,
+)
 from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.kernels.fwht import fwht_columns_inplace
 
@@ -291,7 +300,7 @@ def _xent_block(lg, w, y, ts, j0, count, g, loss, correct, top, arg, total, e):
     For the ``w`` real lanes: adds each lane's loss to ``loss`` (B,) float64 and its hit
     (argmax, first maximum) to ``correct`` (B,); writes ``g[ts, :, lane] = (softmax -
     onehot(y)) / count``, the gradient of the mean loss over ``count`` positions (the
-    operations of :func:`hadamnp.training.losses.softmax_cross_entropy`). ``top``,
+    operations of :func:`hadamnp.models.losses.softmax_cross_entropy`). ``top``,
     ``total`` (Bp,), ``arg`` (Bp,) int and ``e`` (d_out, Bp) are scratch; every loop but
     the exponentials runs across lanes.
     """
@@ -372,13 +381,14 @@ def _load_lanes(src, j0, w, dst):
 
 @numba.njit(cache=True)
 def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, Bp,
-                    first_scored, ds_l, db_l, dV_b, dU_b):
+                    first_scored, ds_l, db_l, dV_b, dU_b, dx):
     """BPTT of lanes ``j0:j0+w`` (``p0:p0+Bp`` of the padded input ``xp``) from the
     stored states ``hs``.
 
     Accumulates per lane ``ds_l``, ``db_l`` (flat, ``n * Bp``: sums of ``dL/da_t * S
     h_{t-1}`` and of ``dL/da_t``; the ``1/sqrt(m)`` of ds is applied at the end) and per
-    block ``dV_b`` (d_out, n) and ``dU_b`` (n, d_in) (BLAS, once per step).
+    block ``dV_b`` (d_out, n) and ``dU_b`` (n, d_in) (BLAS, once per step); writes the
+    block's lanes of ``dx[t] = U^T dL/da_t`` unless ``dx`` is empty.
     """
     T = xp.shape[0]
     n = scale.shape[0]
@@ -386,6 +396,9 @@ def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, B
     d_out = V.shape[0]
     dtype = hs.dtype
     V_T = np.ascontiguousarray(V.T)
+    U_T = np.ascontiguousarray(U.T)
+    input_grad = dx.shape[0] > 0
+    dxb = np.empty((d_in, Bp), dtype=dtype)
     seg_P = np.zeros((every, n, Bp), dtype=dtype)   # P_t = S h_{t-1} over one segment
     seg_h = np.zeros((every, n, Bp), dtype=dtype)   # h_t over one segment (where needed)
     delta = np.zeros((n, Bp), dtype=dtype)          # dL/dh_t, then dL/da_t, then W^T of it
@@ -460,6 +473,11 @@ def _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, j0, w, p0, B
                     xs_T[j, kk] = xp[t, kk, p0 + j]
             np.dot(D, xs_T, tmp_U)
             dU_b += tmp_U
+            if input_grad:
+                np.dot(U_T, D, dxb)
+                for kk in range(d_in):
+                    for j in range(w):
+                        dx[t, kk, j0 + j] = dxb[kk, j]
             if t > 0:
                 fwht_columns_inplace(delta, m)
         # The per-lane sums over the segment, in chunks of the flattened (n, Bp) block
@@ -490,7 +508,7 @@ def _forward_blocks(starts, padded, scale, m, U, b, V, c, xp, nonlinear, every, 
 
 @numba.njit(cache=True, parallel=True)
 def _backward_blocks(starts, padded, scale, m, U, b, V, xp, g, nonlinear, every, hs,
-                     first_scored, ds_l, db_l, dV_b, dU_b):
+                     first_scored, ds_l, db_l, dV_b, dU_b, dx):
     n = U.shape[0]
     for k in numba.prange(starts.shape[0] - 1):
         p0 = padded[k]
@@ -499,7 +517,7 @@ def _backward_blocks(starts, padded, scale, m, U, b, V, xp, g, nonlinear, every,
         # block (no cache line is written by two blocks).
         _backward_block(scale, m, U, b, V, xp, g, nonlinear, every, hs, starts[k],
                         starts[k + 1] - starts[k], p0, p1 - p0, first_scored,
-                        ds_l[n * p0:n * p1], db_l[n * p0:n * p1], dV_b[k], dU_b[k])
+                        ds_l[n * p0:n * p1], db_l[n * p0:n * p1], dV_b[k], dU_b[k], dx)
 
 
 @numba.njit(cache=True)
@@ -537,9 +555,9 @@ def _pad_lanes(x, blocks):
     return xp
 
 
-def _run_backward(scale, m, U, b, V, xp, g, nonlinear, every, hs, first_scored, blocks):
+def _run_backward(scale, m, U, b, V, xp, g, nonlinear, every, hs, first_scored, blocks, dx):
     """Allocate the accumulators, run the blocks (on the padded input ``xp``) and reduce;
-    returns ds, dU, db, dV."""
+    returns ds, dU, db, dV and fills ``dx`` (T, d_in, B) unless it is empty."""
     starts, padded = blocks
     n, d_in = U.shape
     d_out = V.shape[0]
@@ -550,7 +568,7 @@ def _run_backward(scale, m, U, b, V, xp, g, nonlinear, every, hs, first_scored, 
     dU_b = np.zeros((nblk, n, d_in), dtype)
     dV_b = np.zeros((nblk, d_out, n), dtype)
     _backward_blocks(starts, padded, scale, m, U, b, V, xp, g, bool(nonlinear), every, hs,
-                     first_scored, ds_l, db_l, dV_b, dU_b)
+                     first_scored, ds_l, db_l, dV_b, dU_b, dx)
     ds, db = np.zeros(n, dtype), np.zeros(n, dtype)
     dU, dV = np.zeros((n, d_in), dtype), np.zeros((d_out, n), dtype)
     _reduce_blocks(starts, padded, m, ds_l, db_l, dV_b, dU_b, ds, db, dU, dV)
@@ -578,8 +596,9 @@ def _dense_forward(W, U, b, V, c, x, nonlinear, h, logits):
 
 
 @numba.njit(cache=True)
-def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
+def _dense_backward(W, U_T, V, x_T, h, g, nonlinear, dU, dW, db, dV, dx):
     T, B, _ = x_T.shape
+    input_grad = dx.shape[0] > 0
     n = W.shape[0]
     W_T = np.ascontiguousarray(W.T)
     V_T = np.ascontiguousarray(V.T)
@@ -594,6 +613,8 @@ def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
         if nonlinear:
             _mask_inactive(delta, h[t])
         dU += np.dot(delta, x_T[t])
+        if input_grad:
+            np.dot(U_T, delta, dx[t])
         if t > 0:
             dW += np.dot(delta, h[t - 1].T)
         db_lanes += delta
@@ -601,30 +622,6 @@ def _dense_backward(W, V, x_T, h, g, nonlinear, dU, dW, db, dV):
         delta[:] = back
     for i in range(n):
         db[i] = db_lanes[i].sum()
-
-
-def _check_sequence_args(x, V, n, store_every=1, **arrays):
-    """Validate kernel-layout arguments against ``x`` (T, d_in, B) and ``V`` (d_out, n).
-
-    ``arrays`` maps argument names (``s``, ``W``, ``U``, ``b``, ``c``, ``h``, ``g``) to arrays;
-    each must have its documented shape and the dtype of ``x``; ``h`` holds every
-    ``store_every``-th state. Returns ``(T, d_in, B)``.
-    """
-    check_ndim(x, 3, "x", "(T, d_in, B)")
-    check_finite(x, "x")
-    T, d_in, B = x.shape
-    check_ndim(V, 2, "V", "(d_out, n)")
-    d_out = V.shape[0]
-    expected = {"s": [(n,)], "W": [(n, n)], "U": [(n, d_in)], "b": [(n,)], "c": [(d_out,)],
-                "h": [(T // store_every, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
-    for name, a in (("V", V), *arrays.items()):
-        shapes = expected.get(name, [(d_out, n)])
-        if a.shape not in shapes:
-            raise ShapeError(f"{name} has shape {a.shape}, expected "
-                             + " or ".join(str(shape) for shape in shapes))
-        if a.dtype != x.dtype:
-            raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
-    return T, d_in, B
 
 
 def _contiguous(*arrays):
@@ -639,10 +636,14 @@ def _state_buffer(h_out, T, n, B, dtype):
     """
     if h_out is None:
         return np.empty((T, n, B), dtype=dtype)
-    if h_out.shape != (T, n, B) or h_out.dtype != dtype or not h_out.flags.c_contiguous:
-        raise ShapeError(f"h_out must be a C-contiguous {np.dtype(dtype).name} array of shape "
-                         f"{(T, n, B)}, got {h_out.dtype.name} {h_out.shape}")
+    check_state_buffer(h_out, (T, n, B), dtype)
     return h_out
+
+
+def _input_grad_buffer(x, input_grad):
+    """``dx`` (T, d_in, B) when the input gradient is wanted, else an empty (0, d_in, B)."""
+    T, d_in, B = x.shape
+    return np.zeros((T if input_grad else 0, d_in, B), dtype=x.dtype)
 
 
 def _check_store_every(store_every):
@@ -653,12 +654,22 @@ def _check_store_every(store_every):
     return int(store_every)
 
 
-def _hadamard_setup(s, m, x, V, store_every, arrays):
-    """Shared validation of the Hadamard wrappers; returns ``(n, m, k, T, d_in, B)``."""
+def _hadamard_setup(s, m, x, V, store_every, arrays, h=None):
+    """Shared validation of the Hadamard wrappers (:func:`hadamnp._checks.check_sequence_args`,
+    the contract of the reference twin too); ``h``, when given, must hold every
+    ``store_every``-th state. Returns ``(n, m, k, T, d_in, B)``."""
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
     k = _check_store_every(store_every)
-    T, d_in, B = _check_sequence_args(x, V, n, k, s=s, **arrays)
+    T, d_in, B = check_sequence_args(x, V, n, s=s, **arrays)
+    if h is not None:
+        if not isinstance(h, np.ndarray):
+            raise TypeError(f"h must be a numpy.ndarray, got {type(h).__name__}")
+        if h.shape != (T // k, n, B):
+            raise ShapeError(f"h has shape {h.shape}, expected {(T // k, n, B)} (every "
+                             f"{k}-th of the {T} states)")
+        if h.dtype != x.dtype:
+            raise TypeError(f"h has dtype {h.dtype} but x has dtype {x.dtype}")
     return n, m, k, T, d_in, B
 
 
@@ -683,7 +694,8 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     nonlinear : bool, ``h_t = relu(W h_{t-1} + U x_t + b)`` instead of the linear recurrence
     many_to_many : bool, compute logits at every step (else only at the last)
     h_out : (T // store_every, n, B) array, optional
-        Buffer to write the states into (reused across batches to avoid page faults).
+        Buffer to write the states into (reused across batches to avoid page faults):
+        C-contiguous, writable, the dtype of ``x``.
     store_every : int, default 1
         Keep every ``k``-th state only: ``h[i] = h_{(i + 1) k - 1}``. :func:`hadamard_backward`
         with the same ``k`` recomputes the others exactly; ``k = 1`` keeps all ``T``.
@@ -692,6 +704,17 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     -------
     h : (T // store_every, n, B) states
     logits : (T_out, d_out, B)
+
+    Raises
+    ------
+    TypeError
+        Non-float32/float64 ``x``, another dtype elsewhere, or an ``h_out`` that is not an
+        array of that dtype.
+    ShapeError, SizeError, NonFiniteError, ValueError
+        Wrong shapes; ``n``/``m`` not powers of two; NaN/Inf in ``x``; an ``h_out`` that is
+        not C-contiguous or is read-only. The reference twin raises the same errors.
+    ConfigError
+        ``store_every`` not an integer >= 1.
 
     Notes
     -----
@@ -710,7 +733,8 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     return h, logits
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, store_every=1, b=None):
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store_every=1,
+                      b=None):
     """Backpropagation through time for :func:`hadamard_forward`.
 
     Parameters
@@ -718,19 +742,22 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, store_every=1, b=None):
     s, m, U, V, x : as in :func:`hadamard_forward`
     h : (T // store_every, n, B) states from :func:`hadamard_forward` (same ``store_every``)
     g : (T_out, d_out, B) gradient of the loss with respect to the logits
+    input_grad : bool
+        Also return ``x``: the gradient with respect to the inputs, ``U^T dL/da_t``
+        (T, d_in, B) (an embedding or a lower layer below this one needs it).
     store_every : int, default 1, as passed to :func:`hadamard_forward`
     b : (n,) recurrent bias; required when ``store_every > 1`` (to recompute states)
 
     Returns
     -------
     dict of gradients: ``s`` (n,) (``s`` treated as continuous), ``U`` (n, d_in),
-    ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,). Equal bit for bit for every
-    ``store_every`` and every thread count.
+    ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,), and ``x`` with ``input_grad``. Equal
+    bit for bit for every ``store_every`` and every thread count.
     """
-    arrays = {"U": U, "h": h, "g": g}
+    arrays = {"U": U, "g": g}
     if b is not None:
         arrays["b"] = b
-    n, m, k, T, d_in, B = _hadamard_setup(s, m, x, V, store_every, arrays)
+    n, m, k, T, d_in, B = _hadamard_setup(s, m, x, V, store_every, arrays, h=h)
     if b is None:
         if k > 1:
             raise ConfigError("hadamard_backward needs the bias b to recompute states when "
@@ -738,9 +765,13 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, store_every=1, b=None):
         b = np.zeros(n, x.dtype)      # never read: with k = 1 every state is stored
     s, U, b, V, x, h, g = _contiguous(s, U, b, V, x, h, g)
     blocks = lane_blocks(B, x.dtype)
+    dx = _input_grad_buffer(x, input_grad)
     ds, dU, db, dV = _run_backward(_scale(s, m), m, U, b, V, _pad_lanes(x, blocks), g,
-                                   nonlinear, k, h, T - g.shape[0], blocks)
-    return {"s": ds, "U": dU, "b": db, "V": dV, "c": g.sum(axis=(0, 2))}
+                                   nonlinear, k, h, T - g.shape[0], blocks, dx)
+    grads = {"s": ds, "U": dU, "b": db, "V": dV, "c": g.sum(axis=(0, 2))}
+    if input_grad:
+        grads["x"] = dx
+    return grads
 
 
 def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
@@ -764,7 +795,7 @@ def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
     grads : dict ``s``, ``U``, ``b``, ``V``, ``c`` of the *mean* loss, as returned by
         :func:`hadamard_backward` for ``g = dL/dlogits``
 
-    Equals :func:`hadamard_forward`, :func:`hadamnp.training.losses.softmax_cross_entropy`
+    Equals :func:`hadamard_forward`, :func:`hadamnp.models.losses.softmax_cross_entropy`
     and :func:`hadamard_backward` within float rounding (the loss is summed in another order).
     """
     n, m, k, T, d_in, B = _hadamard_setup(s, m, x, V, store_every,
@@ -789,7 +820,8 @@ def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
     xp = _pad_lanes(x, blocks)
     _forward_blocks(*blocks, scale, m, U, b, V, c, xp, bool(nonlinear), k, h, T - T_out, g,
                     True, y, x.dtype.type(T_out * B), g, loss, correct)
-    ds, dU, db, dV = _run_backward(scale, m, U, b, V, xp, g, nonlinear, k, h, T - T_out, blocks)
+    ds, dU, db, dV = _run_backward(scale, m, U, b, V, xp, g, nonlinear, k, h, T - T_out, blocks,
+                                   _input_grad_buffer(x, False))
     grads = {"s": ds, "U": dU, "b": db, "V": dV, "c": g.sum(axis=(0, 2))}
     return float(loss.sum()), int(correct.sum()), grads
 
@@ -801,7 +833,7 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    T, _, B = _check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
     T_out = T if many_to_many else 1
     W, U, b, V, c, x = _contiguous(W, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
@@ -810,18 +842,22 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     return h, logits
 
 
-def dense_backward(W, U, V, x, h, g, *, nonlinear):
-    """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``."""
+def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
+    """BPTT for :func:`dense_forward`; returns gradients ``W``, ``U``, ``b``, ``V``, ``c``
+    (and ``x`` with ``input_grad``, as in :func:`hadamard_backward`)."""
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    _check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
+    check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
     W, V, h, g = _contiguous(W, V, h, g)
     x_T = np.ascontiguousarray(x.transpose(0, 2, 1))
     grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
              "V": np.zeros_like(V)}
-    _dense_backward(W, V, x_T, h, g, bool(nonlinear),
-                    grads["U"], grads["W"], grads["b"], grads["V"])
+    dx = _input_grad_buffer(x, input_grad)
+    _dense_backward(W, np.ascontiguousarray(U.T), V, x_T, h, g, bool(nonlinear),
+                    grads["U"], grads["W"], grads["b"], grads["V"], dx)
     grads["c"] = g.sum(axis=(0, 2))
+    if input_grad:
+        grads["x"] = dx
     return grads
 
 

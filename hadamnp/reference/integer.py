@@ -1,8 +1,8 @@
 """Integer-only HadamRNN inference, simulated in float64 (reference twin of
 :mod:`hadamnp.kernels.integer`).
 
-The scheme is ``shared/spec/integer-inference.md`` with one change, documented in the
-README ("Integer-only inference"): the two rescalings and the bias of a step share one
+The scheme is documented in ``docs/integer-inference.md``; its one departure from the
+paper-style three-rounding step: the two rescalings and the bias of a step share one
 64-bit accumulator and one rounding. Every quantity below is an integer; this module holds
 them in float64, where integers are exact below 2**53, and writes every floor out, so it
 can be read as the definition of the arithmetic::

@@ -13,10 +13,21 @@ Model (``W`` orthogonal; ``s = sign(u)``; ``S`` block-Sylvester with block size 
 
 Layout: ``x`` ``(T, d_in, B)``, ``h`` ``(T, n, B)``, logits and their gradients
 ``(T_out, d_out, B)`` with ``T_out = T`` (many-to-many) or ``1`` (many-to-one).
+
+Arguments are checked as by the kernels (:func:`hadamnp._checks.check_sequence_args`):
+float32 or float64 arrays of one dtype and the documented shapes, finite ``x``, and an
+``h_out`` that is a C-contiguous writable array of the states' shape and dtype.
 """
 
 import numpy as np
 
+from hadamnp._checks import (
+    check_block_size,
+    check_ndim,
+    check_power_of_two,
+    check_sequence_args,
+    check_state_buffer,
+)
 from hadamnp.reference.hadamard import block_hadamard
 
 
@@ -39,15 +50,19 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     x : (T, d_in, B) inputs
     nonlinear : bool, apply relu inside the recurrence
     many_to_many : bool, score every step (else only the last)
-    h_out : (T, n, B) array, optional, buffer for the states
+    h_out : (T, n, B) array, optional, buffer for the states (C-contiguous, writable, the
+        dtype of ``x``)
 
     Returns
     -------
     h : (T, n, B) states ``h_t``
     logits : (T_out, d_out, B)
     """
-    T, _, B = x.shape
+    check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
+    if h_out is not None:
+        check_state_buffer(h_out, (T, n, B), x.dtype)
     h = np.zeros((T, n, B), dtype=x.dtype) if h_out is None else h_out
     prev = np.zeros((n, B), dtype=x.dtype)
     for t in range(T):
@@ -59,26 +74,29 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     return h, logits
 
 
-def dense_backward(W, U, V, x, h, g, *, nonlinear):
+def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     """Backpropagation through time for :func:`dense_forward`.
 
     Parameters
     ----------
     W, U, V, x, h : as in :func:`dense_forward` (``h`` from the forward pass)
     g : (T_out, d_out, B) gradient of the loss with respect to the logits
+    input_grad : bool, also return ``x``, the gradient w.r.t. the inputs (T, d_in, B)
 
     Returns
     -------
     dict with ``W`` (n, n), ``U`` (n, d_in), ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,),
-    the gradients of the loss with respect to the matrices actually used.
+    the gradients of the loss with respect to the matrices actually used (and ``x``).
     """
-    T, _, B = x.shape
+    check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
     first_scored = T - g.shape[0]
     grads = {name: np.zeros_like(p) for name, p in (("W", W), ("U", U), ("V", V))}
     grads["b"] = np.zeros(n, dtype=x.dtype)
     grads["c"] = g.sum(axis=(0, 2))
     delta = np.zeros((n, B), dtype=x.dtype)  # dL/dh_t, accumulated from step t+1
+    dx = np.zeros_like(x)
     for t in range(T - 1, -1, -1):
         if t >= first_scored:
             g_t = g[t - first_scored]
@@ -89,7 +107,10 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear):
         grads["W"] += dpre @ prev.T
         grads["U"] += dpre @ x[t].T
         grads["b"] += dpre.sum(axis=1)
+        dx[t] = U.T @ dpre
         delta = W.T @ dpre
+    if input_grad:
+        grads["x"] = dx
     return grads
 
 
@@ -100,6 +121,10 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     ``store_every = k`` returns only every ``k``-th state, ``h[i] = h_{(i + 1) k - 1}``
     (``T // k`` of them); ``h_out``, when given, has that shape and receives them.
     """
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    T, _, B = check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
+    if h_out is not None:
+        check_state_buffer(h_out, (T // store_every, s.shape[0], B), x.dtype)
     h, logits = dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
                               nonlinear=nonlinear, many_to_many=many_to_many)
     kept = h[store_every - 1::store_every]
@@ -127,16 +152,20 @@ def states_from_stored(s, m, U, b, x, h, *, nonlinear, store_every):
     return full
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, store_every=1, b=None):
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store_every=1,
+                      b=None):
     """BPTT for :func:`hadamard_forward`; returns ``s`` (n,) in place of ``W``.
 
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
     straight-through estimator passes on to the latent ``u``). With ``store_every > 1``,
     ``h`` holds every ``k``-th state and the bias ``b`` is needed to rebuild the others.
     """
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
     if store_every > 1:
         h = states_from_stored(s, m, U, b, x, h, nonlinear=nonlinear, store_every=store_every)
-    grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear)
+    check_sequence_args(x, V, s.shape[0], s=s, U=U, h=h, g=g)
+    grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
+                           input_grad=input_grad)
     dW = grads.pop("W")
     # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
     grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))

@@ -1,18 +1,26 @@
 """The training loop: resumable, bit-for-bit reproducible runs of a :class:`RunConfig`.
 
-One optimizer step on batch ``i`` of epoch ``e``::
+The loop talks to the model only through the model protocol
+(:mod:`hadamnp.models.protocol`). One optimizer step on batch ``i`` of epoch ``e``, global
+step ``k``::
 
-    logits, cache = model.forward(params, x)            x, y = batch (seed, e, i)
-    loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
+    logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
+    loss, dlogits = L(logits, y)                        the run's loss (run_loss: the
+                                                        task's by default), a mean over
+                                                        the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
-    [clip_grad_norm(grads, c)]
-    optimizer.step(params, grads, state, lr_e)          lr_e = lr * gamma ** e  (StepLR)
+    [clip_grad_norm(grads, c)]                          trainable parameters only
+    optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
+                                                        per-role lr scales, weight decay
+    [clip latent parameters of the clipped roles to their declared bound]
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
-``derived_rng(seed, INIT_STREAM)``) and the learning rate on ``e``; the loop draws no other
-random numbers. A checkpoint therefore needs only the parameters, the optimizer state and
-the position ``(epoch, batch, global_step)`` to continue exactly as an uninterrupted run.
+``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
+(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``e``; the loop
+draws no other random numbers. A checkpoint therefore needs only the parameters, the
+optimizer state and the position ``(epoch, batch, global_step)`` to continue exactly as
+an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
 configuration, the model and task descriptions, the running sums of the epoch in progress
 and the length of ``metrics.jsonl`` that belongs to it.
@@ -25,7 +33,14 @@ Run directory: ``checkpoint.npz`` (latest, rewritten atomically at step 0, every
 every ``checkpoint_every`` steps, on interrupt and at the end), ``checkpoint-epochNNN.npz``
 (end of epoch NNN), ``metrics.jsonl`` (:mod:`hadamnp.training.metrics`),
 ``config.toml`` (the resolved configuration, readable by ``hadamnp train --config``) and,
-while a process trains in it, ``run.lock`` (its pid).
+while a process trains in it, ``run.lock``.
+
+Integrity (:mod:`hadamnp.runs.integrity`). :func:`train` and :func:`resume` hold the run's
+lock for the whole session and decide whether the directory is fresh or which checkpoint
+to continue only once they hold it; then they delete the temporary files a killed writer
+left. Checkpoints record the SHA-256 of every data file the task read; :func:`resume`
+refuses changed data unless ``allow_data_change`` (then a ``data_change`` record goes to
+``metrics.jsonl``).
 
 Progress goes to an optional ``callback(event)`` (the library prints nothing); ``event`` is
 a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"epoch_end"``,
@@ -34,7 +49,6 @@ a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"ep
 
 import dataclasses
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,175 +58,61 @@ import numpy as np
 from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
-from hadamnp.io import copy_task, mnist
-from hadamnp.io.datasets import ArrayTask, CopyTask, derived_rng, load_task
-from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
-from hadamnp.training.config import RunConfig, config_to_toml
-from hadamnp.training.losses import accuracy, softmax_cross_entropy
+from hadamnp.io.atomic import write_atomic
+from hadamnp.io.datasets import derived_rng
+from hadamnp.runs.config import RunConfig, config_to_toml
+from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_record,
+                                    describe_data_changes)
+from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
+                                   model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 
-# Spawn key of the initial-parameter stream; the task streams use keys 0, 1, 2.
-INIT_STREAM = 3
-CONFIG_NAME = "config.toml"
-LOCK_NAME = "run.lock"
-# Options that may change when a run is resumed: none of them alters the trajectory.
-RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every")
-# One-hot token inputs stand in for an embedding; larger vocabularies would not fit.
-MAX_ONE_HOT_VOCAB = 1024
+__all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
+
+# Spawn keys of the run's own streams; the task streams use keys 0, 1, 2.
+INIT_STREAM = 3    # initial parameters
+QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
+# Options that may change when a run is resumed: none of them alters the trajectory (the
+# data files, found anew through data_dir, npz or text, are checked by their digests).
+RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
+                    "test_batches", "eval_batch_size", "log_every")
 
 
-class TrainSubset(ArrayTask):
-    """A fixed training subset of ``size`` sequences of another task.
+@dataclass(frozen=True)
+class ParamGroups:
+    """Per-parameter training options derived from the model's parameter roles.
 
-    The subset is the first batch of ``size`` of the inner task's epoch 0 (so it depends
-    only on the inner task's seed); epochs then shuffle the subset as any
-    :class:`ArrayTask`. Validation and test splits are the inner task's, unchanged.
-
-    Parameters
+    Attributes
     ----------
-    task : TaskData
-    size : int
-        ``1 <= size <= task.num_train``.
-    dtype : str or numpy dtype
-        Dtype of the stored (already converted) inputs.
+    trainable : tuple of str
+        Parameters the optimizer updates (every role but ``frozen``).
+    lr_scales, weight_decay : dict name -> float
+        From the run's per-role tables (1 and 0 when a role is absent).
+    bounds : dict name -> float
+        Clipping bounds of the parameters whose role the run clips.
+    signs : tuple of str
+        Parameters of role ``signs`` (their sign flips are counted).
     """
 
-    def __init__(self, task, size, dtype):
-        if size > task.num_train:
-            raise ConfigError(f"train_size={size} exceeds the {task.num_train} training "
-                              f"sequences of task {task.name}")
-        self.name = task.name
-        self.input_kind = task.input_kind
-        self.input_size = task.input_size
-        self.output_size = task.output_size
-        self.seq_len = task.seq_len
-        self.many_to_many = task.many_to_many
-        self._inner = task
-        train = next(task.iter_batches(0, size, dtype=dtype))
-        splits = {name: task.split(name, dtype) for name in task.split_names()}
-        super().__init__(train, splits, task.seed)
+    trainable: tuple
+    lr_scales: dict
+    weight_decay: dict
+    bounds: dict
+    signs: tuple
 
-    def _to_input(self, stored, dtype):
-        return stored if self.input_kind == "tokens" else stored.astype(dtype, copy=False)
-
-    def _options(self):
-        return {**self._inner._options(), "train_size": self.num_train}
-
-
-def build_task(config):
-    """The :class:`~hadamnp.io.datasets.TaskData` of ``config`` (loads or generates data)."""
-    if config.task == "copy":
-        options = {"length": config.copy_length, "seed": config.seed}
-        if config.train_size is not None:
-            options["num_train"] = config.train_size
-        return load_task("copy", **options)
-    if config.task == "npz":
-        task = load_task("npz", path=config.npz, seed=config.seed,
-                         val_fraction=config.npz_val_fraction,
-                         test_fraction=config.npz_test_fraction)
-    else:
-        task = load_task(config.task, data_dir=config.data_dir, seed=config.seed)
-    if config.train_size is not None:
-        task = TrainSubset(task, config.train_size, config.dtype)
-    if task.input_kind == "tokens" and task.input_size > MAX_ONE_HOT_VOCAB:
-        raise ConfigError(f"token inputs are fed one-hot; vocabulary {task.input_size} "
-                          f"exceeds {MAX_ONE_HOT_VOCAB} (no embedding layer yet)")
-    return task
-
-
-def model_config(config, input_size, output_size, many_to_many):
-    """The :class:`HadamRNNConfig` of ``config`` for a task of the given sizes."""
-    return HadamRNNConfig(
-        input_size=input_size, hidden_size=config.hidden, output_size=output_size,
-        block_size=config.block_size if config.model == "block-hadamrnn" else None,
-        bits_in=config.bits, bits_out=config.bits,
-        recurrent="dense" if config.model == "dense" else "hadamard",
-        nonlinear=config.nonlinear, many_to_many=many_to_many, ste=config.ste,
-        dtype=config.dtype)
-
-
-def task_model_config(config, task):
-    """The :class:`HadamRNNConfig` of ``config`` on a loaded ``task``."""
-    return model_config(config, task.input_size, task.output_size, task.many_to_many)
-
-
-def builtin_task_sizes(name):
-    """``(d_in, d_out, many_to_many)`` of a built-in task, without loading its data."""
-    sizes = {"copy": (copy_task.VOCABULARY, copy_task.NUM_CLASSES, True),
-             "smnist": (1, mnist.NUM_CLASSES, False),
-             "pmnist": (1, mnist.NUM_CLASSES, False)}
-    if name not in sizes:
-        raise ConfigError(f"the sizes of task {name!r} depend on its data; give them "
-                          f"explicitly (input and output size)")
-    return sizes[name]
-
-
-def model_inputs(task, x, dtype):
-    """Batch inputs as the model's ``(B, T, d_in)`` array.
-
-    Token ids ``(B, T)`` become one-hot vectors (id 0, padding, becomes zeros), which is an
-    embedding equal to the columns of ``Q(U)``.
-    """
-    if task.input_kind != "tokens":
-        return x
-    out = np.zeros(x.shape + (task.input_size,), dtype=dtype)
-    np.put_along_axis(out, x[..., None], 1, axis=-1)
-    out[..., 0] = 0
-    return out
-
-
-def reuse_state_buffer(model, buffer, x):
-    """``buffer`` if it fits batch ``x`` (B, T, ...), else a new :meth:`HadamRNN.state_buffer`.
-
-    One buffer serves every batch of a run: freshly mapped memory page-faults far below
-    the memory bandwidth, and the states of one batch fill hundreds of MB.
-    """
-    B, T = x.shape[:2]
-    if buffer is None or buffer.shape != (T, model.config.hidden_size, B):
-        buffer = model.state_buffer(B, T)
-    return buffer
-
-
-def evaluate(model, params, task, split, batch_size, max_batches=None):
-    """Mean loss and accuracy of ``params`` on ``split`` (over every scored position).
-
-    Parameters
-    ----------
-    model : HadamRNN
-    params : dict of arrays
-    task : TaskData
-    split : {"val", "test"}
-    batch_size : int
-    max_batches : int, optional
-        Evaluate only the first ``max_batches`` batches of the split.
-
-    Returns
-    -------
-    dict
-        ``loss``, ``accuracy``, ``sequences``; for the copy task also ``baseline``
-        (``10 ln 8 / L``) and ``ratio`` (loss / baseline).
-    """
-    dtype = model.config.dtype
-    loss_sum = correct_sum = 0.0
-    positions = sequences = 0
-    batches = task.iter_split(split, batch_size, dtype=dtype)
-    states = None
-    for x, y in itertools.islice(batches, max_batches):
-        states = reuse_state_buffer(model, states, x)
-        logits, _ = model.forward(params, model_inputs(task, x, dtype), states_out=states)
-        loss, _ = softmax_cross_entropy(logits, y)
-        loss_sum += loss * y.size
-        correct_sum += accuracy(logits, y) * y.size
-        positions += y.size
-        sequences += y.shape[0]
-    result = {"loss": loss_sum / positions, "accuracy": correct_sum / positions,
-              "sequences": sequences}
-    if isinstance(task, CopyTask):
-        result["baseline"] = task.baseline()
-        result["ratio"] = result["loss"] / result["baseline"]
-    return result
+    @classmethod
+    def of(cls, model, config):
+        specs = model.param_specs()
+        trainable = tuple(name for name, spec in specs.items() if spec.trainable)
+        return cls(
+            trainable=trainable,
+            lr_scales={name: config.lr_scales.get(specs[name].role, 1.0) for name in trainable},
+            weight_decay={name: config.weight_decay.get(specs[name].role, 0.0)
+                          for name in trainable},
+            bounds={name: specs[name].bound for name in trainable
+                    if specs[name].role in config.clip_roles},
+            signs=tuple(name for name in trainable if specs[name].role == "signs"))
 
 
 @dataclass(frozen=True)
@@ -224,7 +124,8 @@ class _State:
     epoch: int       # epoch in progress (0-based)
     batch: int       # batches of that epoch done
     step: int        # optimizer steps done
-    sums: tuple      # (loss x positions, correct positions, positions) of the epoch
+    sums: tuple      # (loss x positions, metric x positions per metric, positions) of
+                     # the epoch; classification: (loss, correct positions, positions)
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
@@ -265,9 +166,10 @@ class RunResult:
 
 
 def _optimizer(config):
+    decoupled = config.weight_decay_mode == "decoupled"
     if config.optimizer == "sgd":
-        return make_optimizer("sgd", momentum=config.momentum)
-    return make_optimizer("adam")
+        return make_optimizer("sgd", momentum=config.momentum, decoupled_weight_decay=decoupled)
+    return make_optimizer("adam", decoupled_weight_decay=decoupled)
 
 
 def _opt_to_checkpoint(opt_state):
@@ -301,84 +203,39 @@ def _opt_from_checkpoint(stored, template, path):
     return out
 
 
-def _check_restored_params(model, params, path):
-    try:
-        model.check_params(params)
-    except (ConfigError, ValueError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    for name, value in params.items():
-        if value.dtype != np.dtype(model.config.dtype):
-            raise CheckpointError(f"{path}: parameter {name} has dtype {value.dtype}, the "
-                                  f"configuration says {model.config.dtype}")
-
-
-class _RunLock:
-    """``RUN_DIR/run.lock`` (holding the owner's pid) while a process trains in ``RUN_DIR``.
-
-    Two processes writing one run directory would interleave checkpoints and metrics; the
-    lock makes the second one fail with a clear message. A lock left by a process that no
-    longer exists (POSIX) is taken over.
-    """
-
-    def __init__(self, run_dir):
-        self.path = Path(run_dir) / LOCK_NAME
-
-    @staticmethod
-    def _alive(pid):
-        if os.name != "posix":
-            return True  # no portable liveness probe; the user removes a stale lock
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text(encoding="ascii").strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and self._alive(pid):
-                    raise CheckpointError(
-                        f"{self.path.parent} is in use by process {pid} (lock file "
-                        f"{self.path}); wait for it or remove the lock if it is stale")
-                self.path.unlink(missing_ok=True)
-                continue
-            except OSError as exc:
-                raise CheckpointError(f"cannot create lock {self.path}: {exc}") from exc
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            return self
-        raise CheckpointError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc_info):
-        self.path.unlink(missing_ok=True)
-
-
 class _Run:
     """One training session over a run directory (used by :func:`train` / :func:`resume`)."""
 
-    def __init__(self, config, run_dir, task, model, init_rng_state):
+    def __init__(self, config, run_dir, task, model, init_rng_state, data):
         self.config = config
         self.run_dir = Path(run_dir)
         self.task = task
         self.model = model
         self.optimizer = _optimizer(config)
+        self.groups = ParamGroups.of(model, config)
+        self.loss = run_loss(config, task)
+        self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
+        self.data = data  # data_record(task), stored in every checkpoint
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
-        self.states = None  # (T, n, B) buffer reused by every training batch
+        self.states = None  # the model's state buffer, reused by every batch of one shape
+
+    def init_optimizer_state(self, params):
+        """Fresh optimizer state for the trainable parameters (frozen ones have none)."""
+        return self.optimizer.init_state({name: params[name] for name in self.groups.trainable})
 
     def checkpoint_config(self):
-        return {"run": self.config.to_dict(), "model": self.model.config.to_dict(),
-                "task": self.task.describe()}
+        return {"run": self.config.to_dict(), "model": self.model.describe(),
+                "task": self.task.describe(), "data": self.data}
+
+    def _state_buffer(self, x):
+        # Freshly mapped memory page-faults far below the memory bandwidth, and the states
+        # of one batch fill hundreds of MB: reuse one buffer while the batch shape holds.
+        if self.states is None or self.states[0] != x.shape[:2]:
+            self.states = (x.shape[:2], self.model.state_buffer(*x.shape[:2]))
+        return self.states[1]
 
     def save(self, state, path=None):
         self.log.sync()
@@ -391,22 +248,27 @@ class _Run:
             metrics=metrics)
         ckpt_io.save_checkpoint(path or ckpt_io.checkpoint_path(self.run_dir), ckpt)
 
-    def run(self, state, callback, max_steps, fresh):
-        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`."""
+    def run(self, state, callback, max_steps, fresh, changed_data=None):
+        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`.
+
+        The caller holds the run's lock. ``changed_data`` (:func:`data_changes`), accepted
+        by a resume, is logged and checkpointed before anything else.
+        """
         emit = callback or (lambda event: None)
         start = time.perf_counter()
         # ``self.state`` is only ever replaced by one assignment, so whenever an interrupt
         # arrives it holds a committed, consistent state (see the module docstring).
         self.state = state
-        with _RunLock(self.run_dir):
-            return self._run_locked(emit, max_steps, fresh, start)
-
-    def _run_locked(self, emit, max_steps, fresh, start):
-        state = self.state
         self.log = MetricsLog(self.run_dir / METRICS_NAME, state.offset)
         try:
             if fresh:
                 self.save(self.state)
+            if changed_data:
+                record = {"kind": "data_change", "epoch": state.epoch, "step": state.step,
+                          "files": changed_data}
+                self.state = state = dataclasses.replace(state, offset=self.log.write(record))
+                self.save(self.state)
+                emit({"event": "data_change", **record})
             emit({"event": "start", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step, "epochs": self.config.epochs,
                   "batches_per_epoch": self.batches_per_epoch})
@@ -448,15 +310,20 @@ class _Run:
         val = None
         if "val" in self.task.split_names():
             val = evaluate(self.model, state.params, self.task, "val",
-                           config.eval_batch_size, config.val_batches)
-        loss_sum, correct, positions = state.sums
+                           config.eval_batch_size, config.val_batches, loss=self.loss)
+        loss_sum, *metric_sums, positions = state.sums
+        train_loss = loss_sum / positions
         record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-                  "train_loss": loss_sum / positions, "train_accuracy": correct / positions,
+                  "train_loss": train_loss,
+                  **{f"train_{name}": total / positions
+                     for name, total in zip(self.loss.metrics, metric_sums)},
+                  **{f"train_{name}": value
+                     for name, value in self.task.figures(train_loss).items()},
                   "seconds": time.perf_counter() - started}
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
-        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
+        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
                                          offset=offset, history=state.history + (record,))
         self.save(self.state)
         self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
@@ -465,37 +332,46 @@ class _Run:
 
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""
-        config, model = self.config, self.model
-        self.states = reuse_state_buffer(model, self.states, x)
-        logits, cache = model.forward(state.params, model_inputs(self.task, x, config.dtype),
-                                      states_out=self.states)
-        loss, dlogits = softmax_cross_entropy(logits, y)
+        config, model, groups = self.config, self.model, self.groups
+        rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
+        logits, cache = model.forward(state.params,
+                                      model_inputs(self.task, x, config.dtype, model),
+                                      states_out=self._state_buffer(x), rng=rng)
+        loss, dlogits = self.loss(logits, y)
         if not np.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss} at step {state.step + 1} (epoch "
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
-        acc = accuracy(logits, y)
+        metrics = self.loss.score(logits, y)
         grads = model.backward(state.params, cache, dlogits)
+        grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
-        self.optimizer.step(params, grads, opt_state, lr,
-                            lr_scales={"u": config.sign_lr_scale})
+        self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
+                            opt_state, lr, lr_scales=groups.lr_scales,
+                            weight_decay=groups.weight_decay)
+        for name, bound in groups.bounds.items():
+            np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
-        if "u" in params:
-            record["flips"] = int(np.count_nonzero(sign(params["u"]) != sign(state.params["u"])))
+                  "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
+        if groups.signs:
+            record["flips"] = sum(int(np.count_nonzero(sign(params[name])
+                                                       != sign(state.params[name])))
+                                  for name in groups.signs)
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
         offset = state.offset
         if (state.step + 1) % config.log_every == 0:
             offset = self.log.write(record)
-        loss_sum, correct, positions = state.sums
+        loss_sum, *metric_sums, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
-                     sums=(loss_sum + loss * y.size, correct + acc * y.size,
+                     sums=(loss_sum + loss * y.size,
+                           *(total + metrics[name] * y.size
+                             for name, total in zip(self.loss.metrics, metric_sums)),
                            positions + y.size),
                      offset=offset, history=state.history)
         return new, record
@@ -506,7 +382,7 @@ class _Run:
             self.state = dataclasses.replace(state, test={})
             return
         test = evaluate(self.model, state.params, self.task, "test",
-                        self.config.eval_batch_size, self.config.test_batches)
+                        self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, offset=offset, test=test)
@@ -524,9 +400,10 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
         ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
-        ``batches``, ``lr``), ``step`` (``loss``, ``accuracy``, ``lr``, ``flips``...),
-        ``epoch_end`` (train and ``val_`` figures), ``test``. An exception raised by the
-        callback stops training; a ``KeyboardInterrupt`` is checkpointed first.
+        ``batches``, ``lr``), ``step`` (``loss``, the loss's metric ``accuracy`` or ``mse``,
+        ``lr``, ``flips``...), ``epoch_end`` (train and ``val_`` figures), ``test``. An
+        exception raised by the callback stops training; a ``KeyboardInterrupt`` is
+        checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -544,54 +421,35 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     run_dir = Path(run_dir)
-    existing = ckpt_io.latest_checkpoint(run_dir)
-    if existing is not None:
-        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
-                              f"or choose another output directory")
+    _check_fresh(run_dir)  # before loading any data, for a quick answer
     task = build_task(config)
-    model = HadamRNN(task_model_config(config, task))
+    model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
-    state = _State(params=params, opt_state=run.optimizer.init_state(params), epoch=0,
-                   batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
-    return run.run(state, callback, max_steps, fresh=True)
+    with RunLock(run_dir) as lock:
+        _check_fresh(run_dir)  # again: another trainer may have started it meanwhile
+        lock.remove_stale_temp_files()
+        text = config_to_toml(config).encode("utf-8")
+        write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
+        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng),
+                   data_record(task))
+        state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
+                       batch=0, step=0, sums=run.zero_sums, offset=0, history=())
+        return run.run(state, callback, max_steps, fresh=True)
 
 
-def load_run(path):
-    """Read a run's checkpoint: ``path`` is a run directory or a checkpoint file.
-
-    Returns
-    -------
-    checkpoint : hadamnp.io.checkpoint.Checkpoint
-    config : RunConfig
-    path : Path
-        The checkpoint file read.
-
-    Raises
-    ------
-    CheckpointError
-        No checkpoint, or a corrupt one, or one whose configuration is invalid.
-    """
-    path = Path(path)
-    file = ckpt_io.latest_checkpoint(path) if path.is_dir() else path
-    if file is None:
-        raise CheckpointError(f"{path} holds no checkpoint")
-    ckpt = ckpt_io.load_checkpoint(file)
-    run = ckpt.config.get("run")
-    try:
-        config = RunConfig.from_dict(run)
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{file}: invalid run configuration: {exc}") from None
-    return ckpt, config, file
+def _check_fresh(run_dir):
+    existing = ckpt_io.latest_checkpoint(run_dir)
+    if existing is not None:
+        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
+                              f"or choose another output directory")
 
 
-def resume(run_dir, *, callback=None, max_steps=None, **overrides):
+def resume(run_dir, *, callback=None, max_steps=None, allow_data_change=False, **overrides):
     """Continue the run in ``run_dir`` from its latest checkpoint, exactly.
 
     Parameters
@@ -599,6 +457,10 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     run_dir : str or os.PathLike
     callback, max_steps
         As in :func:`train`.
+    allow_data_change : bool
+        Continue even though a data file's content differs from the one the checkpoint
+        recorded (the run then no longer equals an uninterrupted one); the change is
+        logged in ``metrics.jsonl`` (``kind = "data_change"``).
     **overrides
         Options of :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); any other is a
         :class:`ConfigError`, since it would change the trajectory.
@@ -610,38 +472,62 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     Raises
     ------
     CheckpointError
-        Missing, corrupt or incompatible checkpoint (the files are left untouched).
+        Missing, corrupt or incompatible checkpoint, changed data, or another process
+        training in ``run_dir`` (the files are left untouched).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    ckpt, config, path = load_run(run_dir)
     refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming (only "
                           f"{', '.join(RESUME_OVERRIDES)} may change)")
+    with RunLock(run_dir) as lock:
+        lock.remove_stale_temp_files()
+        return _resume(run_dir, callback, max_steps, allow_data_change, overrides)
+
+
+def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
+    ckpt, config, path = load_run(run_dir)
     config = config.replace(**overrides)
     task = build_task(config)
-    described = {key: value for key, value in task.describe().items() if key != "path"}
+    data = data_record(task)
+    # Checkpoints written before digests were recorded have no "data": nothing to compare.
+    changed = data_changes(ckpt.config.get("data", data), data)
+    if changed and not allow_data_change:
+        raise CheckpointError(
+            f"{path}: the run's data changed since this checkpoint: "
+            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
+            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
+            f"--allow-data-change), logged in {METRICS_NAME}")
+    # The data may move ("path"); a task that describes its file by digest ("sha256",
+    # text) must match too, unless a change of content was accepted above.
+    ignored = {"path", "sha256"} if changed else {"path"}
+    described = {key: value for key, value in task.describe().items() if key not in ignored}
     stored = {key: value for key, value in ckpt.config.get("task", {}).items()
-              if key != "path"}
+              if key not in ignored}
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
-    model = HadamRNN(task_model_config(config, task))
-    _check_restored_params(model, ckpt.params, path)
+    model = model_from_checkpoint(ckpt, config, path)
+    if model.describe() != model_for(config, task).describe():
+        raise CheckpointError(f"{path}: the checkpoint's model {model.describe()} is not the "
+                              f"model its run configuration builds on this task")
+    check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
-    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
+    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
     opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
-                                     run.optimizer.init_state(ckpt.params), path)
+                                     run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
     try:
-        loss_sum, correct, positions = metrics["sums"]
+        *sums, positions = metrics["sums"]
+        if len(sums) != len(run.zero_sums) - 1:
+            raise ValueError(f"sums {metrics['sums']} do not fit loss {run.loss.name!r}")
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
-                       sums=(float(loss_sum), float(correct), int(positions)),
+                       sums=(*(float(value) for value in sums), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
                        history=tuple(metrics["history"]), test=metrics["test"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -652,37 +538,4 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
                               f"{run.batches_per_epoch} batches of an epoch")
     if state.epoch < config.epochs and state.test is not None:
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
-    return run.run(state, callback, max_steps, fresh=False)
-
-
-def evaluate_checkpoint(path, split="test", max_batches=None, batch_size=None, data_dir=None):
-    """Evaluate the checkpoint of a run (``path``: run directory or checkpoint file).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    split : {"test", "val"}
-    max_batches : int, optional
-        Only the first batches of the split.
-    batch_size : int, optional
-        Default: the run's ``eval_batch_size``.
-    data_dir : str, optional
-        MNIST directory, when it moved since training.
-
-    Returns
-    -------
-    result : dict
-        As :func:`evaluate`.
-    config : RunConfig
-    position : dict
-        ``epoch``, ``batch``, ``global_step`` of the checkpoint.
-    """
-    ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
-    task = build_task(config)
-    model = HadamRNN(task_model_config(config, task))
-    _check_restored_params(model, ckpt.params, file)
-    result = evaluate(model, ckpt.params, task, split, batch_size or config.eval_batch_size,
-                      max_batches)
-    return result, config, ckpt.position
+    return run.run(state, callback, max_steps, fresh=False, changed_data=changed)

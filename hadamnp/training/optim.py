@@ -5,6 +5,13 @@ An optimizer holds only hyperparameters. Its state is a plain dict of arrays cre
 exactly. ``step`` updates the parameter arrays and the state in place (it is the one
 place where training mutates arrays) and follows PyTorch's update formulas, so a port can
 be checked against ``torch.optim`` step for step.
+
+Per-parameter options (the training loop derives them from parameter roles):
+``lr_scales[name]`` multiplies the learning rate, ``weight_decay[name]`` is the decay
+``wd`` of that parameter, applied either as an L2 term added to the gradient
+(``g += wd * p``, as ``torch.optim.Adam``/``SGD`` with ``weight_decay``) or, with
+``decoupled_weight_decay=True``, as a shrink before the update (``p *= 1 - lr_p * wd``,
+as ``torch.optim.AdamW``; ``lr_p`` the parameter's scaled learning rate).
 """
 
 from dataclasses import dataclass
@@ -16,10 +23,12 @@ from hadamnp.errors import ConfigError
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam (Kingma & Ba), PyTorch defaults ``betas=(0.9, 0.999)``, ``eps=1e-8``, no decay.
+    """Adam (Kingma & Ba), PyTorch defaults ``betas=(0.9, 0.999)``, ``eps=1e-8``.
 
-    Update at step ``k`` (1-based), as ``torch.optim.Adam``::
+    Update at step ``k`` (1-based), as ``torch.optim.Adam`` (``AdamW`` when decoupled)::
 
+        g += wd p                              (L2 weight decay)   or
+        p *= 1 - lr wd                         (decoupled weight decay)
         m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
         p -= (lr / (1 - b1^k)) * m / (sqrt(v) / sqrt(1 - b2^k) + eps)
     """
@@ -27,6 +36,7 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    decoupled_weight_decay: bool = False
 
     def init_state(self, params):
         """State dict: ``step`` (0-d int64), ``m.<name>`` and ``v.<name>`` zeros."""
@@ -36,10 +46,11 @@ class Adam:
             state[f"v.{name}"] = np.zeros_like(p)
         return state
 
-    def step(self, params, grads, state, lr, lr_scales=None):
+    def step(self, params, grads, state, lr, lr_scales=None, weight_decay=None):
         """Apply one update (in place) with learning rate ``lr``.
 
-        ``lr_scales`` maps parameter names to learning-rate multipliers (default 1).
+        ``lr_scales`` and ``weight_decay`` map parameter names to their learning-rate
+        multiplier (default 1) and weight decay (default 0).
         """
         state["step"] += 1
         k = int(state["step"])
@@ -47,26 +58,30 @@ class Adam:
         bias1 = 1 - self.beta1 ** k
         bias2_sqrt = np.sqrt(1 - self.beta2 ** k)
         for name, p in params.items():
-            g = grads[name]
+            rate = lr * lr_scales.get(name, 1.0)
+            g = _decay(p, grads[name], rate, (weight_decay or {}).get(name, 0.0),
+                       self.decoupled_weight_decay)
             m, v = state[f"m.{name}"], state[f"v.{name}"]
             m *= self.beta1
             m += (1 - self.beta1) * g
             v *= self.beta2
             v += (1 - self.beta2) * g * g
             denom = np.sqrt(v) / p.dtype.type(bias2_sqrt) + p.dtype.type(self.eps)
-            p -= p.dtype.type(lr * lr_scales.get(name, 1.0) / bias1) * m / denom
+            p -= p.dtype.type(rate / bias1) * m / denom
 
 
 @dataclass(frozen=True)
 class SGD:
     """SGD with momentum as ``torch.optim.SGD`` (dampening 0)::
 
+        g  += wd p   (L2 weight decay)   or   p *= 1 - lr wd   (decoupled)
         buf = momentum * buf + g        (buf = g at the first step)
         p  -= lr * (g + momentum * buf  if nesterov else buf)
     """
 
     momentum: float = 0.0
     nesterov: bool = False
+    decoupled_weight_decay: bool = False
 
     def __post_init__(self):
         if self.momentum < 0:
@@ -81,16 +96,18 @@ class SGD:
             state[f"buf.{name}"] = np.zeros_like(p)
         return state
 
-    def step(self, params, grads, state, lr, lr_scales=None):
+    def step(self, params, grads, state, lr, lr_scales=None, weight_decay=None):
         """Apply one update (in place) with learning rate ``lr``.
 
-        ``lr_scales`` maps parameter names to learning-rate multipliers (default 1).
+        ``lr_scales`` and ``weight_decay`` map parameter names to their learning-rate
+        multiplier (default 1) and weight decay (default 0).
         """
         first = int(state["step"]) == 0
         lr_scales = lr_scales or {}
         state["step"] += 1
         for name, p in params.items():
-            g = grads[name]
+            g = _decay(p, grads[name], lr * lr_scales.get(name, 1.0),
+                       (weight_decay or {}).get(name, 0.0), self.decoupled_weight_decay)
             rate = p.dtype.type(lr * lr_scales.get(name, 1.0))
             if self.momentum == 0:
                 p -= rate * g
@@ -103,6 +120,20 @@ class SGD:
                 buf += g
             update = g + self.momentum * buf if self.nesterov else buf
             p -= rate * update
+
+
+def _decay(p, g, rate, wd, decoupled):
+    """Apply weight decay ``wd`` of one parameter; return the gradient to use.
+
+    Decoupled: ``p *= 1 - rate * wd`` in place, ``g`` unchanged. L2: ``g + wd * p`` (a new
+    array; ``g`` is not modified).
+    """
+    if wd == 0:
+        return g
+    if decoupled:
+        p *= p.dtype.type(1 - rate * wd)
+        return g
+    return g + p.dtype.type(wd) * p
 
 
 def make_optimizer(name, **options):

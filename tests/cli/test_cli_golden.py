@@ -1,6 +1,6 @@
 """``hadamnp golden`` through click's ``CliRunner``: the file it writes carries the keys,
-shapes, dtypes and ``meta`` fields of the golden format v1
-(``shared/spec/golden-format.md``), and user mistakes end with a message, not a traceback.
+shapes, dtypes and ``meta`` fields of the golden format v2 (docs/golden-format.md), and
+user mistakes end with a message, not a traceback.
 
 Whether the numbers in the file are right is checked independently in
 ``test_golden_autograd.py``.
@@ -16,10 +16,9 @@ from click.testing import CliRunner
 
 from hadamnp.cli import main
 
-REQUIRED_META = {"format", "version", "model", "hidden_size", "block_size", "input_size",
-                 "output_size", "bits_in", "bits_out", "many_to_many", "activation",
-                 "recurrence", "loss", "dtype", "seed", "hadamnp_version", "sign_zero", "ste",
-                 "rounding"}
+REQUIRED_META = {"format", "version", "model", "param_roles", "loss", "dtype", "seed", "source",
+                 "batch", "seq_len", "hadamnp_version", "sign_zero", "rounding",
+                 "conventions_version"}
 
 
 def invoke(*args):
@@ -37,7 +36,7 @@ def expected_shapes(n, d_in, d_out, T, B, many_to_many):
     return {"x": (B, T, d_in), "y": (B, T) if many_to_many else (B,),
             "param.u": (n,), "param.U": (n, d_in), "param.b": (n,), "param.V": (d_out, n),
             "param.c": (d_out,), "weight.W_signs": (n,), "weight.U_q": (n, d_in),
-            "weight.V_q": (d_out, n), "h": (B, T, n),
+            "weight.V_q": (d_out, n), "state.h": (B, T, n),
             "logits": (B, T, d_out) if many_to_many else (B, d_out), "loss": (),
             "grad.u": (n,), "grad.U": (n, d_in), "grad.b": (n,), "grad.V": (d_out, n),
             "grad.c": (d_out,)}
@@ -80,14 +79,18 @@ def test_golden_writes_the_required_keys_and_meta(tmp_path, case):
 
     missing = REQUIRED_META - set(meta)
     assert not missing, f"meta lacks {sorted(missing)}"
-    assert (meta["format"], meta["version"], meta["dtype"]) == ("hadamnp-golden", 1, "float64")
-    assert (meta["model"], meta["hidden_size"], meta["block_size"]) == (model, n, m)
-    assert (meta["input_size"], meta["output_size"], meta["bits_in"], meta["bits_out"]) == \
-        (d_in, d_out, bits, bits)
-    assert (meta["many_to_many"], meta["seed"]) == (mtm, 3)
-    assert (meta["activation"], meta["recurrence"], meta["loss"]) == \
-        ("relu", "linear", "cross_entropy")
-    assert (meta["sign_zero"], meta["ste"], meta["rounding"]) == (1, "identity", "half-to-even")
+    assert (meta["format"], meta["version"], meta["dtype"]) == ("hadamnp-golden", 2, "float64")
+    config = meta["model"]["config"]
+    assert (meta["model"]["name"], config["hidden_size"], config["block_size"]) == (model, n, m)
+    quant = "none" if bits == 0 else f"uniform:{bits}"
+    assert (config["input_size"], config["output_size"], config["quant_in"],
+            config["quant_out"], config["quant_rec"]) == (d_in, d_out, quant, quant, "sign")
+    assert (config["many_to_many"], config["nonlinear"], meta["seed"]) == (mtm, False, 3)
+    assert (meta["batch"], meta["seq_len"], meta["source"]) == (B, T, "random")
+    assert meta["param_roles"] == {"u": "signs", "U": "weight", "b": "bias", "V": "weight",
+                                   "c": "bias"}
+    assert (meta["loss"], meta["sign_zero"], meta["rounding"]) == \
+        ("cross_entropy", 1, "half-to-even")
 
 
 def test_golden_files_are_byte_reproducible(tmp_path):
@@ -111,10 +114,17 @@ BAD_ARGS = {
     "block-hadamrnn with the full block": (["--model", "block-hadamrnn", "--hidden", 16,
                                             "--block", 16], ["16"]),
     "hadamrnn with a block": (["--hidden", 16, "--block", 4], ["16", "4", "block-hadamrnn"]),
-    "unknown model": (["--model", "lstm"], ["lstm"]),
+    "unknown model": (["--model", "lstmm"], ["lstmm", "hadamrnn"]),
+    "unknown model option": (["-O", "depth=2"], ["depth", "hidden_size"]),
+    "malformed model option": (["-O", "depth"], ["KEY=VALUE"]),
+    "unknown quantizer": (["--quant-in", "ternery"], ["ternery", "uniform"]),
+    "bits and quant-in": (["--bits", 2, "--quant-in", "none"], ["--bits", "--quant-in"]),
     "zero batch": (["--batch", 0], ["--batch"]),
     "zero seq-len": (["--seq-len", 0], ["--seq-len"]),
+    "negative seed": (["--seed", -1], ["--seed", "-1"]),
     "bits out of range": (["--bits", 40], ["40"]),
+    "checkpoint and model options": (["--from-checkpoint", ".", "--hidden", 8],
+                                     ["--hidden", "checkpoint"]),
 }
 
 

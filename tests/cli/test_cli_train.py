@@ -94,12 +94,13 @@ def test_corrupt_checkpoint_on_resume(tmp_path):
 
 def test_config_file_and_errors(tmp_path):
     good = tmp_path / "good.toml"
-    good.write_text('preset = "base"\ntask = "copy"\ncopy_length = 30\nhidden = 8\n'
+    good.write_text('preset = "base"\ntask = "copy"\ncopy_length = 30\n'
                     'batch_size = 4\nepochs = 1\nsteps_per_epoch = 2\nval_batches = 1\n'
-                    'test_batches = 1\neval_batch_size = 4\n')
+                    'test_batches = 1\neval_batch_size = 4\n[model]\nname = "hadamrnn"\n'
+                    'hidden_size = 8\n')
     result = run("train", "--config", good, "--hidden", 16, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
-    assert "n=16" in result.output
+    assert "hadamrnn hidden_size=16" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text("learning_rate = 0.1\n")
     assert_user_error(run("train", "--config", bad), "unknown configuration key",
@@ -141,14 +142,15 @@ def test_info(finished):
     run_dir, _ = finished
     result = run("info", run_dir)
     assert result.exit_code == 0, result.output
-    assert "d_in=10 n=16 d_out=9" in result.output and "2,096 bits" in result.output
+    assert "input_size=10 hidden_size=16 output_size=9" in result.output
+    assert "2,096 bits" in result.output
     paper = run("info", "--task", "copy")
     assert "14,304 bits" in paper.output and "42.40x" in paper.output
     mnist = run("info", "--preset", "smnist")
     assert "39,808 bits" in mnist.output and "215.67x" in mnist.output
     block = run("info", "--input-size", 256, "--output-size", 1, "--hidden", 512,
                 "--model", "block-hadamrnn", "--block", 128)
-    assert "543,328 bits" in block.output and "4 blocks of 128" in block.output
+    assert "543,328 bits" in block.output and "block_size=128" in block.output
     assert_user_error(run("info", run_dir, "--hidden", 8), "PATH")
     assert_user_error(run("info", "--hidden", 12), "power of two")
 

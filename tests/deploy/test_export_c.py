@@ -93,12 +93,12 @@ def test_c_runner_equals_python_engine(name, tmp_path):
 
 @needs_cc
 def test_c_runner_on_a_converted_model(tmp_path):
-    config = HadamRNNConfig(input_size=1, hidden_size=256, output_size=10, block_size=32,
-                            dtype="float64")
+    model = HadamRNN(HadamRNNConfig(input_size=1, hidden_size=256, output_size=10,
+                                    block_size=32, dtype="float64"))
     rng = np.random.default_rng(11)
-    params = HadamRNN(config).init_params(rng)
+    params = model.init_params(rng)
     x = rng.random((2, 30, 1))
-    imodel = convert(config, params, x, a=8)
+    imodel = convert(model, params, x, a=8)
     export_c(imodel, tmp_path / "model.h")
     exe = compile_runner(tmp_path / "model.h", tmp_path)
     x_int = imodel.quantize_inputs(x)

@@ -2,6 +2,7 @@
 arithmetic, calibration and conversion, bounds, export round trips and golden traces."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -290,69 +291,73 @@ def test_argument_validation_names_the_argument():
 # --- calibration and conversion -----------------------------------------------------------
 
 def float_model(n=32, block=None, d_in=3, d_out=4, many_to_many=False, seed=0):
-    config = HadamRNNConfig(input_size=d_in, hidden_size=n, output_size=d_out,
-                            block_size=block, many_to_many=many_to_many, dtype="float64")
+    model = HadamRNN(HadamRNNConfig(input_size=d_in, hidden_size=n, output_size=d_out,
+                                    block_size=block, many_to_many=many_to_many,
+                                    dtype="float64"))
     rng = np.random.default_rng(seed)
-    return config, HadamRNN(config).init_params(rng), rng
+    return model, model.init_params(rng), rng
 
 
 @pytest.mark.parametrize("n,block", [(32, None), (64, 8), (16, 2)])
 def test_conversion_tracks_the_float_model(n, block):
-    config, params, rng = float_model(n, block)
+    model, params, rng = float_model(n, block)
     x = rng.standard_normal((40, 25, 3))
     for a, tol in ((8, 0.25), (12, 0.02), (16, 0.002)):
-        imodel = convert(config, params, x, a=a)
-        report = agreement(config, params, imodel, x)
+        imodel = convert(model, params, x, a=a)
+        report = agreement(model, params, imodel, x)
         scale = report["max_abs_logit"]
         assert report["max_abs_logit_error"] <= tol * scale, (a, report["max_abs_logit_error"],
                                                               scale)
         assert report["final_state_error"] <= tol, (a, report["final_state_error"])
         assert report["saturated_fraction"] == 0.0
     assert report["argmax_agreement"] >= 0.95
-    ref = agreement(config, params, imodel, x, engine="reference")
+    ref = agreement(model, params, imodel, x, engine="reference")
     assert np.array_equal(ref["int_logits"], report["int_logits"])
 
 
 def test_conversion_fields():
-    config, params, rng = float_model(16, None, many_to_many=True)
+    model, params, rng = float_model(16, None, many_to_many=True)
     x = rng.standard_normal((5, 4, 3))
-    imodel = convert(config, params, x, a=12)
+    imodel = convert(model, params, x, a=12)
     assert (imodel.M_rec, imodel.q) == (2**30, 32)  # 2^32 / sqrt(16): a power of two
     assert imodel.U_int.dtype == np.int8 and imodel.V_int.dtype == np.int8
     assert np.array_equal(imodel.signs, np.where(params["u"] >= 0, 1, -1))
     assert np.array_equal(imodel.b_fine, np.rint(params["b"] * 2.0 ** (imodel.q - imodel.exp_h)))
-    max_h = calibrate(config, params, x, 12)["max_abs_h"]
+    max_h = calibrate(model, params, x, 12)["max_abs_h"]
     assert max_h <= 2.0**imodel.exp_h * 2047 < 2 * max_h
     h, logits = imodel.run(imodel.quantize_inputs(x))
     assert h.shape == (5, 4, 16) and logits.shape == (5, 4, 4)
 
 
 def test_one_hot_inputs_are_exact():
-    config, params, rng = float_model(16, None, d_in=5)
+    model, params, rng = float_model(16, None, d_in=5)
     x = np.eye(5)[rng.integers(0, 5, (6, 7))]
-    cal = calibrate(config, params, x, 8)
+    cal = calibrate(model, params, x, 8)
     assert cal["exp_x"] == 0 and cal["inputs_integer"]
-    imodel = to_integer(config, params, 8, cal)
+    imodel = to_integer(model, params, 8, cal)
     assert np.array_equal(imodel.quantize_inputs(x), x)
 
 
 def test_percentile_calibration_never_widens_the_scale():
-    config, params, rng = float_model(32)
+    model, params, rng = float_model(32)
     x = rng.standard_normal((60, 10, 3))
-    cal_max = calibrate(config, params, x, 8)
-    cal_pct = calibrate(config, params, x, 8, percentile=50)
+    cal_max = calibrate(model, params, x, 8)
+    cal_pct = calibrate(model, params, x, 8, percentile=50)
     assert cal_pct["method"] == "percentile" and cal_pct["stat_h"] <= cal_max["stat_h"]
     assert cal_pct["exp_h"] <= cal_max["exp_h"]
     with pytest.raises(ConfigError, match="percentile"):
-        calibrate(config, params, x, 8, percentile=0)
+        calibrate(model, params, x, 8, percentile=0)
 
 
 def test_unsupported_models_are_rejected():
-    for kwargs in ({"recurrent": "dense"}, {"nonlinear": True}, {"bits_in": 0}):
-        config = HadamRNNConfig(input_size=2, hidden_size=8, output_size=2, **kwargs)
-        params = HadamRNN(config).init_params(np.random.default_rng(0))
-        with pytest.raises(ConfigError):
-            convert(config, params, np.zeros((1, 2, 2)), a=8)
+    for kwargs, words in (({"recurrence": "dense"}, "Hadamard recurrence"),
+                          ({"nonlinear": True}, "linear recurrence"),
+                          ({"quant_in": "none"}, "quant_in='none'"),
+                          ({"quant_out": "uniform:9"}, "quant_out='uniform:9'")):
+        model = HadamRNN(HadamRNNConfig(input_size=2, hidden_size=8, output_size=2, **kwargs))
+        params = model.init_params(np.random.default_rng(0))
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            convert(model, params, np.zeros((1, 2, 2)), a=8)
 
 
 def test_quantize_inputs_rounds_half_even_and_saturates():
@@ -361,8 +366,8 @@ def test_quantize_inputs_rounds_half_even_and_saturates():
 
 
 def test_integer_model_validates_its_fields():
-    config, params, rng = float_model(8)
-    imodel = convert(config, params, rng.standard_normal((2, 3, 3)), a=8)
+    model, params, rng = float_model(8)
+    imodel = convert(model, params, rng.standard_normal((2, 3, 3)), a=8)
     fields = {k: getattr(imodel, k) for k in IntegerModel.__dataclass_fields__}
     with pytest.raises(ShapeError, match="U_int"):
         IntegerModel(**dict(fields, U_int=imodel.U_int.astype(np.int32)))
@@ -381,9 +386,9 @@ def test_integer_model_validates_its_fields():
 def test_npz_export_round_trip(tmp_path):
     from hadamnp.deploy.export import export_npz, read_export_npz
 
-    config, params, rng = float_model(128, 32)
+    model, params, rng = float_model(128, 32)
     x = rng.standard_normal((3, 6, 3))
-    imodel = convert(config, params, x, a=12)
+    imodel = convert(model, params, x, a=12)
     export_npz(imodel, tmp_path / "model.npz")
     back = read_export_npz(tmp_path / "model.npz")
     assert np.array_equal(back.signs, imodel.signs)
@@ -393,7 +398,7 @@ def test_npz_export_round_trip(tmp_path):
 
 
 def test_integer_golden_is_reproducible_and_consistent(tmp_path):
-    from hadamnp.io.golden_int import (make_integer_golden, read_integer_golden,
+    from hadamnp.golden.integer import (make_integer_golden, read_integer_golden,
                                        write_integer_golden)
 
     arrays, meta = make_integer_golden(model="block-hadamrnn", hidden_size=16, a=8, seed=3)
@@ -413,16 +418,16 @@ def test_integer_golden_is_reproducible_and_consistent(tmp_path):
 def test_deployment_report_counts():
     from hadamnp.deploy.export import deployment_report
 
-    config = HadamRNNConfig(input_size=1, hidden_size=512, output_size=10)
-    params = HadamRNN(config).init_params(np.random.default_rng(0))
-    imodel = convert(config, params, np.random.default_rng(1).random((4, 5, 1)), a=8)
+    model = HadamRNN(HadamRNNConfig(input_size=1, hidden_size=512, output_size=10))
+    params = model.init_params(np.random.default_rng(0))
+    imodel = convert(model, params, np.random.default_rng(1).random((4, 5, 1)), a=8)
     report = deployment_report(imodel)
     ops = report["ops_per_step"]
     assert ops["integer_fwht"]["additions"] >= 512 * 9
     assert ops["integer_fwht"]["popcounts"] == 0
     assert ops["integer_xnor_popcount"]["popcounts"] == 512 * 8 * 8
     assert ops["float_dense"]["multiplications"] == 512 * 512 + 512
-    # spec/hadamrnn.md "Model size bookkeeping": sMNIST 39,808 bits.
+    # docs/hadamrnn.md "Model size": sMNIST 39,808 bits.
     assert report["size_bytes"]["float_model"] == math.ceil(39808 / 8)
     assert ops["integer_fwht"]["shifts"] == 512
     assert ops["integer_fwht"]["multiplications"] == 512 + 512 + 512  # U x, M_in u, M_rec z
@@ -438,11 +443,12 @@ def test_cli_export_and_golden_int(tmp_path):
 
     from hadamnp.cli import main
     from hadamnp.deploy.export import read_export_npz
-    from hadamnp.io.golden_int import read_integer_golden
-    from hadamnp.training.config import resolve_config
+    from hadamnp.golden.integer import read_integer_golden
+    from hadamnp.runs.config import resolve_config
     from hadamnp.training.loop import train
 
-    config = resolve_config("copy", None, {"hidden": 16, "copy_length": 24, "batch_size": 4,
+    config = resolve_config("copy", None, {"model": {"hidden_size": 16}, "copy_length": 24,
+                                           "batch_size": 4,
                                            "train_size": 8, "epochs": 1, "val_batches": 1,
                                            "test_batches": 1, "eval_batch_size": 4})
     train(config, tmp_path / "run", max_steps=2)

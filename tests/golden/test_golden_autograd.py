@@ -10,11 +10,12 @@ Three layers, each validating the next:
 3. The golden files hadamnp writes (in memory, through a file, and through the CLI) are
    recomputed from their ``x``, ``y``, ``param.*`` and ``meta`` and every array must agree to
    1e-7 relative in float64. Only this layer imports hadamnp; it skips if
-   ``hadamnp.io.golden`` cannot be imported.
+   ``hadamnp.golden.vectors`` cannot be imported.
 """
 
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -329,62 +330,209 @@ def test_spec_model_validates_inputs():
         sm.forward_loss(params, x, y, **dict(kw, block_size=3))
 
 
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_spec_losses_match_direct_formulas():
+    """``score``: mse and bce (as the cross-entropy of the logits (0, z)) against NumPy."""
+    rng = np.random.default_rng(40)
+    logits = rng.standard_normal((3, 4, 2))
+    values = rng.standard_normal((3, 4, 2))
+    mse = float(sm.score(ag.as_tensor(logits), values, "mse").value)
+    np.testing.assert_allclose(mse, np.mean((logits - values) ** 2), rtol=1e-14)
+    z = rng.standard_normal((5, 1)) * 3
+    labels = rng.integers(0, 2, size=5)
+    p = _sigmoid(z[:, 0])
+    bce = float(sm.score(ag.as_tensor(z), labels, "bce").value)
+    np.testing.assert_allclose(bce, -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)),
+                               rtol=1e-13)
+    leaf = ag.Tensor(z.copy(), requires_grad=True)
+    sm.score(leaf, labels, "bce").backward()
+    np.testing.assert_allclose(leaf.grad[:, 0], (p - labels) / 5, rtol=1e-12)
+
+
+def _embedded_problem(seed, vocab, d, mtm, loss, padding_id):
+    params, _, _ = _problem(seed, 8, d, 2, 4, 3, mtm)
+    rng = np.random.default_rng(seed + 1)
+    params["E"] = rng.standard_normal((vocab, d))
+    ids = rng.integers(0, vocab, size=(3, 4))
+    ids[0, 0] = 0
+    positions = (3, 4) if mtm else (3,)
+    if loss == "mse":
+        y = rng.standard_normal(positions + (2,))
+    else:
+        y = rng.integers(0, 2, size=positions)
+    if loss == "bce":
+        params["V"], params["c"] = params["V"][:1], params["c"][:1]
+    return params, ids, y
+
+
+@pytest.mark.parametrize("mtm,loss,padding_id", [(False, "mse", 0), (True, "bce", None),
+                                                 (True, "cross_entropy", 0)])
+def test_spec_embedding_gradients_match_finite_differences(mtm, loss, padding_id):
+    """The table and every smooth parameter of the spec model with token inputs, by central
+    differences (quantizers off); with a 4-bit table, the STE gradient equals the
+    derivative w.r.t. the quantized table."""
+    params, ids, y = _embedded_problem(50, 6, 3, mtm, loss, padding_id)
+    kw = dict(block_size=8, bits_in=0, bits_out=0, many_to_many=mtm, loss=loss,
+              embedding={"bits": None, "padding_id": padding_id})
+    _, _, _, grads = sm.forward_loss(params, ids, y, **kw)
+    for name in ("E", "U", "b", "V", "c"):
+        fd = numeric_grad(lambda: sm.forward_loss(params, ids, y, **kw)[0], params[name])
+        err = rel_err(grads[name], fd)
+        assert err < FD_RTOL, f"{name}: FD rel err {err:.3e}"
+    if padding_id is not None:
+        assert not grads["E"][padding_id].any()
+    quantized = dict(kw, embedding={"bits": 4, "padding_id": padding_id})
+    _, _, _, grads = sm.forward_loss(params, ids, y, **quantized)
+    fixed = dict(params, E=sm.quantize(params["E"], 4))
+    fd = numeric_grad(lambda: sm.forward_loss(fixed, ids, y, **kw)[0], fixed["E"])
+    assert rel_err(grads["E"], fd) < FD_RTOL
+
+
 # --------------------------------------------------------------------------------------------
 # 3. hadamnp's golden files against the spec model
 # --------------------------------------------------------------------------------------------
 
-PARAM_KEYS = tuple(f"param.{k}" for k in sm.PARAM_NAMES)
-GRAD_KEYS = tuple(f"grad.{k}" for k in sm.PARAM_NAMES)
-WEIGHT_KEYS = ("weight.W_signs", "weight.U_q", "weight.V_q")
-GOLDEN_KEYS = frozenset(("x", "y", "h", "logits", "loss") + PARAM_KEYS + WEIGHT_KEYS + GRAD_KEYS)
-META_KEYS = ("format", "version", "model", "hidden_size", "block_size", "input_size",
-             "output_size", "bits_in", "bits_out", "many_to_many", "activation", "recurrence",
-             "loss", "dtype", "seed", "hadamnp_version", "sign_zero", "ste", "rounding")
+V1_META_KEYS = ("format", "version", "model", "hidden_size", "block_size", "input_size",
+                "output_size", "bits_in", "bits_out", "many_to_many", "activation",
+                "recurrence", "loss", "dtype", "seed", "hadamnp_version", "sign_zero", "ste",
+                "rounding")
+V2_META_KEYS = ("format", "version", "model", "param_roles", "loss", "dtype", "seed", "source",
+                "batch", "seq_len", "hadamnp_version", "sign_zero", "rounding",
+                "conventions_version")
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def parse_uniform(spec):
+    """Bit width of a quantizer spec the spec model implements: ``uniform:k`` or ``none``."""
+    if spec == "none":
+        return None
+    name, _, bits = spec.partition(":")
+    assert name == "uniform" and bits.isdigit(), f"no spec-model quantizer for {spec!r}"
+    return int(bits)
+
+
+def spec_case(meta):
+    """``(family, options)`` of a golden file for the spec model, from its ``meta``.
+
+    Version 1 files carry flat HadamRNN fields; version 2 files the model's registered name
+    and full configuration, read here field by field (an unknown field fails the test, so a
+    new option cannot slip past the independent check).
+    """
+    if meta["version"] == 1:
+        missing = [k for k in V1_META_KEYS if k not in meta]
+        assert not missing, f"meta lacks required fields {missing}"
+        assert meta["model"] in ("hadamrnn", "block-hadamrnn"), meta["model"]
+        assert (meta["activation"], meta["ste"]) == ("relu", "identity"), meta
+        return meta["model"], dict(
+            n=meta["hidden_size"], m=meta["block_size"], d_in=meta["input_size"],
+            d_out=meta["output_size"], bits_in=meta["bits_in"], bits_out=meta["bits_out"],
+            many_to_many=meta["many_to_many"], recurrence=meta["recurrence"], embedding=None)
+    missing = [k for k in V2_META_KEYS if k not in meta]
+    assert not missing, f"meta lacks required fields {missing}"
+    name, config = meta["model"]["name"], dict(meta["model"]["config"])
+    known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
+             "quant_in", "quant_out", "quant_rec", "nonlinear", "many_to_many", "dtype"}
+    assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert config["dtype"] == "float64"
+    n = config["hidden_size"]
+    if name in ("hadamrnn", "block-hadamrnn"):
+        assert config["recurrence"] == "hadamard" and config["quant_rec"] == "sign", config
+        m = config["block_size"]
+        assert (m == n) == (name == "hadamrnn"), f"{name} with block size {m}, n = {n}"
+    else:
+        assert name == "dense" and config["recurrence"] == "dense", (name, config)
+        assert config["quant_rec"] == "none" and config["block_size"] is None, config
+        m = n
+    embedding = meta["model"].get("embedding")
+    if embedding is not None:
+        assert set(embedding) == {"vocab_size", "embedding_dim", "quantizer", "padding_id"}, \
+            f"unexpected embedding fields {sorted(embedding)}"
+        assert embedding["embedding_dim"] == config["input_size"], (embedding, config)
+        embedding = dict(embedding, bits=parse_uniform(embedding["quantizer"]))
+    return name, dict(n=n, m=m, d_in=config["input_size"], d_out=config["output_size"],
+                      bits_in=parse_uniform(config["quant_in"]),
+                      bits_out=parse_uniform(config["quant_out"]),
+                      many_to_many=config["many_to_many"],
+                      recurrence="nonlinear" if config["nonlinear"] else "linear",
+                      embedding=embedding)
 
 
 def golden_errors(arrays, meta):
-    """Recompute a golden file with the spec model; return ``{key: norm-wise rel error}``.
+    """Recompute a golden file (v1 or v2) with the spec model; return
+    ``{key: norm-wise rel error}``.
 
     Also checks the file's structure (keys, meta fields, shapes, dtypes), raising
     AssertionError with a message naming the problem.
     """
-    assert set(arrays) == GOLDEN_KEYS, (
-        f"golden keys differ: missing {sorted(GOLDEN_KEYS - set(arrays))}, "
-        f"extra {sorted(set(arrays) - GOLDEN_KEYS)}")
-    missing = [k for k in META_KEYS if k not in meta]
-    assert not missing, f"meta lacks required fields {missing}"
-    assert meta["format"] == "hadamnp-golden" and meta["version"] == 1, meta
-    assert meta["model"] in ("hadamrnn", "block-hadamrnn"), meta["model"]
-    assert (meta["activation"], meta["loss"], meta["dtype"]) == ("relu", "cross_entropy",
-                                                                  "float64"), meta
-    n, m = meta["hidden_size"], meta["block_size"]
-    if meta["model"] == "hadamrnn":
-        assert m == n, f"hadamrnn must have block_size = hidden_size, got {m} vs {n}"
+    assert meta["format"] == "hadamnp-golden" and meta["version"] in (1, 2), meta
+    assert meta["loss"] in sm.LOSSES and meta["dtype"] == "float64", meta
+    assert meta["version"] == 2 or meta["loss"] == "cross_entropy", meta
+    loss = meta["loss"]
+    family, case = spec_case(meta)
+    embedding = case["embedding"]
+    dense = family == "dense"
+    names = (sm.DENSE_PARAM_NAMES if dense else sm.PARAM_NAMES) + (("E",) if embedding else ())
+    weight_keys = ("weight.W_q" if dense else "weight.W_signs", "weight.U_q", "weight.V_q") \
+        + (("weight.E_q",) if embedding else ())
+    state_key = "h" if meta["version"] == 1 else "state.h"
+    expected_keys = {"x", "y", state_key, "logits", "loss", *weight_keys,
+                     *(f"param.{k}" for k in names), *(f"grad.{k}" for k in names)} \
+        | ({"state.embedded"} if embedding else set())
+    assert set(arrays) == expected_keys, (
+        f"golden keys differ: missing {sorted(expected_keys - set(arrays))}, "
+        f"extra {sorted(set(arrays) - expected_keys)}")
+    if meta["version"] == 2:
+        roles = {"u": "signs", "W": "weight", "U": "weight", "b": "bias", "V": "weight",
+                 "c": "bias", "E": "embedding"}
+        assert meta["param_roles"] == {k: roles[k] for k in names}, meta["param_roles"]
+    n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
     x, y = arrays["x"], arrays["y"]
-    nb, T, d_in = x.shape
-    d_out = meta["output_size"]
-    mtm = meta["many_to_many"]
+    nb, T = x.shape[:2]
+    param_shapes = {"u": (n,), "W": (n, n), "U": (n, d_in), "b": (n,), "V": (d_out, n),
+                    "c": (d_out,)}
+    positions = (nb, T) if mtm else (nb,)
     expected_shapes = {
-        "x": (nb, T, meta["input_size"]), "y": (nb, T) if mtm else (nb,),
-        "param.u": (n,), "param.U": (n, d_in), "param.b": (n,), "param.V": (d_out, n),
-        "param.c": (d_out,), "weight.W_signs": (n,), "weight.U_q": (n, d_in),
-        "weight.V_q": (d_out, n), "h": (nb, T, n),
+        "x": (nb, T) if embedding else (nb, T, d_in),
+        "y": positions + ((d_out,) if loss == "mse" else ()),
+        weight_keys[0]: (n, n) if dense else (n,), "weight.U_q": (n, d_in),
+        "weight.V_q": (d_out, n), state_key: (nb, T, n),
         "logits": (nb, T, d_out) if mtm else (nb, d_out), "loss": (),
     }
-    expected_shapes.update({f"grad.{k}": expected_shapes[f"param.{k}"] for k in sm.PARAM_NAMES})
+    if embedding:
+        table = (embedding["vocab_size"], d_in)
+        param_shapes["E"] = expected_shapes["weight.E_q"] = table
+        expected_shapes["state.embedded"] = (nb, T, d_in)
+    for k in names:
+        expected_shapes[f"param.{k}"] = expected_shapes[f"grad.{k}"] = param_shapes[k]
+    integers = {"x"} if embedding else set()
+    if loss != "mse":
+        integers.add("y")
     for key, shape in expected_shapes.items():
         assert arrays[key].shape == shape, f"{key}: shape {arrays[key].shape}, expected {shape}"
-        want = np.int64 if key == "y" else np.float64
+        want = np.int64 if key in integers else np.float64
         assert arrays[key].dtype == want, f"{key}: dtype {arrays[key].dtype}, expected {want}"
 
-    params = {k: arrays[f"param.{k}"] for k in sm.PARAM_NAMES}
-    kw = dict(block_size=m, bits_in=meta["bits_in"], bits_out=meta["bits_out"])
-    loss, logits, h, grads = sm.forward_loss(params, x, y, many_to_many=mtm,
-                                             recurrence=meta["recurrence"], **kw)
-    weights = sm.effective_weights(params, **kw)
-    reference = {"weight.W_signs": weights["W_signs"], "weight.U_q": weights["U_q"],
-                 "weight.V_q": weights["V_q"], "h": h, "logits": logits,
-                 "loss": np.asarray(loss)}
+    params = {k: arrays[f"param.{k}"] for k in names}
+    kw = dict(bits_in=case["bits_in"], bits_out=case["bits_out"], many_to_many=mtm,
+              recurrence=case["recurrence"], loss=loss,
+              embedding=embedding and {"bits": embedding["bits"],
+                                       "padding_id": embedding["padding_id"]})
+    if dense:
+        value, logits, h, grads = sm.dense_forward_loss(params, x, y, **kw)
+        reference = {"weight.W_q": params["W"]}
+    else:
+        value, logits, h, grads = sm.forward_loss(params, x, y, block_size=case["m"], **kw)
+        reference = {"weight.W_signs": sm.sign_pm1(params["u"])}
+    if embedding:
+        table_q = sm.quantize(params["E"], embedding["bits"])
+        reference["weight.E_q"] = table_q
+        reference["state.embedded"] = sm.embed(table_q, x, embedding["padding_id"]).value
+    reference.update({"weight.U_q": sm.quantize(params["U"], case["bits_in"]),
+                      "weight.V_q": sm.quantize(params["V"], case["bits_out"]),
+                      state_key: h, "logits": logits, "loss": np.asarray(value)})
     reference.update({f"grad.{k}": g for k, g in grads.items()})
     errors = {}
     for key, ref in reference.items():
@@ -415,34 +563,40 @@ def load_npz_independently(path):
     return arrays, json.loads(str(raw))
 
 
-GOLDEN_CASES = [  # (model, hidden_size, block_size, many_to_many, seq_len, seed)
-    ("hadamrnn", 8, 8, False, 5, 3),
-    ("hadamrnn", 16, 16, True, 6, 4),
-    ("block-hadamrnn", 16, 4, False, 7, 5),
-    ("block-hadamrnn", 8, 2, True, 5, 6),
+GOLDEN_CASES = [  # (model, options, many_to_many, seq_len, seed)
+    ("hadamrnn", dict(hidden_size=8), False, 5, 3),
+    ("hadamrnn", dict(hidden_size=16, nonlinear=True), True, 6, 4),
+    ("block-hadamrnn", dict(hidden_size=16, block_size=4), False, 7, 5),
+    ("block-hadamrnn", dict(hidden_size=8, block_size=2, quant_out="uniform:2"), True, 5, 6),
+    ("dense", dict(hidden_size=8), True, 4, 7),
+    ("dense", dict(hidden_size=4, quant_in="none", nonlinear=True), False, 5, 8),
 ]
+CASE_IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[1].items())}" for c in GOLDEN_CASES]
 
 
-def _make(golden, model, n, m, mtm, T, seed):
-    return golden.make_golden(model=model, hidden_size=n, block_size=m, bits=4, input_size=3,
-                              output_size=5, seq_len=T, batch=3, many_to_many=mtm, seed=seed)
+def _make(golden, model, options, mtm, T, seed):
+    return golden.make_golden(model, **options, input_size=3, output_size=5, seq_len=T,
+                              batch=3, many_to_many=mtm, seed=seed)
 
 
-@pytest.mark.parametrize("model,n,m,mtm,T,seed", GOLDEN_CASES)
-def test_golden_in_memory_agrees_with_spec_autograd(model, n, m, mtm, T, seed):
-    golden = pytest.importorskip("hadamnp.io.golden")
-    arrays, meta = _make(golden, model, n, m, mtm, T, seed)
-    assert (meta["model"], meta["hidden_size"], meta["block_size"], meta["many_to_many"],
-            meta["bits_in"], meta["bits_out"], meta["seed"]) == (model, n, m, mtm, 4, 4, seed), meta
+@pytest.mark.parametrize("model,options,mtm,T,seed", GOLDEN_CASES, ids=CASE_IDS)
+def test_golden_in_memory_agrees_with_spec_autograd(model, options, mtm, T, seed):
+    golden = pytest.importorskip("hadamnp.golden.vectors")
+    arrays, meta = _make(golden, model, options, mtm, T, seed)
+    config = meta["model"]["config"]
+    assert meta["model"]["name"] == model and meta["seed"] == seed and meta["version"] == 2
+    assert all(config[k] == v for k, v in options.items()), (options, config)
+    assert (config["many_to_many"], meta["source"]) == (mtm, "random")
     assert arrays["x"].shape == (3, T, 3)
     assert_golden_agrees(arrays, meta)
 
 
-@pytest.mark.parametrize("model,n,m,mtm,T,seed", GOLDEN_CASES)
-def test_golden_file_roundtrip_agrees_with_spec_autograd(tmp_path, model, n, m, mtm, T, seed):
-    golden = pytest.importorskip("hadamnp.io.golden")
-    arrays, meta = _make(golden, model, n, m, mtm, T, seed)
-    again, _ = _make(golden, model, n, m, mtm, T, seed)
+@pytest.mark.parametrize("model,options,mtm,T,seed", GOLDEN_CASES, ids=CASE_IDS)
+def test_golden_file_roundtrip_agrees_with_spec_autograd(tmp_path, model, options, mtm, T,
+                                                         seed):
+    golden = pytest.importorskip("hadamnp.golden.vectors")
+    arrays, meta = _make(golden, model, options, mtm, T, seed)
+    again, _ = _make(golden, model, options, mtm, T, seed)
     for key in arrays:  # same seed, same file: golden files are regenerated, never edited
         np.testing.assert_array_equal(again[key], arrays[key], err_msg=f"{key} not reproducible")
     path = tmp_path / "golden.npz"
@@ -461,8 +615,67 @@ def test_golden_file_roundtrip_agrees_with_spec_autograd(tmp_path, model, n, m, 
         assert_golden_agrees(read, read_meta)
 
 
+# Losses and token inputs: make_golden keyword arguments (issue 9, tasks and embedding).
+GOLDEN_TASK_CASES = [
+    dict(model="hadamrnn", hidden_size=8, input_size=9, embedding_dim=4,
+         quant_embedding="uniform:4", output_size=5, many_to_many=True, seq_len=5, seed=11),
+    dict(model="block-hadamrnn", hidden_size=16, block_size=4, input_size=2, output_size=2,
+         loss="mse", seq_len=6, seed=12),
+    dict(model="dense", hidden_size=4, input_size=3, output_size=1, loss="bce",
+         many_to_many=True, seq_len=4, seed=13),
+    dict(model="dense", hidden_size=8, quant_in="none", nonlinear=True, input_size=12,
+         embedding_dim=3, output_size=3, loss="mse", many_to_many=True, seq_len=5, seed=14),
+    dict(model="hadamrnn", hidden_size=8, input_size=30, embedding_dim=5,
+         quant_embedding="uniform:2", output_size=1, loss="bce", seq_len=6, seed=15),
+]
+TASK_CASE_IDS = [f"{c['model']}-{c.get('loss', 'ce')}"
+                 f"{'-emb' + str(c['embedding_dim']) if 'embedding_dim' in c else ''}"
+                 for c in GOLDEN_TASK_CASES]
+
+
+@pytest.mark.parametrize("kwargs", GOLDEN_TASK_CASES, ids=TASK_CASE_IDS)
+def test_golden_losses_and_embeddings_agree_with_spec_autograd(tmp_path, kwargs):
+    golden = pytest.importorskip("hadamnp.golden.vectors")
+    arrays, meta = golden.make_golden(**kwargs, batch=3)
+    assert meta["loss"] == kwargs.get("loss", "cross_entropy")
+    assert ("embedding" in meta["model"]) == ("embedding_dim" in kwargs)
+    assert_golden_agrees(arrays, meta)
+    path = tmp_path / "golden.npz"
+    golden.write_golden(path, arrays, meta)
+    read, read_meta = load_npz_independently(path)
+    for key in arrays:
+        np.testing.assert_array_equal(read[key], arrays[key], err_msg=key)
+    assert_golden_agrees(read, read_meta)
+
+
+def test_golden_from_text_and_adding_checkpoints_agree_with_spec_autograd(tmp_path):
+    """Trained runs with an embedding (text task) and with MSE (adding task)."""
+    loop = pytest.importorskip("hadamnp.training.loop")
+    from hadamnp.golden.vectors import golden_from_checkpoint
+    from hadamnp.runs.config import resolve_config
+
+    rng = np.random.default_rng(16)
+    words = [b"sign ", b"hadamard ", b"rnn\n", b"bit "]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"".join(words[i] for i in rng.integers(0, 4, size=600)))
+    common = dict(batch_size=8, epochs=1, steps_per_epoch=3, lr=1e-2, val_batches=1,
+                  test_batches=1, eval_batch_size=8)
+    runs = {
+        "text": dict(task="text", text=str(corpus), text_window=10, embedding_dim=4,
+                     quant_embedding="uniform:4", model={"name": "hadamrnn", "hidden_size": 8}),
+        "adding": dict(task="adding", adding_length=7, train_size=64,
+                       model={"name": "dense", "hidden_size": 4}),
+    }
+    for name, options in runs.items():
+        config = resolve_config(preset="base", overrides={**common, **options})
+        loop.train(config, tmp_path / name)
+        arrays, meta = golden_from_checkpoint(tmp_path / name, batch=2)
+        assert meta["loss"] == ("mse" if name == "adding" else "cross_entropy")
+        assert_golden_agrees(arrays, meta)
+
+
 def test_golden_cli_file_agrees_with_spec_autograd(tmp_path):
-    pytest.importorskip("hadamnp.io.golden")
+    pytest.importorskip("hadamnp.golden.vectors")
     from click.testing import CliRunner
 
     from hadamnp.cli import main
@@ -474,7 +687,53 @@ def test_golden_cli_file_agrees_with_spec_autograd(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}\n{result.exception!r}"
     arrays, meta = load_npz_independently(path)
-    assert (meta["model"], meta["hidden_size"], meta["block_size"], meta["many_to_many"],
-            meta["seed"]) == ("block-hadamrnn", 8, 4, True, 1), meta
+    config = meta["model"]["config"]
+    assert (meta["model"]["name"], config["hidden_size"], config["block_size"],
+            config["many_to_many"], meta["seed"]) == ("block-hadamrnn", 8, 4, True, 1), meta
     assert arrays["x"].shape == (3, 6, 3) and arrays["logits"].shape == (3, 6, 5)
+    assert_golden_agrees(arrays, meta)
+
+
+def test_version_1_file_stays_readable_and_correct():
+    """A file written by hadamnp 0.1.0 (format v1), read by today's reader."""
+    golden = pytest.importorskip("hadamnp.golden.vectors")
+    arrays, meta = golden.read_golden(DATA / "golden-v1-block-hadamrnn.npz")
+    assert (meta["version"], meta["model"], meta["block_size"]) == (1, "block-hadamrnn", 4)
+    assert_golden_agrees(arrays, meta)
+
+
+@pytest.fixture(scope="module")
+def trained_copy_run(tmp_path_factory):
+    """A HadamRNN trained a few steps on the copy task (L = 30, n = 16)."""
+    loop = pytest.importorskip("hadamnp.training.loop")
+    from hadamnp.runs.config import resolve_config
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    config = resolve_config(preset="base", overrides=dict(
+        task="copy", copy_length=30, batch_size=16, epochs=1, steps_per_epoch=6, lr=3e-2,
+        val_batches=1, test_batches=1, model={"name": "hadamrnn", "hidden_size": 16}))
+    loop.train(config, run_dir)
+    return run_dir
+
+
+def test_golden_from_checkpoint_agrees_with_spec_autograd(trained_copy_run, tmp_path):
+    """``hadamnp golden --from-checkpoint``: a trained model on real task data."""
+    from click.testing import CliRunner
+
+    from hadamnp.cli import main
+
+    path = tmp_path / "trained.npz"
+    result = CliRunner().invoke(main, ["golden", "--from-checkpoint", str(trained_copy_run),
+                                       "--batch", "2", "--seq-len", "12", "--out", str(path)])
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}\n{result.exception!r}"
+    arrays, meta = load_npz_independently(path)
+    assert meta["source"] == "checkpoint" and meta["checkpoint"]["global_step"] == 6
+    assert meta["checkpoint"]["trained_dtype"] == "float32"
+    assert arrays["x"].shape == (2, 12, 10) and arrays["y"].shape == (2, 12)
+    # the trained float32 parameters, exactly, in float64
+    from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
+
+    trained = load_checkpoint(checkpoint_path(trained_copy_run)).params
+    for name, value in trained.items():
+        np.testing.assert_array_equal(arrays[f"param.{name}"], value.astype(np.float64))
     assert_golden_agrees(arrays, meta)

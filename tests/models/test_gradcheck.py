@@ -26,8 +26,9 @@ import pytest
 
 from hadamnp.kernels import recurrence as kernels
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+from hadamnp.models.quantizers import uniform_spec
 from hadamnp.reference import recurrence as reference
-from hadamnp.training.losses import softmax_cross_entropy
+from hadamnp.models.losses import softmax_cross_entropy
 
 EPS = 1e-6
 FD_RTOL = 1e-7
@@ -68,11 +69,12 @@ def numeric_grad(loss, array):
     return grad
 
 
-def build(model, mtm, nonlinear, T, bits=0, ste="identity", seed=0):
-    name, n, m, recurrent = model
+def build(model, mtm, nonlinear, T, bits=0, seed=0):
+    name, n, m, recurrence = model
+    quant = uniform_spec(bits)
     config = HadamRNNConfig(input_size=D_IN, hidden_size=n, output_size=D_OUT, block_size=m,
-                            bits_in=bits, bits_out=bits, recurrent=recurrent,
-                            nonlinear=nonlinear, many_to_many=mtm, ste=ste, dtype="float64")
+                            quant_in=quant, quant_out=quant, recurrence=recurrence,
+                            nonlinear=nonlinear, many_to_many=mtm, dtype="float64")
     net = HadamRNN(config)
     rng = np.random.default_rng(seed)
     params = net.init_params(rng)
@@ -94,14 +96,14 @@ def analytic_grads(net, params, x, y):
 def effective_loss(net, s, w, params, x, y):
     """The loss with the effective weights passed explicitly, through the NumPy reference.
 
-    ``s`` (signs, may be continuous) or ``w["W"]`` is the recurrent weight; ``w["U_q"]``,
+    ``s`` (signs, may be continuous) or ``w["W_q"]`` is the recurrent weight; ``w["U_q"]``,
     ``w["V_q"]`` the matrices the forward pass uses.
     """
     cfg = net.config
     xk = np.ascontiguousarray(x.transpose(1, 2, 0))
     opts = {"nonlinear": cfg.nonlinear, "many_to_many": cfg.many_to_many}
     if s is None:
-        _, logits = reference.dense_forward(w["W"], w["U_q"], params["b"], w["V_q"],
+        _, logits = reference.dense_forward(w["W_q"], w["U_q"], params["b"], w["V_q"],
                                             params["c"], xk, **opts)
     else:
         _, logits = reference.hadamard_forward(s, cfg.m, w["U_q"], params["b"], w["V_q"],
@@ -119,7 +121,7 @@ def test_bptt_matches_finite_differences(case):
     errors = {}
     for name in params:
         if name == "u":
-            s = cache["W_signs"].copy()
+            s = cache["weights"]["W_signs"].copy()
             w = net.weights(params)
             numeric = numeric_grad(lambda: effective_loss(net, s, w, params, x, y), s)
         else:
@@ -178,10 +180,10 @@ def test_uniform_ste_passes_the_quantized_weight_gradient(model, mtm):
     respect to ``U_q`` and ``V_q`` (identity STE, alpha held constant)."""
     net, params, x, y = build(model, mtm, False, 4, bits=4)
     grads, cache = analytic_grads(net, params, x, y)
-    w = {k: cache[k].copy() for k in ("U_q", "V_q")}
+    w = {k: cache["weights"][k].copy() for k in ("U_q", "V_q")}
     if "W" in params:
-        w["W"] = params["W"]
-    s = cache["W_signs"] if "W_signs" in cache else None
+        w["W_q"] = params["W"]
+    s = cache["weights"].get("W_signs")
     assert not np.array_equal(w["U_q"], params["U"]), "U was not quantized: vacuous check"
     for name in ("U", "V"):
         numeric = numeric_grad(lambda: effective_loss(net, s, w, params, x, y), w[f"{name}_q"])
@@ -192,7 +194,8 @@ def test_uniform_ste_passes_the_quantized_weight_gradient(model, mtm):
 def test_clipped_sign_ste_masks_where_u_exceeds_one():
     model = MODELS[0]
     net_id, params, x, y = build(model, True, False, 4)
-    net_clip = HadamRNN(HadamRNNConfig(**{**net_id.config.to_dict(), "ste": "clipped"}))
+    net_clip = HadamRNN(HadamRNNConfig(**{**net_id.config.to_dict(),
+                                          "quant_rec": "sign:clipped"}))
     # Push some latent signs outside [-1, 1] without changing sign(u).
     params["u"] = params["u"] * np.where(np.arange(8) % 3 == 0, 5.0, 1.0)
     params["u"][1] = 1.0  # the boundary |u| = 1 still passes the gradient
@@ -204,3 +207,18 @@ def test_clipped_sign_ste_masks_where_u_exceeds_one():
     assert np.all(grads_id["u"][~inside] != 0), "the masked gradients were already zero"
     for name in ("U", "b", "V", "c"):
         np.testing.assert_array_equal(grads_clip[name], grads_id[name], err_msg=f"d{name}")
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize("mtm,nonlinear", [(False, False), (True, True)])
+def test_input_gradient_matches_finite_differences(model, mtm, nonlinear):
+    """``backward(..., input_grad=True)["x"]`` is dL/dx (what an embedding or a lower
+    layer receives), through quantized U."""
+    net, params, x, y = build(model, mtm, nonlinear, 4, bits=4)
+    logits, cache = net.forward(params, x)
+    _, dlogits = softmax_cross_entropy(logits, y)
+    grads = net.backward(params, cache, dlogits, input_grad=True)
+    assert sorted(grads) == sorted([*params, "x"])
+    numeric = numeric_grad(lambda: model_loss(net, params, x, y), x)
+    err = rel_err(grads["x"], numeric)
+    assert err <= FD_RTOL, f"dx: relative error {err:.2e}"

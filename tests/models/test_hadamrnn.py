@@ -12,18 +12,18 @@ from hadamnp.errors import ConfigError, NonFiniteError, ShapeError, SizeError
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.models.quantizers import Uniform
 from hadamnp.reference.recurrence import hadamard_matrix
-from hadamnp.training.losses import softmax_cross_entropy
+from hadamnp.models.losses import softmax_cross_entropy
 from hadamnp.training.optim import Adam
 
-# (n, block_size, recurrent) of the three model kinds.
+# (n, block_size, recurrence) of the three registered model kinds.
 KINDS = {"hadamrnn": (16, None, "hadamard"), "block-hadamrnn": (16, 4, "hadamard"),
-         "dense-rnn": (8, None, "dense")}
+         "dense": (8, None, "dense")}
 
 
 def make(kind="hadamrnn", d_in=3, d_out=5, dtype="float64", kernels="numba", **options):
-    n, m, recurrent = KINDS[kind]
+    n, m, recurrence = KINDS[kind]
     config = HadamRNNConfig(input_size=d_in, hidden_size=n, output_size=d_out, block_size=m,
-                            recurrent=recurrent, dtype=dtype, **options)
+                            recurrence=recurrence, dtype=dtype, **options)
     return HadamRNN(config, kernels=kernels)
 
 
@@ -84,7 +84,7 @@ def test_state_norm_is_preserved_without_input_and_bias(kind, dtype, rtol):
     x = np.zeros((3, 40, 3))
     x[:, 0] = np.random.default_rng(1).standard_normal((3, 3))
     _, cache = net.forward(params, x)
-    norms = np.linalg.norm(net.states(cache).astype(np.float64), axis=2)  # (B, T)
+    norms = np.linalg.norm(net.states(cache)["h"].astype(np.float64), axis=2)  # (B, T)
     assert np.all(norms[:, 0] > 0)
     err = np.max(np.abs(norms / norms[:, :1] - 1))
     assert err <= rtol, f"norm drift {err:.2e} over 40 steps; norms {norms[0]}"
@@ -100,13 +100,13 @@ def test_states_follow_the_equations():
             x = rng.standard_normal((2, 4, 3))
             logits, cache = net.forward(params, x)
             w = net.weights(params)
-            W = w["W"] if "W" in w else hadamard_matrix(w["W_signs"], net.config.m)
+            W = w["W_q"] if "W_q" in w else hadamard_matrix(w["W_signs"], net.config.m)
             h = np.zeros((2, net.config.hidden_size))
             for t in range(4):
                 h = h @ W.T + x[:, t] @ w["U_q"].T + params["b"]
                 if nonlinear:
                     h = np.maximum(h, 0)
-                np.testing.assert_allclose(net.states(cache)[:, t], h, rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(net.states(cache)["h"][:, t], h, rtol=1e-12, atol=1e-12)
                 np.testing.assert_allclose(logits[:, t], np.maximum(h, 0) @ w["V_q"].T
                                            + params["c"], rtol=1e-12, atol=1e-12)
 
@@ -187,15 +187,16 @@ BAD_CONFIGS = {
     "n = 8.5": ({"hidden_size": 8.5}, (SizeError, ConfigError), "8.5"),
     "block 3": ({"block_size": 3}, SizeError, "3"),
     "block > n": ({"block_size": 32}, SizeError, "32"),
-    "unknown recurrent": ({"recurrent": "lstm"}, ConfigError, "lstm"),
-    "unknown ste": ({"ste": "tanh"}, ConfigError, "tanh"),
+    "unknown recurrence": ({"recurrence": "lstm"}, ConfigError, "lstm"),
+    "unknown ste": ({"quant_rec": "sign:tanh"}, ConfigError, "tanh"),
     "unknown dtype": ({"dtype": "float16"}, ConfigError, "float16"),
-    "bits_in = 33": ({"bits_in": 33}, ConfigError, "bits_in"),
-    "bits_out = -1": ({"bits_out": -1}, ConfigError, "bits_out"),
-    "bits_in = 2.5": ({"bits_in": 2.5}, ConfigError, "bits_in"),
+    "quant_in 33 bits": ({"quant_in": "uniform:33"}, ConfigError, "quant_in.*33"),
+    "quant_out unknown": ({"quant_out": "ternary"}, ConfigError, "quant_out.*ternary"),
+    "quant_in not a spec": ({"quant_in": 2.5}, ConfigError, "quant_in"),
+    "uniform signs": ({"quant_rec": "uniform:2"}, ConfigError, "sign quantizer"),
     "input_size = 0": ({"input_size": 0}, ConfigError, "input_size"),
     "output_size = 1.5": ({"output_size": 1.5}, ConfigError, "output_size"),
-    "dense with block": ({"recurrent": "dense", "block_size": 4}, ConfigError, "block"),
+    "dense with block": ({"recurrence": "dense", "block_size": 4}, ConfigError, "block"),
 }
 
 
@@ -218,8 +219,12 @@ def test_config_is_immutable_and_unknown_kernels_rejected():
     assert config.m == 2 and config.model_name == "block-hadamrnn"
     assert HadamRNNConfig(1, 8, 2).model_name == "hadamrnn"
     assert HadamRNNConfig(1, 8, 2, block_size=8).model_name == "hadamrnn"
-    assert HadamRNNConfig(1, 8, 2, recurrent="dense").model_name == "dense-rnn"
+    assert HadamRNNConfig(1, 8, 2, recurrence="dense").model_name == "dense"
     assert HadamRNNConfig(**config.to_dict()) == config
+    # options are stored canonically: block size n, quantizer specs as written back
+    full = HadamRNNConfig(1, 8, 2, quant_in="uniform:bits=4", quant_rec="sign:ste=clipped")
+    assert (full.block_size, full.quant_in, full.quant_rec) == (8, "uniform:4", "sign:clipped")
+    assert HadamRNNConfig(1, 8, 2, recurrence="dense").quant_rec == "none"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,24 +293,24 @@ def test_state_buffer_reuse_gives_the_same_results():
     logits, cache = net.forward(params, x)
     logits_b, cache_b = net.forward(params, x, states_out=buffer)
     np.testing.assert_array_equal(logits_b, logits)
-    np.testing.assert_array_equal(net.states(cache_b), net.states(cache))
-    assert np.shares_memory(net.states(cache_b), buffer)
+    np.testing.assert_array_equal(net.states(cache_b)["h"], net.states(cache)["h"])
+    assert np.shares_memory(net.states(cache_b)["h"], buffer)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_weights_keys_and_values(kind):
-    net = make(kind, bits_in=4, bits_out=3)
+    net = make(kind, quant_in="uniform:4", quant_out="uniform:3")
     params = net.init_params(np.random.default_rng(6))
     w = net.weights(params)
-    rec = "W" if kind == "dense-rnn" else "W_signs"
+    rec = "W_q" if kind == "dense" else "W_signs"
     assert set(w) == {rec, "U_q", "V_q"}
     np.testing.assert_array_equal(w["U_q"], Uniform(4).forward(params["U"]))
     np.testing.assert_array_equal(w["V_q"], Uniform(3).forward(params["V"]))
-    if kind == "dense-rnn":
-        np.testing.assert_array_equal(w["W"], params["W"])
+    if kind == "dense":
+        np.testing.assert_array_equal(w["W_q"], params["W"])
     else:
         np.testing.assert_array_equal(w["W_signs"], sign(params["u"]))
-    unquantized = make(kind, bits_in=0, bits_out=0)
+    unquantized = make(kind, quant_in="none", quant_out="none")
     w0 = unquantized.weights(params)
     np.testing.assert_array_equal(w0["U_q"], params["U"])
     np.testing.assert_array_equal(w0["V_q"], params["V"])
@@ -315,11 +320,15 @@ def test_weights_keys_and_values(kind):
 def test_parameter_and_gradient_keys_and_shapes(kind):
     net = make(kind, many_to_many=True)
     params, _, _, grads, _ = run(net, seed=0)
-    shapes = net.param_shapes()
-    assert tuple(shapes) == net.param_names
+    specs = net.param_specs()
+    shapes = {name: spec.shape for name, spec in specs.items()}
     assert {k: v.shape for k, v in params.items()} == shapes
     assert {k: v.shape for k, v in grads.items()} == shapes
-    assert net.recurrent_name == ("W" if kind == "dense-rnn" else "u")
+    rec = "W" if kind == "dense" else "u"
+    assert list(specs) == [rec, "U", "b", "V", "c"]
+    roles = {name: spec.role for name, spec in specs.items()}
+    assert roles == {rec: "weight" if kind == "dense" else "signs", "U": "weight",
+                     "b": "bias", "V": "weight", "c": "bias"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -346,7 +355,7 @@ def test_init_distributions(dtype):
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-12)])
 def test_square_input_matrix_and_dense_w_are_orthogonal(dtype, tol):
     net = HadamRNN(HadamRNNConfig(input_size=16, hidden_size=16, output_size=2,
-                                  recurrent="dense", dtype=dtype))
+                                  recurrence="dense", dtype=dtype))
     p = net.init_params(np.random.default_rng(1))
     for name in ("W", "U"):
         M = p[name].astype(np.float64)

@@ -1,9 +1,13 @@
-"""Tests of hadamnp.models.size against the spec's model-size table (spec/hadamrnn.md)."""
+"""Model sizes (``HadamRNN.size()``, :mod:`hadamnp.models.size`) against the HadamRNN
+paper's model-size table (docs/hadamrnn.md)."""
 
 import pytest
 
-from hadamnp.models.hadamrnn import HadamRNNConfig
-from hadamnp.models.size import model_size
+from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+
+
+def model_size(config):
+    return HadamRNN(config).size()
 
 # (d_in, n, d_out, block) -> per-component bits and total, from the spec's table (p = 4).
 SPEC_TABLE = [
@@ -26,14 +30,15 @@ def test_spec_table(name, sizes, parts, total):
 
 def test_copy_counts_and_ratio():
     size = model_size(HadamRNNConfig(10, 128, 9))
-    assert size.parameters == 128 + 1280 + 128 + 1152 + 9
+    assert size.parameters == size.trainable == 128 + 1280 + 128 + 1152 + 9
     assert size.float32_parameters == 1280 + 1152 + 128 * 128 + 128 + 9
     assert size.float32_bits == 606_496
     assert size.compression_ratio == pytest.approx(606_496 / 14_304, rel=1e-15)
 
 
 def test_dense_and_unquantized():
-    size = model_size(HadamRNNConfig(10, 16, 9, recurrent="dense", bits_in=0, bits_out=0))
+    size = model_size(HadamRNNConfig(10, 16, 9, recurrence="dense", quant_in="none",
+                                     quant_out="none"))
     assert size.bits == dict(U=32 * 160, V=32 * 144, W=32 * 256, b=32 * 16, c=32 * 9, alpha=0)
     # the dense float32 model is its own reference
     assert size.total_bits == size.float32_bits and size.compression_ratio == 1.0
@@ -41,5 +46,5 @@ def test_dense_and_unquantized():
 
 
 def test_mixed_bits():
-    size = model_size(HadamRNNConfig(3, 8, 2, bits_in=2, bits_out=0))
+    size = model_size(HadamRNNConfig(3, 8, 2, quant_in="uniform:2", quant_out="none"))
     assert size.bits["U"] == 2 * 24 and size.bits["V"] == 32 * 16 and size.bits["alpha"] == 32

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hadamnp.errors import ConfigError
-from hadamnp.models.quantizers import Identity, Sign, Uniform, weight_quantizer
+from hadamnp.models.quantizers import (QUANTIZERS, Identity, Sign, Uniform, get_quantizer,
+                                       quantizer_spec, register_quantizer, uniform_spec)
 
 DTYPES = (np.float32, np.float64)
 
@@ -167,11 +168,50 @@ def test_bad_bit_widths_are_config_errors(bits):
         Uniform(bits)
 
 
-def test_weight_quantizer_factory():
-    assert weight_quantizer(0) == Identity() and weight_quantizer(None) == Identity()
-    assert weight_quantizer(4) == Uniform(4)
-    with pytest.raises(ConfigError, match="40"):
-        weight_quantizer(40)
+@pytest.mark.parametrize("spec, expected", [
+    ("none", Identity()), (None, Identity()), ("uniform:4", Uniform(4)),
+    ("uniform:bits=2", Uniform(2)), (" uniform:16 ", Uniform(16)), ("sign", Sign()),
+    ("sign:clipped", Sign("clipped")), ("sign:ste=identity", Sign()),
+])
+def test_quantizers_by_spec(spec, expected):
+    q = get_quantizer(spec)
+    assert q == expected
+    assert get_quantizer(quantizer_spec(q)) == q  # the canonical spec reads back
+
+
+def test_canonical_specs():
+    assert [quantizer_spec(q) for q in (Identity(), Sign(), Sign("clipped"), Uniform(3))] == \
+        ["none", "sign", "sign:clipped", "uniform:3"]
+    assert uniform_spec(0) == "none" and uniform_spec(4) == "uniform:4"
+    with pytest.raises(ConfigError, match="non-negative"):
+        uniform_spec(-1)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("ternary", ["unknown quantizer 'ternary'", "uniform"]),
+    ("uniform", ["uniform", "bits"]),
+    ("uniform:40", ["40", "[1, 16]"]),
+    ("uniform:4,5", ["at most 1"]),
+    ("uniform:depth=4", ["no argument 'depth'", "bits"]),
+    ("uniform:bits=4,2", ["positional", "after a named"]),
+    ("uniform:4,bits=4", ["given twice"]),
+    ("sign:smooth", ["ste", "smooth"]),
+    (4, ["spec must be a string"]),
+])
+def test_bad_specs_name_the_problem(spec, words):
+    with pytest.raises(ConfigError) as info:
+        get_quantizer(spec)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_register_quantizer_refuses_a_taken_name():
+    class Other(Identity):
+        pass
+
+    with pytest.raises(ConfigError, match="already registered"):
+        register_quantizer(Other)
+    assert QUANTIZERS["none"] is Identity
 
 
 @settings(deadline=None)
@@ -182,7 +222,7 @@ def test_uniform_and_identity_stes_pass_the_gradient_unchanged(data, bits):
     M = data.draw(matrices())
     dMq = np.arange(M.size, dtype=M.dtype).reshape(M.shape) - 3.5
     M0, dMq0 = M.copy(), dMq.copy()
-    q = weight_quantizer(bits)
+    q = get_quantizer(uniform_spec(bits))
     q.forward(M)
     np.testing.assert_array_equal(q.backward(M, dMq), dMq0)
     np.testing.assert_array_equal(M, M0)
@@ -201,9 +241,9 @@ def test_sign_stes():
     u = np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0000001, 7.0])
     ds = np.arange(1.0, 9.0)
     np.testing.assert_array_equal(Sign().backward(u, ds), ds)
-    np.testing.assert_array_equal(Sign(clipped=True).backward(u, ds),
+    np.testing.assert_array_equal(Sign("clipped").backward(u, ds),
                                   np.array([0, 2, 3, 4, 5, 6, 0, 0], dtype=float))
     assert Sign().describe() == {"kind": "sign", "ste": "identity"}
-    assert Sign(clipped=True).describe() == {"kind": "sign", "ste": "clipped"}
+    assert Sign("clipped").describe() == {"kind": "sign", "ste": "clipped"}
     assert Uniform(4).describe() == {"kind": "uniform", "bits": 4, "ste": "identity"}
     assert Identity().describe() == {"kind": "none"}

@@ -5,15 +5,17 @@ import pytest
 
 from hadamnp.errors import CheckpointError, ConfigError
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
-from hadamnp.training.config import resolve_config
-from hadamnp.training.loop import evaluate_checkpoint, load_run, resume, train
+from hadamnp.runs.config import resolve_config
+from hadamnp.runs.plumbing import evaluate_run, load_run
+from hadamnp.training.loop import resume, train
 from hadamnp.training.metrics import read_metrics
 
 
-def tiny(**changes):
-    """A copy-task run of a few dozen steps (L = 30, n = 16)."""
-    options = dict(task="copy", hidden=16, copy_length=30, batch_size=16, epochs=3,
-                   steps_per_epoch=8, lr=3e-2, log_every=1, val_batches=1, test_batches=1)
+def tiny(model=None, **changes):
+    """A copy-task run of a few dozen steps (L = 30, n = 16); ``model`` a model table."""
+    options = dict(task="copy", copy_length=30, batch_size=16, epochs=3,
+                   steps_per_epoch=8, lr=3e-2, log_every=1, val_batches=1, test_batches=1,
+                   model={"name": "hadamrnn", "hidden_size": 16, **(model or {})})
     return resolve_config(preset="base", overrides={**options, **changes})
 
 
@@ -145,8 +147,8 @@ def test_run_directory_rules(tmp_path):
     train(tiny(epochs=1, steps_per_epoch=2), tmp_path)
     with pytest.raises(CheckpointError, match="already holds a run"):
         train(tiny(), tmp_path)
-    with pytest.raises(ConfigError, match="cannot change hidden"):
-        resume(tmp_path, hidden=32)
+    with pytest.raises(ConfigError, match="cannot change lr"):
+        resume(tmp_path, lr=0.1)
     with pytest.raises(CheckpointError, match="does not exist"):
         resume(tmp_path / "nowhere")
     empty = tmp_path / "empty"
@@ -159,22 +161,24 @@ def test_checkpoint_with_other_config_is_refused(tmp_path):
     train(tiny(epochs=1, steps_per_epoch=2), tmp_path)
     ckpt = load_checkpoint(checkpoint_path(tmp_path))
     from hadamnp.io.checkpoint import Checkpoint, save_checkpoint
-    bad = {**ckpt.config, "run": {**ckpt.config["run"], "hidden": 32}}
+    bad_run = ckpt.config["run"]
+    bad = {**ckpt.config, "run": {**bad_run, "model": {**bad_run["model"], "hidden_size": 32}}}
     save_checkpoint(checkpoint_path(tmp_path), Checkpoint(
         params=ckpt.params, optimizer_state=ckpt.optimizer_state, position=ckpt.position,
         rng_state=ckpt.rng_state, config=bad, metrics=ckpt.metrics))
-    with pytest.raises(CheckpointError, match="parameter"):
+    with pytest.raises(CheckpointError, match="not the model its run configuration builds"):
         resume(tmp_path)
 
 
 @pytest.mark.parametrize("changes", [
-    dict(model="block-hadamrnn", hidden=16, block=4),
-    dict(model="dense", nonlinear=True, dtype="float64", bits=0),
+    dict(model={"name": "block-hadamrnn", "block_size": 4}),
+    dict(model={"name": "dense", "nonlinear": True, "quant_in": "none", "quant_out": "none"},
+         dtype="float64"),
 ])
 def test_other_models_train(tmp_path, changes):
     result = train(tiny(epochs=1, **changes), tmp_path)
     assert result.finished and np.isfinite(result.test["loss"])
-    assert "flips" in read_metrics(tmp_path, "step")[0] or changes["model"] == "dense"
+    assert ("flips" in read_metrics(tmp_path, "step")[0]) == (changes["model"]["name"] != "dense")
     for value in result.params.values():
         assert value.dtype == np.dtype(changes.get("dtype", "float32"))
 
@@ -183,20 +187,21 @@ def test_other_models_train(tmp_path, changes):
 def test_nan_loss_is_a_clear_error(tmp_path):
     from hadamnp.errors import NonFiniteError
     with pytest.raises(NonFiniteError, match="lower the learning rate"):
-        train(tiny(lr=1e30, epochs=1, model="dense", bits=0), tmp_path)
+        train(tiny(lr=1e30, epochs=1, model={"name": "dense", "quant_in": "none",
+                                              "quant_out": "none"}), tmp_path)
 
 
-def test_evaluate_checkpoint(reference):
+def test_evaluate_run(reference):
     expected, run_dir, _ = reference["adam"]
-    result, config, position = evaluate_checkpoint(run_dir, "test", max_batches=1)
+    result, config, position = evaluate_run(run_dir, "test", max_batches=1)
     assert result == expected.test and position["global_step"] == 24
-    val, _, _ = evaluate_checkpoint(run_dir / "checkpoint-epoch002.npz", "val", 1)
+    val, _, _ = evaluate_run(run_dir / "checkpoint-epoch002.npz", "val", 1)
     assert val["loss"] == pytest.approx(expected.history[-1]["val_loss"])
 
 
 def test_mnist_subset(tmp_path):
     config = resolve_config(preset="quick", overrides=dict(
-        hidden=8, batch_size=8, train_size=20, epochs=1, steps_per_epoch=2,
+        model={"hidden_size": 8}, batch_size=8, train_size=20, epochs=1, steps_per_epoch=2,
         eval_batch_size=4, val_batches=1, test_batches=1))
     result = train(config, tmp_path)
     assert result.step == 2 and result.test["sequences"] == 4
@@ -218,21 +223,19 @@ def test_npz_tokens_one_hot(tmp_path):
     assert result.params["U"].shape == (16, 6)
 
 
-def test_run_lock(tmp_path):
-    import os
-    import subprocess
-    import sys
+def test_a_run_of_the_first_checkpoint_format_resumes_bit_identically(tmp_path):
+    """A copy-task run written by hadamnp 0.1 (flat run configuration: hidden, bits,
+    sign_lr_scale ...), stopped at step 5 of 12, resumed by this version: the final
+    parameters equal those of the same run done uninterrupted by hadamnp 0.1."""
+    import shutil
+    from pathlib import Path
 
-    train(tiny(epochs=1, steps_per_epoch=2), tmp_path, max_steps=1)
-    lock = tmp_path / "run.lock"
-    assert not lock.exists()
-    lock.write_text(f"{os.getpid()}\n")  # a live process holds the run
-    with pytest.raises(CheckpointError, match=f"in use by process {os.getpid()}"):
-        resume(tmp_path)
-    assert load_checkpoint(checkpoint_path(tmp_path)).position["global_step"] == 1
-    if os.name == "posix":
-        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
-        lock.write_text(done.stdout)  # a process that has exited: stale lock
-        assert resume(tmp_path).finished
-        assert not lock.exists()
+    data = Path(__file__).resolve().parent / "data"
+    run_dir = tmp_path / "v1-run"
+    shutil.copytree(data / "v1-run", run_dir)
+    result = resume(run_dir)
+    assert result.finished and result.step == 12
+    assert dict(result.config.lr_scales) == {"signs": 0.5}
+    with np.load(data / "v1-run-final-params.npz") as expected:
+        for name in expected.files:
+            np.testing.assert_array_equal(result.params[name], expected[name], err_msg=name)

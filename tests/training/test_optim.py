@@ -30,15 +30,22 @@ def problem(seed=0, dtype=np.float64):
     return cast(params), [cast(g) for g in grads]
 
 
-def torch_adam(params, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8):
-    """``torch.optim.Adam`` (amsgrad=False, weight_decay=0, maximize=False), per tensor."""
+def torch_adam(params, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=None,
+               decoupled=False):
+    """``torch.optim.Adam`` (amsgrad=False, maximize=False), per tensor; ``weight_decay``
+    maps names to decays (``torch.optim.AdamW`` when ``decoupled``)."""
     params = {k: v.copy() for k, v in params.items()}
     exp_avg = {k: np.zeros_like(v) for k, v in params.items()}
     exp_avg_sq = {k: np.zeros_like(v) for k, v in params.items()}
     for step, (g, lr) in enumerate(zip(grads, lrs), start=1):
         for k in params:
-            exp_avg[k] = exp_avg[k] + (g[k] - exp_avg[k]) * (1 - beta1)      # lerp_
-            exp_avg_sq[k] = exp_avg_sq[k] * beta2 + (1 - beta2) * g[k] * g[k]
+            grad, wd = g[k], (weight_decay or {}).get(k, 0.0)
+            if decoupled:
+                params[k] = params[k] * (1 - lr * wd)                      # AdamW: mul_
+            else:
+                grad = grad + wd * params[k]                               # Adam: add
+            exp_avg[k] = exp_avg[k] + (grad - exp_avg[k]) * (1 - beta1)    # lerp_
+            exp_avg_sq[k] = exp_avg_sq[k] * beta2 + (1 - beta2) * grad * grad
             bias_correction1 = 1 - beta1 ** step
             bias_correction2 = 1 - beta2 ** step
             step_size = lr / bias_correction1
@@ -47,13 +54,13 @@ def torch_adam(params, grads, lrs, beta1=0.9, beta2=0.999, eps=1e-8):
     return params
 
 
-def torch_sgd(params, grads, lrs, momentum=0.0, nesterov=False):
-    """``torch.optim.SGD`` (dampening=0, weight_decay=0), per tensor."""
+def torch_sgd(params, grads, lrs, momentum=0.0, nesterov=False, weight_decay=None):
+    """``torch.optim.SGD`` (dampening=0), per tensor; ``weight_decay`` maps names to decays."""
     params = {k: v.copy() for k, v in params.items()}
     bufs = {}
     for g, lr in zip(grads, lrs):
         for k in params:
-            d_p = g[k]
+            d_p = g[k] + (weight_decay or {}).get(k, 0.0) * params[k]
             if momentum != 0:
                 bufs[k] = d_p.copy() if k not in bufs else bufs[k] * momentum + d_p
                 d_p = d_p + momentum * bufs[k] if nesterov else bufs[k]
@@ -61,11 +68,11 @@ def torch_sgd(params, grads, lrs, momentum=0.0, nesterov=False):
     return params
 
 
-def run(optimizer, params, grads, lrs):
+def run(optimizer, params, grads, lrs, weight_decay=None):
     params = {k: v.copy() for k, v in params.items()}
     state = optimizer.init_state(params)
     for g, lr in zip(grads, lrs):
-        assert optimizer.step(params, g, state, lr) is None
+        assert optimizer.step(params, g, state, lr, weight_decay=weight_decay) is None
     return params, state
 
 
@@ -217,3 +224,31 @@ def test_lr_scales_act_as_a_per_parameter_learning_rate(make):
         opt.step(plain, g, state_plain, 0.001)
     np.testing.assert_allclose(scaled["u"], plain["u"], rtol=1e-12)
     assert not np.allclose(scaled["U"], plain["U"])
+
+
+DECAY = {"u": 0.1, "U": 1e-3}  # "c" not decayed
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam-l2", "adamw"])
+def test_adam_weight_decay_matches_pytorch(decoupled):
+    params, grads = problem(2)
+    got, _ = run(Adam(decoupled_weight_decay=decoupled), params, grads, LRS, DECAY)
+    expected = torch_adam(params, grads, LRS, weight_decay=DECAY, decoupled=decoupled)
+    assert_params_close(got, expected, RTOL, f"Adam decoupled={decoupled}")
+    plain = torch_adam(params, grads, LRS)
+    assert not np.allclose(expected["u"], plain["u"]) and np.allclose(expected["c"], plain["c"])
+
+
+def test_sgd_weight_decay_matches_pytorch():
+    params, grads = problem(3)
+    got, _ = run(SGD(momentum=0.9), params, grads, LRS, DECAY)
+    assert_params_close(got, torch_sgd(params, grads, LRS, 0.9, weight_decay=DECAY), RTOL,
+                        "SGD weight decay")
+
+
+def test_decoupled_sgd_shrinks_before_the_step():
+    params = {"w": np.array([2.0, -4.0])}
+    SGD(decoupled_weight_decay=True).step(params, {"w": np.array([1.0, 1.0])},
+                                          {"step": np.zeros((), np.int64)}, 0.1,
+                                          weight_decay={"w": 0.5})
+    np.testing.assert_array_equal(params["w"], np.array([2.0, -4.0]) * 0.95 - 0.1)

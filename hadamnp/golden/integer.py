@@ -32,7 +32,6 @@ import numpy as np
 
 from hadamnp.deploy.export import export_fields
 from hadamnp.deploy.integer import convert
-from hadamnp.errors import ConfigError
 from hadamnp.io.npzfile import read_npz_checked, write_npz_atomic
 
 GOLDEN_INT_FORMAT = "hadamnp-golden-int"
@@ -62,44 +61,35 @@ def integer_golden_arrays(imodel, x):
     return arrays, meta
 
 
-def make_integer_golden(model="hadamrnn", hidden_size=16, block_size=None, bits=4, a=8,
-                        input_size=3, output_size=5, seq_len=7, batch=3, many_to_many=False,
-                        seed=0):
+def make_integer_golden(model="hadamrnn", *, a=8, seed=0, batch=3, seq_len=7, input_size=3,
+                        output_size=5, many_to_many=False, **model_options):
     """Integer golden traces of a random float64 HadamRNN converted to integers.
 
     Random draws, all from ``numpy.random.default_rng(seed)`` in this order: parameters
-    (:meth:`HadamRNN.init_params`), then ``x ~ N(0, 1)`` of shape (B, T, d_in). The scales
+    (the model's ``init_params``), then ``x ~ N(0, 1)`` of shape (B, T, d_in). The scales
     are calibrated (max rule) on ``x`` itself.
 
     Parameters
     ----------
-    model : {"hadamrnn", "block-hadamrnn"}
-    hidden_size, block_size, input_size, output_size, seq_len, batch : int
-        As in :func:`hadamnp.io.golden.make_golden` (``block_size`` defaults to ``n`` or
-        ``n/4``).
-    bits : int, bit width ``p`` of U and V (1..8)
+    model : str, a registered model the integer engine runs (``hadamrnn``,
+        ``block-hadamrnn``)
     a : int, activation width
+    seed, batch, seq_len, input_size, output_size : int
     many_to_many : bool
-    seed : int
+    **model_options
+        Model options (``hidden_size`` defaults to 16; U and V need ``uniform:1`` ..
+        ``uniform:8``).
 
     Returns
     -------
     arrays, meta : see :func:`integer_golden_arrays`; ``meta["seed"] = seed``.
     """
-    from hadamnp.io.golden import GOLDEN_MODELS, default_block_size
-    from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+    from hadamnp.golden.vectors import random_model
 
-    if model not in GOLDEN_MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {list(GOLDEN_MODELS)}")
-    if block_size is None:
-        block_size = default_block_size(model, hidden_size)
-    config = HadamRNNConfig(input_size=input_size, hidden_size=hidden_size,
-                            output_size=output_size, block_size=block_size, bits_in=bits,
-                            bits_out=bits, many_to_many=many_to_many, dtype="float64")
-    rng = np.random.default_rng(seed)
-    params = HadamRNN(config).init_params(rng)
-    x = rng.standard_normal((batch, seq_len, input_size))
-    imodel = convert(config, params, x, a=a)
+    net, params, x, _ = random_model(model, seed=seed, batch=batch, seq_len=seq_len,
+                                     input_size=input_size, output_size=output_size,
+                                     many_to_many=many_to_many, **model_options)
+    imodel = convert(net, params, x, a=a)
     arrays, meta = integer_golden_arrays(imodel, x)
     return arrays, {**meta, "seed": int(seed)}
 
