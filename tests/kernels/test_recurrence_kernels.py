@@ -396,14 +396,16 @@ def test_store_every_gives_the_same_bits(shape, dtype):
     for nonlinear, mtm in FLAGS:
         h, logits = _forward(kernels, p, nonlinear, mtm)
         g = np.random.default_rng(2).standard_normal(logits.shape).astype(dtype)
-        full = _backward(kernels, p, h, g, nonlinear)
+        full = _backward(kernels, p, h, g, nonlinear, input_grad=True)
         for k in sorted({2, 3, T, T + 1}):
             label = f"{shape} {dtype.__name__} nonlinear={nonlinear} mtm={mtm} k={k}"
             h_k, logits_k = _forward(kernels, p, nonlinear, mtm, store_every=k)
             assert h_k.shape == (T // k, n, B), label
             np.testing.assert_array_equal(h_k, h[k - 1::k], err_msg=label)
             np.testing.assert_array_equal(logits_k, logits, err_msg=label)
-            grads = _backward(kernels, p, h_k, g, nonlinear, store_every=k, b=p["b"])
+            grads = _backward(kernels, p, h_k, g, nonlinear, input_grad=True, store_every=k,
+                              b=p["b"])
+            assert sorted(grads) == sorted(full), label
             for name in full:
                 np.testing.assert_array_equal(grads[name], full[name], err_msg=f"{label} d{name}")
 
@@ -419,9 +421,9 @@ def test_store_every_matches_reference(dtype):
         h_ref, _ = _forward(reference, p64, nonlinear, mtm, store_every=3)
         assert_close(h, h_ref, RTOL[dtype], f"{label}: stored states")
         g = np.random.default_rng(3).standard_normal(logits.shape).astype(dtype)
-        grads = _backward(kernels, p, h, g, nonlinear, store_every=3, b=p["b"])
+        grads = _backward(kernels, p, h, g, nonlinear, input_grad=True, store_every=3, b=p["b"])
         grads_ref = _backward(reference, p64, h.astype(np.float64), g.astype(np.float64),
-                              nonlinear, store_every=3, b=p64["b"])
+                              nonlinear, input_grad=True, store_every=3, b=p64["b"])
         for name in grads_ref:
             assert_close(grads[name], grads_ref[name], RTOL[dtype], f"{label}: d{name}")
 
