@@ -114,21 +114,55 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     return grads
 
 
-def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
-    """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}."""
+def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None,
+                     store_every=1):
+    """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}.
+
+    ``store_every = k`` returns only every ``k``-th state, ``h[i] = h_{(i + 1) k - 1}``
+    (``T // k`` of them); ``h_out``, when given, has that shape and receives them.
+    """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
-    check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
-    return dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
-                         nonlinear=nonlinear, many_to_many=many_to_many, h_out=h_out)
+    T, _, B = check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
+    if h_out is not None:
+        check_state_buffer(h_out, (T // store_every, s.shape[0], B), x.dtype)
+    h, logits = dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
+                              nonlinear=nonlinear, many_to_many=many_to_many)
+    kept = h[store_every - 1::store_every]
+    if h_out is None:
+        return kept, logits
+    h_out[...] = kept
+    return h_out, logits
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
+def states_from_stored(s, m, U, b, x, h, *, nonlinear, store_every):
+    """All ``T`` states rebuilt from every ``k``-th one (``k = store_every``).
+
+    Segment ``c`` (steps ``c k .. c k + k - 1``) restarts from the stored ``h[c - 1]`` (from
+    ``h_{-1} = 0`` for ``c = 0``), as the compiled backward pass does.
+    """
+    W = hadamard_matrix(s, m)
+    T = x.shape[0]
+    full = np.empty((T, W.shape[0], x.shape[2]), dtype=x.dtype)
+    for t in range(T):
+        if t % store_every == 0:
+            prev = np.zeros_like(full[0]) if t == 0 else h[t // store_every - 1]
+        a = W @ prev + U @ x[t] + b[:, None]
+        prev = np.maximum(a, 0) if nonlinear else a
+        full[t] = prev
+    return full
+
+
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store_every=1,
+                      b=None):
     """BPTT for :func:`hadamard_forward`; returns ``s`` (n,) in place of ``W``.
 
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
-    straight-through estimator passes on to the latent ``u``).
+    straight-through estimator passes on to the latent ``u``). With ``store_every > 1``,
+    ``h`` holds every ``k``-th state and the bias ``b`` is needed to rebuild the others.
     """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    if store_every > 1:
+        h = states_from_stored(s, m, U, b, x, h, nonlinear=nonlinear, store_every=store_every)
     check_sequence_args(x, V, s.shape[0], s=s, U=U, h=h, g=g)
     grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
                            input_grad=input_grad)
@@ -136,3 +170,55 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
     grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))
     return grads
+
+
+def softmax_cross_entropy_sum(logits, y):
+    """Summed softmax cross-entropy over the positions of ``logits`` (T_out, d_out, B).
+
+    Returns ``(loss_sum, correct, dlogits)``: ``correct`` counts positions whose argmax
+    equals ``y`` (T_out, B); ``dlogits`` is the gradient of the *mean* loss.
+    """
+    count = y.size
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    total = np.exp(shifted).sum(axis=1)
+    picked = np.take_along_axis(shifted, y[:, None, :], axis=1)[:, 0, :]
+    loss_sum = float(np.sum(np.log(total) - picked, dtype=np.float64))
+    correct = int(np.sum(np.argmax(logits, axis=1) == y))
+    dlogits = np.exp(shifted) / total[:, None, :]
+    dlogits[np.arange(y.shape[0])[:, None], y, np.arange(y.shape[1])[None, :]] -= 1
+    return loss_sum, correct, dlogits / count
+
+
+def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
+                            store_every=1, h_out=None):
+    """Forward pass, mean softmax cross-entropy over the scored positions, and BPTT.
+
+    ``y`` (T_out, B) integer targets. Returns ``(loss_sum, correct, grads)``: the summed
+    loss, the number of correct argmax predictions and the gradients of the mean loss
+    (keys ``s``, ``U``, ``b``, ``V``, ``c``).
+    """
+    h, logits = hadamard_forward(s, m, U, b, V, c, x, nonlinear=nonlinear,
+                                 many_to_many=many_to_many, h_out=h_out,
+                                 store_every=store_every)
+    loss_sum, correct, g = softmax_cross_entropy_sum(logits, np.asarray(y))
+    grads = hadamard_backward(s, m, U, V, x, h, g, nonlinear=nonlinear,
+                              store_every=store_every, b=b)
+    return loss_sum, correct, grads
+
+
+def hadamard_step(weights, h, x, logits):
+    """One step for one sequence, in place (twin of the compiled lean inference step).
+
+    ``weights`` is the packed array of :func:`hadamnp.kernels.recurrence.hadamard_step_weights`:
+    ``[n, m, d_in, d_out, nonlinear]``, ``s / sqrt(m)`` (n), ``b`` (n), ``U^T`` (d_in, n),
+    ``V`` (d_out, n), ``c`` (d_out). ``h`` (n,) is updated to
+    ``act(diag(s) (I ⊗ S_m) h / sqrt(m) + U x + b)`` and ``logits`` (d_out,) receives
+    ``V relu(h) + c``.
+    """
+    n, m, d_in, d_out = (int(v) for v in weights[:4])
+    nonlinear = bool(weights[4])
+    parts = np.split(weights[5:], np.cumsum([n, n, d_in * n, d_out * n]))
+    scale, b, U_T, V, c = parts
+    a = scale * (block_hadamard(n, m, weights.dtype) @ h) + b + U_T.reshape(d_in, n).T @ x
+    h[...] = np.maximum(a, 0) if nonlinear else a
+    logits[...] = V.reshape(d_out, n) @ np.maximum(h, 0) + c

@@ -19,6 +19,7 @@ below costs two compilations per kernel.
 
 import itertools
 
+import numba
 import numpy as np
 import pytest
 
@@ -355,3 +356,268 @@ def test_dense_forward_rejects_non_square_w():
     with pytest.raises(ShapeError, match="W"):
         kernels.dense_forward(np.zeros((8, 4)), a["U"], a["b"], a["V"], a["c"], a["x"],
                               nonlinear=False, many_to_many=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpointed states (store_every), lane blocks and threads, the fused loss
+# ----------------------------------------------------------------------------------------------
+
+def _hadamard_problem(seed, n, m, B, T, d_in, d_out, dtype):
+    rng = np.random.default_rng(seed)
+    p = random_problem(rng, n, B, T, d_in, d_out, dtype)
+    p["s"] = random_signs(rng, n, dtype)
+    p["m"] = m
+    return p
+
+
+def _forward(impl, p, nonlinear, mtm, **options):
+    return impl.hadamard_forward(p["s"], p["m"], p["U"], p["b"], p["V"], p["c"], p["x"],
+                                 nonlinear=nonlinear, many_to_many=mtm, **options)
+
+
+def _backward(impl, p, h, g, nonlinear, **options):
+    return impl.hadamard_backward(p["s"], p["m"], p["U"], p["V"], p["x"], h, g,
+                                  nonlinear=nonlinear, **options)
+
+
+# (n, m, B, T, d_in, d_out): B = 1, 2 and odd, T = 1, many inputs (BLAS path), several
+# lane blocks (B > 64) with a padded last block.
+STORE_SHAPES = ((8, 8, 1, 7, 1, 2), (16, 4, 2, 1, 2, 3), (16, 16, 3, 9, 6, 2),
+                (4, 2, 70, 5, 1, 3), (8, 8, 130, 6, 7, 2))
+
+
+@pytest.mark.parametrize("shape", STORE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_store_every_gives_the_same_bits(shape, dtype):
+    """Every k-th state is exactly the full run's; the gradients recomputed from them equal
+    the all-states gradients bit for bit (same float operations), for k dividing T or not."""
+    n, m, B, T, d_in, d_out = shape
+    p = _hadamard_problem(11, n, m, B, T, d_in, d_out, dtype)
+    for nonlinear, mtm in FLAGS:
+        h, logits = _forward(kernels, p, nonlinear, mtm)
+        g = np.random.default_rng(2).standard_normal(logits.shape).astype(dtype)
+        full = _backward(kernels, p, h, g, nonlinear, input_grad=True)
+        for k in sorted({2, 3, T, T + 1}):
+            label = f"{shape} {dtype.__name__} nonlinear={nonlinear} mtm={mtm} k={k}"
+            h_k, logits_k = _forward(kernels, p, nonlinear, mtm, store_every=k)
+            assert h_k.shape == (T // k, n, B), label
+            np.testing.assert_array_equal(h_k, h[k - 1::k], err_msg=label)
+            np.testing.assert_array_equal(logits_k, logits, err_msg=label)
+            grads = _backward(kernels, p, h_k, g, nonlinear, input_grad=True, store_every=k,
+                              b=p["b"])
+            assert sorted(grads) == sorted(full), label
+            for name in full:
+                np.testing.assert_array_equal(grads[name], full[name], err_msg=f"{label} d{name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_store_every_matches_reference(dtype):
+    n, m, B, T, d_in, d_out = 16, 8, 3, 7, 2, 3
+    p = _hadamard_problem(12, n, m, B, T, d_in, d_out, dtype)
+    p64 = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    for nonlinear, mtm in FLAGS:
+        label = f"{dtype.__name__} nonlinear={nonlinear} mtm={mtm}"
+        h, logits = _forward(kernels, p, nonlinear, mtm, store_every=3)
+        h_ref, _ = _forward(reference, p64, nonlinear, mtm, store_every=3)
+        assert_close(h, h_ref, RTOL[dtype], f"{label}: stored states")
+        g = np.random.default_rng(3).standard_normal(logits.shape).astype(dtype)
+        grads = _backward(kernels, p, h, g, nonlinear, input_grad=True, store_every=3, b=p["b"])
+        grads_ref = _backward(reference, p64, h.astype(np.float64), g.astype(np.float64),
+                              nonlinear, input_grad=True, store_every=3, b=p64["b"])
+        for name in grads_ref:
+            assert_close(grads[name], grads_ref[name], RTOL[dtype], f"{label}: d{name}")
+
+
+def _bytes_of(result):
+    if isinstance(result, dict):
+        return {k: v.tobytes() for k, v in result.items()}
+    if isinstance(result, tuple):
+        return tuple(_bytes_of(r) for r in result)
+    return result.tobytes() if isinstance(result, np.ndarray) else result
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_results_do_not_depend_on_the_thread_count(dtype):
+    """1 and 2 threads give the same bytes (B = 130: three lane blocks, the last padded;
+    d_in = 6 takes the BLAS input path)."""
+    p = _hadamard_problem(13, 16, 16, 130, 6, 6, 3, dtype)
+    y = np.random.default_rng(4).integers(0, 3, size=(6, 130))
+    runs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            h, logits = _forward(kernels, p, True, True, store_every=2)
+            g = np.random.default_rng(5).standard_normal(logits.shape).astype(dtype)
+            grads = _backward(kernels, p, h, g, True, store_every=2, b=p["b"])
+            fused = kernels.hadamard_loss_and_grads(
+                p["s"], p["m"], p["U"], p["b"], p["V"], p["c"], p["x"], y, nonlinear=True,
+                many_to_many=True, store_every=2)
+            runs.append(_bytes_of((h, logits, grads, fused)))
+    finally:
+        numba.set_num_threads(before)
+    assert runs[0] == runs[1]
+
+
+LOSS_SHAPES = ((8, 4, 1, 1, 1, 2), (16, 16, 2, 6, 3, 4), (8, 8, 5, 4, 6, 3), (4, 4, 70, 3, 1, 2))
+
+
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_fused_loss_matches_unfused_path_and_reference(shape, dtype):
+    """The fused step equals forward + softmax cross-entropy + backward (float tolerance)
+    and its NumPy twin."""
+    from hadamnp.models.losses import softmax_cross_entropy
+
+    n, m, B, T, d_in, d_out = shape
+    p = _hadamard_problem(14, n, m, B, T, d_in, d_out, dtype)
+    p64 = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    rtol = RTOL[dtype]
+    for (nonlinear, mtm), k in itertools.product(FLAGS, (1, 2)):
+        label = f"{shape} {dtype.__name__} nonlinear={nonlinear} mtm={mtm} k={k}"
+        T_out = T if mtm else 1
+        y = np.random.default_rng(6).integers(0, d_out, size=(T_out, B))
+        loss_sum, correct, grads = kernels.hadamard_loss_and_grads(
+            p["s"], p["m"], p["U"], p["b"], p["V"], p["c"], p["x"], y, nonlinear=nonlinear,
+            many_to_many=mtm, store_every=k)
+        # Unfused: forward, the training loss on (T_out, B, d_out) logits, backward.
+        h, logits = _forward(kernels, p, nonlinear, mtm, store_every=k)
+        loss, dlogits = softmax_cross_entropy(logits.transpose(0, 2, 1), y)
+        g = np.ascontiguousarray(dlogits.transpose(0, 2, 1))
+        unfused = _backward(kernels, p, h, g, nonlinear, store_every=k, b=p["b"])
+        assert loss_sum / y.size == pytest.approx(loss, rel=rtol, abs=rtol), label
+        assert correct == int(np.sum(np.argmax(logits, axis=1) == y)), label
+        ref_sum, ref_correct, ref_grads = reference.hadamard_loss_and_grads(
+            p64["s"], m, p64["U"], p64["b"], p64["V"], p64["c"], p64["x"], y,
+            nonlinear=nonlinear, many_to_many=mtm, store_every=k)
+        assert loss_sum == pytest.approx(ref_sum, rel=rtol, abs=rtol), label
+        assert correct == ref_correct, label
+        for name in grads:
+            assert grads[name].dtype == dtype, f"{label}: d{name} dtype {grads[name].dtype}"
+            assert_close(grads[name], unfused[name], rtol, f"{label}: d{name} vs unfused")
+            assert_close(grads[name], ref_grads[name], rtol, f"{label}: d{name} vs reference")
+
+
+def test_store_every_and_loss_arguments_are_validated():
+    from hadamnp.errors import ConfigError
+
+    p = _hadamard_problem(15, 8, 8, 3, 4, 2, 3, np.float64)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="store_every"):
+            _forward(kernels, p, False, True, store_every=bad)
+    h, logits = _forward(kernels, p, False, True, store_every=2)
+    with pytest.raises(ConfigError, match="bias b"):
+        _backward(kernels, p, h, np.zeros_like(logits), False, store_every=2)
+    with pytest.raises(ShapeError, match="h"):
+        _backward(kernels, p, h, np.zeros_like(logits), False, store_every=1)
+    args = (p["s"], 8, p["U"], p["b"], p["V"], p["c"], p["x"])
+    opts = {"nonlinear": False, "many_to_many": True}
+    with pytest.raises(ShapeError, match="y"):
+        kernels.hadamard_loss_and_grads(*args, np.zeros((1, 3), np.int64), **opts)
+    with pytest.raises(TypeError, match="integers"):
+        kernels.hadamard_loss_and_grads(*args, np.zeros((4, 3)), **opts)
+    with pytest.raises(ValueError, match="targets"):
+        kernels.hadamard_loss_and_grads(*args, np.full((4, 3), 3), **opts)
+
+
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 64, 65, 100, 128, 200])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_lane_blocks_cover_the_batch_in_whole_vectors(B, dtype):
+    starts, padded = kernels.lane_blocks(B, dtype)
+    W = 64 // np.dtype(dtype).itemsize
+    assert starts[0] == 0 and starts[-1] == B and np.all(np.diff(starts) > 0), starts
+    assert np.all(np.diff(starts) <= 64) and np.all(starts[1:-1] % W == 0), starts
+    widths, padded_widths = np.diff(starts), np.diff(padded)
+    assert np.all(padded_widths % W == 0) and np.all(padded_widths - widths < W), padded
+
+
+# ----------------------------------------------------------------------------------------------
+# The lean single-step inference path
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,m,d_in,d_out", [(1, 1, 1, 1), (2, 2, 2, 1), (16, 4, 3, 2),
+                                             (64, 64, 1, 10), (512, 128, 5, 3)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_step_matches_reference_and_the_sequence_kernel(n, m, d_in, d_out, dtype):
+    """States equal the sequence kernel's bit for bit (d_in <= 4: the same operations);
+    logits, and states computed with BLAS's U x (d_in = 5), within float tolerance."""
+    rng = np.random.default_rng(n + d_in)
+    p = random_problem(rng, n, 1, 6, d_in, d_out, dtype)
+    s = random_signs(rng, n, dtype)
+    for nonlinear in (False, True):
+        weights = kernels.hadamard_step_weights(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                nonlinear=nonlinear)
+        h_seq, logits_seq = kernels.hadamard_forward(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                     p["x"], nonlinear=nonlinear,
+                                                     many_to_many=True)
+        h, h_ref = np.zeros(n, dtype), np.zeros(n, np.float64)
+        logits, logits_ref = np.empty(d_out, dtype), np.empty(d_out, np.float64)
+        for t in range(p["x"].shape[0]):
+            x_t = np.ascontiguousarray(p["x"][t, :, 0])
+            kernels.hadamard_step(weights, h, x_t, logits)
+            reference.hadamard_step(weights.astype(np.float64), h_ref, x_t.astype(np.float64),
+                                    logits_ref)
+            label = f"n={n} m={m} {dtype.__name__} nonlinear={nonlinear} t={t}"
+            if d_in <= 4:
+                np.testing.assert_array_equal(h, h_seq[t, :, 0], err_msg=label)
+            assert_close(h, h_seq[t, :, 0], RTOL[dtype], f"{label}: state vs sequence")
+            assert_close(h, h_ref, RTOL[dtype], f"{label}: state")
+            assert_close(logits, logits_seq[t, :, 0], RTOL[dtype], f"{label}: logits vs sequence")
+            assert_close(logits, logits_ref, RTOL[dtype], f"{label}: logits vs reference")
+
+
+def test_step_checks_sizes_and_weights():
+    rng = np.random.default_rng(16)
+    p = random_problem(rng, 8, 1, 2, 2, 3, np.float32)
+    s = random_signs(rng, 8, np.float32)
+    weights = kernels.hadamard_step_weights(s, 4, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(ShapeError, match="sizes"):
+        kernels.hadamard_step(weights, np.zeros(4, np.float32), np.zeros(2, np.float32),
+                              np.zeros(3, np.float32))
+    with pytest.raises(ShapeError, match="U"):
+        kernels.hadamard_step_weights(s, 4, p["U"][:4], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(TypeError, match="b"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"].astype(np.float64), p["V"], p["c"],
+                                      nonlinear=False)
+    with pytest.raises(SizeError):
+        kernels.hadamard_step_weights(s, 3, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(NonFiniteError, match="V"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"], np.full_like(p["V"], np.nan),
+                                      p["c"], nonlinear=False)
+
+
+@pytest.mark.parametrize("nonlinear,mtm,k", [(False, True, 1), (True, True, 2), (True, False, 3)])
+def test_fused_step_gradients_match_central_differences(nonlinear, mtm, k):
+    """float64 central differences of the mean loss through the whole unroll, every
+    parameter entry (``s`` as a continuous vector)."""
+    n, m, B, T, d_in, d_out = 8, 4, 3, 5, 2, 3
+    p = _hadamard_problem(17, n, m, B, T, d_in, d_out, np.float64)
+    p["b"] = p["b"] + 0.3            # keep the relu states away from zero
+    y = np.random.default_rng(7).integers(0, d_out, size=(T if mtm else 1, B))
+    names = ("s", "U", "b", "V", "c")
+
+    def loss(values):
+        loss_sum, _, _ = kernels.hadamard_loss_and_grads(
+            values["s"], m, values["U"], values["b"], values["V"], values["c"], p["x"], y,
+            nonlinear=nonlinear, many_to_many=mtm, store_every=k)
+        return loss_sum / y.size
+
+    base = {name: p[name].copy() for name in names}
+    _, _, grads = kernels.hadamard_loss_and_grads(
+        base["s"], m, base["U"], base["b"], base["V"], base["c"], p["x"], y,
+        nonlinear=nonlinear, many_to_many=mtm, store_every=k)
+    eps = 1e-6
+    worst = 0.0
+    for name in names:
+        numeric = np.zeros_like(base[name])
+        for index in np.ndindex(base[name].shape):
+            values = {key: v.copy() for key, v in base.items()}
+            values[name][index] += eps
+            up = loss(values)
+            values[name][index] -= 2 * eps
+            numeric[index] = (up - loss(values)) / (2 * eps)
+        err = rel_err(grads[name], numeric)
+        worst = max(worst, err)
+        assert err < 1e-6, f"d{name}: relative error {err:.2e}\n{grads[name]}\n{numeric}"
+    assert worst < 1e-6
