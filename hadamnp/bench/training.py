@@ -9,14 +9,9 @@ Jobs (float32, 4-bit ``Q(U)``/``Q(V)``, linear recurrence):
 One "batch" is the forward pass, the mean softmax cross-entropy and the backward pass (all
 parameter gradients), i.e. a training step without the optimizer update. Rows:
 
-- ``hadamnp-fused-1thr`` / ``-2thr``: what a training step costs with the kernel-level fused
-  step, :func:`hadamnp.kernels.recurrence.hadamard_loss_and_grads` (readout and loss inside
-  the time loop, every ``k``-th state stored and the rest recomputed exactly,
-  ``k = default_store_every``), with the model's weight quantization before it and its
-  straight-through backward after it; 1 and 2 Numba threads (``numba.set_num_threads``,
-  same process, same data; the gradients of both are checked to be bit-identical);
 - ``hadamnp-model``: :class:`hadamnp.models.hadamrnn.HadamRNN` ``forward`` + the training
-  loss + ``backward`` as the model calls the kernels today (all states stored), 1 thread;
+  loss + ``backward``, exactly what ``hadamnp train`` runs (all states stored), 1 thread
+  (the sequence kernels are single-threaded);
 - ``numpy-dense``: the same model with ``kernels="reference"``: the plain-NumPy twin, a dense
   ``W`` (BLAS ``W @ h``) and a Python loop over time;
 - ``torch-dense`` (when ``torch`` is importable): PyTorch CPU autograd with a dense
@@ -32,9 +27,10 @@ for its three column FWHTs per time step (forward, the recomputed ``S h_{t-1}``,
 backward), each at the speed measured here for the ``(n, B)`` state, plus its state traffic
 (the stored states written once and read once) at the copy bandwidth measured here.
 
-Memory job: ``hadamnp-all-states`` (``store_every = 1``) and ``hadamnp-checkpointed``
-(``k ~ sqrt(T B / (2 Bp))``, the least memory); ``state_bytes`` counts the stored states
-plus the segment buffers of the lane blocks running at once; both 1 thread.
+Memory job: the model with ``store_every = 1`` (``hadamnp-all-states``) and with
+``store_every = k ~ sqrt(T)`` (``hadamnp-checkpointed``: ``T // k`` stored states plus one
+segment of ``k`` recomputed in the backward); ``state_bytes`` counts both; the gradients of
+the two are compared byte for byte.
 
 Run: ``python -m hadamnp.bench.training [--quick]``.
 """
@@ -82,14 +78,14 @@ def make_batch(shape_name, shape, rng):
     return x, rng.integers(0, shape["d_out"], size=shape["B"])
 
 
-def make_model(shape, kernels="numba"):
+def make_model(shape, kernels="numba", store_every=1):
     """A float32 HadamRNN of the job's shape and its parameters (seeded)."""
     from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 
     config = HadamRNNConfig(input_size=shape["d_in"], hidden_size=shape["n"],
                             output_size=shape["d_out"], quant_in=f"uniform:{BITS}",
                             quant_out=f"uniform:{BITS}", many_to_many=shape["many_to_many"],
-                            dtype="float32")
+                            store_every=store_every, dtype="float32")
     model = HadamRNN(config, kernels=kernels)
     return model, model.init_params(np.random.default_rng(1))
 
@@ -105,36 +101,6 @@ def model_step(model, params, x, y):
         logits, cache = model.forward(params, x, states_out=buffer)
         result["loss"], dlogits = softmax_cross_entropy(logits, y)
         result["grads"] = model.backward(params, cache, dlogits)
-
-    return step, result
-
-
-def fused_step(model, params, x, y, store_every):
-    """A no-argument callable: the same batch through the fused kernel step.
-
-    Quantization before and the straight-through backward after are the model's own; the
-    kernel layout conversions are those of :meth:`HadamRNN.forward`.
-    """
-    from hadamnp.kernels.recurrence import hadamard_loss_and_grads
-
-    config = model.config
-    T = x.shape[1]
-    xk = np.ascontiguousarray(x.transpose(1, 2, 0))
-    yk = np.ascontiguousarray(y.T if config.many_to_many else y[None, :], dtype=np.int64)
-    buffer = np.empty((T // store_every, config.hidden_size, x.shape[0]), np.float32)
-    result = {}
-
-    def step():
-        w = model.weights(params)
-        loss_sum, correct, grads = hadamard_loss_and_grads(
-            w["W_signs"], model.recurrence.m, w["U_q"], params["b"], w["V_q"], params["c"],
-            xk, yk, nonlinear=config.nonlinear, many_to_many=config.many_to_many,
-            store_every=store_every, h_out=buffer)
-        grads["u"] = model.recurrence.quantizer.backward(params["u"], grads.pop("s"))
-        grads.update(model.U.backward(params, grads.pop("U")))
-        grads.update(model.V.backward(params, grads.pop("V")))
-        result["loss"] = loss_sum / yk.size
-        result["grads"] = grads
 
     return step, result
 
@@ -228,64 +194,29 @@ def _bound(shape, store_every, fwht_s, bandwidth):
     return 3 * shape["T"] * fwht_s + 2 * stored / bandwidth
 
 
-def _with_threads(threads, fn):
-    """``fn`` run with ``numba.set_num_threads(threads)``, restoring the count after."""
-    import numba
-
-    def call():
-        before = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            fn()
-        finally:
-            numba.set_num_threads(before)
-    return call
-
-
 def _grad_bytes(grads):
     return {k: v.tobytes() for k, v in grads.items()}
 
 
 def run_shape(shape_name, quick, bandwidth):
     """Rows for one job."""
-    import numba
-
-    from hadamnp.kernels.recurrence import default_store_every
-
     shape = SHAPES[shape_name]
     case = case_name(shape_name)
     x, y = make_batch(shape_name, shape, np.random.default_rng(0))
     model, params = make_model(shape)
-    k = default_store_every(shape["n"], shape["B"], np.float32)
     common = {"elements": shape["B"] * shape["T"], "n": shape["n"], "T": shape["T"],
               "B": shape["B"], "dtype": "float32"}
     b = budget(quick)
     slow = {"warmup": 0 if quick else 1, "min_repeats": 1 if quick else 3}
     fwht_s = fwht_step_time(shape["n"], shape["B"], quick)
-    bound_s = _bound(shape, k, fwht_s, bandwidth)
     rows = []
 
-    step, result = fused_step(model, params, x, y, k)
-    grads = {}
-    two = numba.config.NUMBA_NUM_THREADS >= 2      # the pool can run 2 threads
-    for threads in (1, 2) if two else (1,):
-        call = _with_threads(threads, step)
-        timing = time_call(call, budget_s=b, min_repeats=3 if quick else 5)
-        grads[threads] = _grad_bytes(result["grads"])
-        rows.append(make_row(BENCH, case, f"hadamnp-fused-{threads}thr", timing,
-                             target_s=shape["target_s"] if threads == 1 else None,
-                             bound_s=bound_s, loss=result["loss"], threads=threads,
-                             store_every=k, **common))
-    if two:
-        rows[-1]["note"] = "gradients bit-identical to 1 thread: " + \
-            ("yes" if grads[1] == grads[2] else "NO")
-
     step, result = model_step(model, params, x, y)
-    timing = time_call(_with_threads(1, step), budget_s=b, min_repeats=3 if quick else 5)
+    timing = time_call(step, budget_s=b, min_repeats=3 if quick else 5)
     rows.append(make_row(BENCH, case, "hadamnp-model", timing, loss=result["loss"], threads=1,
-                         bound_s=_bound(shape, 1, fwht_s, bandwidth),
+                         target_s=shape["target_s"], bound_s=_bound(shape, 1, fwht_s, bandwidth),
                          store_every=1, author_s=shape["author"].get("hadamnp-model"),
-                         note="HadamRNN forward/backward as wired today", **common))
+                         note="what hadamnp train runs", **common))
 
     ref_model, _ = make_model(shape, kernels="reference")
     step, result = model_step(ref_model, params, x, y)
@@ -304,30 +235,26 @@ def run_shape(shape_name, quick, bandwidth):
         timing = time_call(step, budget_s=b, **slow)
         rows.append(make_row(BENCH, case, impl, timing, loss=result["loss"], threads=1,
                              torch=torch.__version__, **common))
-    return add_ratios(rows, subject_impl="hadamnp-fused-1thr")
+    return add_ratios(rows, subject_impl="hadamnp-model")
 
 
 def memory_rows(quick, bandwidth):
-    """All states stored vs every k-th one at n = 4096 (fused step, 1 thread)."""
-    from hadamnp.kernels.recurrence import lane_blocks
-
+    """All states stored vs every k-th one at n = 4096 (the model, 1 thread)."""
     shape = MEMORY_SHAPE
     case = case_name("smnist-shape", shape)
     x, y = make_batch("smnist", shape, np.random.default_rng(0))
-    model, params = make_model(shape)
     n, T, B = shape["n"], shape["T"], shape["B"]
-    starts, padded = lane_blocks(B, np.float32)
-    widths = np.diff(padded)
-    k_min = max(1, int(round(np.sqrt(T * B / (2 * widths.max())))))
+    k_min = max(1, int(round(np.sqrt(T))))
     fwht_s = fwht_step_time(n, B, quick)
     rows, grads = [], {}
     for impl, k in (("hadamnp-all-states", 1), ("hadamnp-checkpointed", k_min)):
-        step, result = fused_step(model, params, x, y, k)
-        timing = time_call(_with_threads(1, step), budget_s=budget(quick), warmup=0,
+        model, params = make_model(shape, store_every=k)
+        step, result = model_step(model, params, x, y)
+        timing = time_call(step, budget_s=budget(quick), warmup=0,
                            min_repeats=1 if quick else 3)
         grads[k] = _grad_bytes(result["grads"])
-        # Stored states, plus (k > 1) the P_t and h_t segment buffers of each lane block.
-        state_bytes = (T // k) * n * B * 4 + (2 * k * n * int(widths.sum()) * 4 if k > 1 else 0)
+        # Stored states, plus (k > 1) the segment of k states recomputed in the backward.
+        state_bytes = (T // k + (k if k > 1 else 0)) * n * B * 4
         rows.append(make_row(BENCH, case, impl, timing, threads=1, store_every=k,
                              state_bytes=state_bytes, loss=result["loss"],
                              bound_s=_bound(shape, k, fwht_s, bandwidth), n=n, T=T, B=B,
@@ -345,7 +272,7 @@ def main(quick=False):
         rows += run_shape(shape_name, quick, bandwidth)
     rows += memory_rows(quick, bandwidth)
     print_table(rows, f"training batch, forward + loss + backward, float32; threads per row; "
-                      f"hadamnp_speedup = other / hadamnp-fused-1thr; bound = 3 FWHTs per "
+                      f"hadamnp_speedup = other / hadamnp-model; bound = 3 FWHTs per "
                       f"step + stored-state traffic at {bandwidth / 1e9:.1f} GB/s",
                 columns=COLUMNS)
     return rows

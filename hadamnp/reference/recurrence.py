@@ -27,7 +27,9 @@ from hadamnp._checks import (
     check_power_of_two,
     check_sequence_args,
     check_state_buffer,
+    check_store_every,
 )
+from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.reference.hadamard import block_hadamard
 
 
@@ -118,34 +120,37 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
                      store_every=1):
     """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}.
 
-    ``store_every = k`` returns only every ``k``-th state, ``h[i] = h_{(i + 1) k - 1}``
-    (``T // k`` of them); ``h_out``, when given, has that shape and receives them.
+    With ``store_every = k > 1`` only ``h_{k-1}, h_{2k-1}, ...`` are returned
+    (``T // k`` states).
     """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
-    T, _, B = check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
-    if h_out is not None:
-        check_state_buffer(h_out, (T // store_every, s.shape[0], B), x.dtype)
-    h, logits = dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
-                              nonlinear=nonlinear, many_to_many=many_to_many)
-    kept = h[store_every - 1::store_every]
+    every = check_store_every(store_every)
+    check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
+    h, logits = dense_forward(hadamard_matrix(s, m), U, b, V, c, x, nonlinear=nonlinear,
+                              many_to_many=many_to_many,
+                              h_out=h_out if every == 1 else None)
+    if every == 1:
+        return h, logits
+    kept = h[every - 1::every][:x.shape[0] // every]
     if h_out is None:
-        return kept, logits
+        return kept.copy(), logits
+    check_state_buffer(h_out, kept.shape, x.dtype)
     h_out[...] = kept
     return h_out, logits
 
 
-def states_from_stored(s, m, U, b, x, h, *, nonlinear, store_every):
-    """All ``T`` states rebuilt from every ``k``-th one (``k = store_every``).
-
-    Segment ``c`` (steps ``c k .. c k + k - 1``) restarts from the stored ``h[c - 1]`` (from
-    ``h_{-1} = 0`` for ``c = 0``), as the compiled backward pass does.
-    """
+def hadamard_states(s, m, U, b, x, h, *, nonlinear, store_every):
+    """All ``T`` states from every ``k``-th one: segment ``c`` (steps ``ck .. ck + k - 1``)
+    restarts from the stored ``h_{ck-1}`` (zero before the first step)."""
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    every = check_store_every(store_every)
+    check_sequence_args(x, U.T, s.shape[0], store_every=every, s=s, U=U, b=b, h=h)
     W = hadamard_matrix(s, m)
     T = x.shape[0]
     full = np.empty((T, W.shape[0], x.shape[2]), dtype=x.dtype)
     for t in range(T):
-        if t % store_every == 0:
-            prev = np.zeros_like(full[0]) if t == 0 else h[t // store_every - 1]
+        if t % every == 0:
+            prev = np.zeros_like(full[0]) if t == 0 else h[t // every - 1]
         a = W @ prev + U @ x[t] + b[:, None]
         prev = np.maximum(a, 0) if nonlinear else a
         full[t] = prev
@@ -161,8 +166,12 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store
     ``h`` holds every ``k``-th state and the bias ``b`` is needed to rebuild the others.
     """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
-    if store_every > 1:
-        h = states_from_stored(s, m, U, b, x, h, nonlinear=nonlinear, store_every=store_every)
+    every = check_store_every(store_every)
+    if every > 1:
+        if b is None:
+            raise ConfigError("hadamard_backward needs the bias b to recompute states when "
+                              "store_every > 1")
+        h = hadamard_states(s, m, U, b, x, h, nonlinear=nonlinear, store_every=every)
     check_sequence_args(x, V, s.shape[0], s=s, U=U, h=h, g=g)
     grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
                            input_grad=input_grad)
@@ -170,40 +179,6 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store
     # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
     grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))
     return grads
-
-
-def softmax_cross_entropy_sum(logits, y):
-    """Summed softmax cross-entropy over the positions of ``logits`` (T_out, d_out, B).
-
-    Returns ``(loss_sum, correct, dlogits)``: ``correct`` counts positions whose argmax
-    equals ``y`` (T_out, B); ``dlogits`` is the gradient of the *mean* loss.
-    """
-    count = y.size
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    total = np.exp(shifted).sum(axis=1)
-    picked = np.take_along_axis(shifted, y[:, None, :], axis=1)[:, 0, :]
-    loss_sum = float(np.sum(np.log(total) - picked, dtype=np.float64))
-    correct = int(np.sum(np.argmax(logits, axis=1) == y))
-    dlogits = np.exp(shifted) / total[:, None, :]
-    dlogits[np.arange(y.shape[0])[:, None], y, np.arange(y.shape[1])[None, :]] -= 1
-    return loss_sum, correct, dlogits / count
-
-
-def hadamard_loss_and_grads(s, m, U, b, V, c, x, y, *, nonlinear, many_to_many,
-                            store_every=1, h_out=None):
-    """Forward pass, mean softmax cross-entropy over the scored positions, and BPTT.
-
-    ``y`` (T_out, B) integer targets. Returns ``(loss_sum, correct, grads)``: the summed
-    loss, the number of correct argmax predictions and the gradients of the mean loss
-    (keys ``s``, ``U``, ``b``, ``V``, ``c``).
-    """
-    h, logits = hadamard_forward(s, m, U, b, V, c, x, nonlinear=nonlinear,
-                                 many_to_many=many_to_many, h_out=h_out,
-                                 store_every=store_every)
-    loss_sum, correct, g = softmax_cross_entropy_sum(logits, np.asarray(y))
-    grads = hadamard_backward(s, m, U, V, x, h, g, nonlinear=nonlinear,
-                              store_every=store_every, b=b)
-    return loss_sum, correct, grads
 
 
 def hadamard_step(weights, h, x, logits):
@@ -217,8 +192,7 @@ def hadamard_step(weights, h, x, logits):
     """
     n, m, d_in, d_out = (int(v) for v in weights[:4])
     nonlinear = bool(weights[4])
-    parts = np.split(weights[5:], np.cumsum([n, n, d_in * n, d_out * n]))
-    scale, b, U_T, V, c = parts
+    scale, b, U_T, V, c = np.split(weights[5:], np.cumsum([n, n, d_in * n, d_out * n]))
     a = scale * (block_hadamard(n, m, weights.dtype) @ h) + b + U_T.reshape(d_in, n).T @ x
     h[...] = np.maximum(a, 0) if nonlinear else a
     logits[...] = V.reshape(d_out, n) @ np.maximum(h, 0) + c
