@@ -10,7 +10,10 @@ step ``k``::
                                                         the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
-    optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
+    optimizer.step(params, grads, state, lr_k, ...)     lr_k from the schedule (StepLR
+                                                        lr * gamma ** e, or cosine, with an
+                                                        optional warm-up:
+                                                        :mod:`hadamnp.training.schedule`),
                                                         per-role lr scales, weight decay;
                                                         role optimizers (e.g. Bop) for
                                                         the roles that have one
@@ -25,8 +28,8 @@ detector (:mod:`hadamnp.training.guard`) adds ``warning`` records and events.
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
 ``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
-(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``e``; the loop
-draws no other random numbers. A checkpoint therefore needs only the parameters, the
+(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``(k, e)``; the
+loop draws no other random numbers. A checkpoint therefore needs only the parameters, the
 optimizer state and the position ``(epoch, batch, global_step)`` to continue exactly as
 an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
@@ -39,18 +42,36 @@ state; it is checkpointed before the interrupt propagates.
 
 Run directory: ``checkpoint.npz`` (latest, rewritten atomically at step 0, every epoch,
 every ``checkpoint_every`` steps, on interrupt and at the end), ``checkpoint-epochNNN.npz``
-(end of epoch NNN), ``metrics.jsonl`` (:mod:`hadamnp.training.metrics`),
-``config.toml`` (the resolved configuration, readable by ``hadamnp train --config``) and,
-while a process trains in it, ``run.lock`` (its pid).
+(end of epoch NNN, 0-based; only the last ``keep_last`` are kept when it is set),
+``checkpoint-best.npz`` (the end of the epoch with the best validation figure so far:
+accuracy for classification, else the loss; :func:`best_epoch`),
+``metrics.jsonl`` (:mod:`hadamnp.training.metrics`), ``config.toml`` (the resolved
+configuration, readable by ``hadamnp train --config``) and, while a process trains in it,
+``run.lock``. An epoch's files are written before the state moves past the epoch, so an
+interrupt while writing them makes the resumed run redo (identically) the epoch's
+validation and files.
+
+Early stopping. With ``patience = P``, training ends once the last ``P`` epochs brought no
+validation figure better than the best before them; the test split is then evaluated on the last
+parameters (``checkpoint-best.npz`` holds the best ones). The decision depends only on
+the recorded epoch history, so resuming reproduces it.
+
+Integrity (:mod:`hadamnp.runs.integrity`). :func:`train` and :func:`resume` hold the run's
+lock for the whole session and decide whether the directory is fresh or which checkpoint
+to continue only once they hold it; then they delete the temporary files a killed writer
+left. Checkpoints record the SHA-256 of every data file the task read; :func:`resume`
+refuses changed data unless ``allow_data_change`` (then a ``data_change`` record goes to
+``metrics.jsonl``).
 
 Progress goes to an optional ``callback(event)`` (the library prints nothing); ``event`` is
-a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"epoch_end"``,
-``"test"``, and the figures of that moment (see :func:`train`).
+a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"eval_start"``,
+``"epoch_end"``, ``"early_stop"``, ``"test"``, and the figures of that moment (see
+:func:`train`).
 """
 
 import dataclasses
 import itertools
-import os
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,27 +81,30 @@ import numpy as np
 from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
+from hadamnp.io.atomic import write_atomic
 from hadamnp.io.datasets import derived_rng
 from hadamnp.runs.config import RunConfig, config_to_toml
+from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_record,
+                                    describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.diagnostics import gradient_diagnostics, update_diagnostics
 from hadamnp.training.guard import epoch_warnings, is_spike
-from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
-from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
+from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe, primary_figure
+from hadamnp.training.optim import clip_grad_norm, make_optimizer
 from hadamnp.training.role_optim import RoleOptimizer, get_role_optimizer
+from hadamnp.training.schedule import check_resume, learning_rate
 
 __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 
 # Spawn keys of the run's own streams; the task streams use keys 0, 1, 2.
 INIT_STREAM = 3    # initial parameters
 QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
-CONFIG_NAME = "config.toml"
-LOCK_NAME = "run.lock"
-# Options that may change when a run is resumed: none of them alters the trajectory.
-# (A moved text file may be given again: its digest must match the checkpoint's.)
-RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every", "text", "diagnostics")
+# Options that may change when a run is resumed: none of them alters the trajectory (the
+# data files, found anew through data_dir, npz or text, are checked by their digests).
+RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
+                    "test_batches", "eval_batch_size", "log_every", "keep_last", "patience",
+                    "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -155,13 +179,18 @@ class RunResult:
     epoch, batch, step : int
         Position reached.
     finished : bool
-        All epochs done and the test split evaluated (False when ``max_steps`` stopped it).
+        All epochs done (or stopped early) and the test split evaluated (False when
+        ``max_steps`` stopped it).
     history : list of dict
         Epoch records (train and validation figures).
     test : dict or None
         Final test figures (see :func:`evaluate`).
     seconds : float
         Wall-clock time of this call.
+    best_epoch : int or None
+        Epoch (0-based) of the best validation figure, saved in ``checkpoint-best.npz``.
+    stopped_early : bool
+        Early stopping (``patience``) ended the run before its last epoch.
     """
 
     run_dir: Path
@@ -174,6 +203,28 @@ class RunResult:
     history: list
     test: dict | None
     seconds: float
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def best_epoch(history):
+    """Index of the epoch record with the best validation figure (first on ties), or None
+    when no record has one. The figure is :func:`~hadamnp.training.metrics.primary_figure`'s:
+    the accuracy for classification, else the loss."""
+    if not history:
+        return None
+    name, higher = primary_figure(history[-1])
+    values = [(record.get(f"val_{name}"), i) for i, record in enumerate(history)]
+    finite = [(-value if higher else value, i) for value, i in values
+              if isinstance(value, (int, float)) and math.isfinite(value)]
+    return min(finite)[1] if finite else None
+
+
+def patience_exhausted(history, patience):
+    """True when the last ``patience`` epochs of ``history`` brought no new best
+    validation figure (never when ``patience`` is None)."""
+    best = best_epoch(history)
+    return patience is not None and best is not None and len(history) - 1 - best >= patience
 
 
 def _optimizer(config, groups):
@@ -219,59 +270,10 @@ def _opt_from_checkpoint(stored, template, path):
     return out
 
 
-class _RunLock:
-    """``RUN_DIR/run.lock`` (holding the owner's pid) while a process trains in ``RUN_DIR``.
-
-    Two processes writing one run directory would interleave checkpoints and metrics; the
-    lock makes the second one fail with a clear message. A lock left by a process that no
-    longer exists (POSIX) is taken over.
-    """
-
-    def __init__(self, run_dir):
-        self.path = Path(run_dir) / LOCK_NAME
-
-    @staticmethod
-    def _alive(pid):
-        if os.name != "posix":
-            return True  # no portable liveness probe; the user removes a stale lock
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text(encoding="ascii").strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and self._alive(pid):
-                    raise CheckpointError(
-                        f"{self.path.parent} is in use by process {pid} (lock file "
-                        f"{self.path}); wait for it or remove the lock if it is stale")
-                self.path.unlink(missing_ok=True)
-                continue
-            except OSError as exc:
-                raise CheckpointError(f"cannot create lock {self.path}: {exc}") from exc
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            return self
-        raise CheckpointError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc_info):
-        self.path.unlink(missing_ok=True)
-
-
 class _Run:
     """One training session over a run directory (used by :func:`train` / :func:`resume`)."""
 
-    def __init__(self, config, run_dir, task, model, init_rng_state):
+    def __init__(self, config, run_dir, task, model, init_rng_state, data):
         self.config = config
         self.run_dir = Path(run_dir)
         self.task = task
@@ -281,10 +283,26 @@ class _Run:
         self.loss = run_loss(config, task)
         self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
+        self.data = data  # data_record(task), stored in every checkpoint
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
         self.states = None  # the model's state buffer, reused by every batch of one shape
+        if config.patience is not None and "val" not in task.split_names():
+            raise ConfigError(f"patience (early stopping) needs a validation split; task "
+                              f"{task.name} has none")
+
+    def lr(self, step, epoch):
+        """Learning rate of optimizer step ``step`` (0-based) in epoch ``epoch``."""
+        return learning_rate(self.config, step, epoch, self.batches_per_epoch)
+
+    def _eval_sequences(self, split, max_batches):
+        """Sequences an evaluation of ``split`` covers (0 when the task lacks it)."""
+        if split not in self.task.split_names():
+            return 0
+        size = self.task.split_size(split)
+        return size if max_batches is None else min(
+            size, max_batches * self.config.eval_batch_size)
 
     def init_optimizer_state(self, params):
         """Fresh optimizer state for the trainable parameters (frozen ones have none)."""
@@ -292,7 +310,7 @@ class _Run:
 
     def checkpoint_config(self):
         return {"run": self.config.to_dict(), "model": self.model.describe(),
-                "task": self.task.describe()}
+                "task": self.task.describe(), "data": self.data}
 
     def _state_buffer(self, x):
         # Freshly mapped memory page-faults far below the memory bandwidth, and the states
@@ -313,27 +331,44 @@ class _Run:
             metrics=metrics)
         ckpt_io.save_checkpoint(path or ckpt_io.checkpoint_path(self.run_dir), ckpt)
 
-    def run(self, state, callback, max_steps, fresh):
-        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`."""
+    def run(self, state, callback, max_steps, fresh, changed_data=None):
+        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`.
+
+        The caller holds the run's lock. ``changed_data`` (:func:`data_changes`), accepted
+        by a resume, is logged and checkpointed before anything else.
+        """
         emit = callback or (lambda event: None)
         start = time.perf_counter()
         # ``self.state`` is only ever replaced by one assignment, so whenever an interrupt
         # arrives it holds a committed, consistent state (see the module docstring).
         self.state = state
-        with _RunLock(self.run_dir):
-            return self._run_locked(emit, max_steps, fresh, start)
-
-    def _run_locked(self, emit, max_steps, fresh, start):
-        state = self.state
         self.log = MetricsLog(self.run_dir / METRICS_NAME, state.offset)
         try:
             if fresh:
                 self.save(self.state)
-            emit({"event": "start", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step, "epochs": self.config.epochs,
-                  "batches_per_epoch": self.batches_per_epoch})
+            if changed_data:
+                record = {"kind": "data_change", "epoch": state.epoch, "step": state.step,
+                          "files": changed_data}
+                self.state = state = dataclasses.replace(state, offset=self.log.write(record))
+                self.save(self.state)
+                emit({"event": "data_change", **record})
+            config = self.config
+            start_event = {"event": "start", "epoch": state.epoch, "batch": state.batch,
+                           "step": state.step, "epochs": config.epochs,
+                           "batches_per_epoch": self.batches_per_epoch,
+                           "batch_size": config.batch_size, "max_steps": max_steps,
+                           "val_sequences": self._eval_sequences("val", config.val_batches),
+                           "test_sequences": self._eval_sequences("test",
+                                                                  config.test_batches)}
+            if self.task.baseline() is not None:
+                start_event["baseline"] = self.task.baseline()
+            emit(start_event)
             stopped = max_steps is not None and state.step >= max_steps
-            while self.state.epoch < self.config.epochs and not stopped:
+            while self.state.epoch < config.epochs and not stopped:
+                if patience_exhausted(self.state.history, config.patience):
+                    emit({"event": "early_stop", "epoch": self.state.epoch,
+                          "best_epoch": best_epoch(self.state.history)})
+                    break
                 stopped = self._epoch(emit, max_steps)
             if not stopped and self.state.test is None:
                 self._test(emit)
@@ -347,18 +382,22 @@ class _Run:
         return RunResult(run_dir=self.run_dir, config=self.config, params=state.params,
                          epoch=state.epoch, batch=state.batch, step=state.step,
                          finished=state.test is not None, history=list(state.history),
-                         test=state.test, seconds=time.perf_counter() - start)
+                         test=state.test, seconds=time.perf_counter() - start,
+                         best_epoch=best_epoch(state.history),
+                         stopped_early=state.test is not None
+                         and state.epoch < self.config.epochs)
 
     def _epoch(self, emit, max_steps):
         """Finish the epoch in progress; return True when ``max_steps`` stopped it."""
         config, epoch, first = self.config, self.state.epoch, self.state.batch
-        lr = step_lr(config.lr, epoch, config.gamma)
         started = time.perf_counter()
         emit({"event": "epoch_start", "epoch": epoch, "epochs": config.epochs,
-              "batch": first, "batches": self.batches_per_epoch, "lr": lr})
+              "batch": first, "batches": self.batches_per_epoch,
+              "lr": self.lr(self.state.step, epoch)})
         batches = self.task.iter_batches(epoch, config.batch_size, start_batch=first,
                                          dtype=config.dtype)
         for x, y in itertools.islice(batches, self.batches_per_epoch - first):
+            lr = self.lr(self.state.step, epoch)
             self.state, record = self._step(self.state, x, y, lr)
             emit({"event": "step", **record})
             step = self.state.step
@@ -369,11 +408,14 @@ class _Run:
         state = self.state
         val = None
         if "val" in self.task.split_names():
+            emit({"event": "eval_start", "split": "val",
+                  "sequences": self._eval_sequences("val", config.val_batches)})
             val = evaluate(self.model, state.params, self.task, "val",
                            config.eval_batch_size, config.val_batches, loss=self.loss)
         loss_sum, *metric_sums, positions = state.sums
         train_loss = loss_sum / positions
-        record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
+        record = {"kind": "epoch", "epoch": epoch, "step": state.step,
+                  "lr": self.lr(max(state.step - 1, 0), epoch),
                   "train_loss": train_loss,
                   **{f"train_{name}": total / positions
                      for name, total in zip(self.loss.metrics, metric_sums)},
@@ -390,16 +432,29 @@ class _Run:
         for message in warnings:
             offset = self.log.write({"kind": "warning", "epoch": epoch, "step": state.step,
                                      "message": message})
-        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
-                                         offset=offset, history=state.history + (record,),
-                                         flips=(state.flips[0], 0),
-                                         watch=(0, 0, state.watch[2]))
-        self.save(self.state)
-        self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
+        new = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
+                                  offset=offset, history=state.history + (record,),
+                                  flips=(state.flips[0], 0), watch=(0, 0, state.watch[2]))
+        # The epoch's files first, the state last (see "Run directory" above).
+        self.save(new, ckpt_io.checkpoint_path(self.run_dir, epoch))
+        if best_epoch(new.history) == epoch:
+            self.save(new, self.run_dir / ckpt_io.BEST_NAME)
+        self.save(new)
+        self._prune(epoch)
+        self.state = new
         emit({"event": "epoch_end", **record})
         for message in warnings:
             emit({"event": "warning", "epoch": epoch, "step": state.step, "message": message})
         return False
+
+    def _prune(self, epoch):
+        """Delete the end-of-epoch snapshots older than the last ``keep_last``."""
+        keep = self.config.keep_last
+        if keep is None:
+            return
+        for number, path in ckpt_io.epoch_checkpoints(self.run_dir):
+            if number <= epoch - keep:
+                path.unlink(missing_ok=True)
 
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""
@@ -464,6 +519,8 @@ class _Run:
         if "test" not in self.task.split_names():
             self.state = dataclasses.replace(state, test={})
             return
+        emit({"event": "eval_start", "split": "test",
+              "sequences": self._eval_sequences("test", self.config.test_batches)})
         test = evaluate(self.model, state.params, self.task, "test",
                         self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
@@ -482,12 +539,15 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         Created if missing; must not already hold a checkpoint.
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
-        ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
-        ``batches``, ``lr``), ``step`` (``loss``, the loss's metric ``accuracy`` or ``mse``,
-        ``lr``, ``flips``...), ``epoch_end`` (train and ``val_`` figures), ``warning``
-        (``message``: a collapse or loss spikes after sign flips,
-        :mod:`hadamnp.training.guard`), ``test``. An exception raised by the callback stops
-        training; a ``KeyboardInterrupt`` is checkpointed first.
+        ``epochs``, ``batches_per_epoch``, ``batch_size``, ``max_steps``, ``val_sequences`` and
+        ``test_sequences`` (per evaluation, 0 without the split), the copy task's
+        ``baseline``), ``epoch_start`` (``epoch``, ``batch``, ``batches``, ``lr``), ``step``
+        (``loss``, the loss's metric ``accuracy`` or ``mse``, ``lr``, ``flips``...),
+        ``eval_start`` (``split``, ``sequences``), ``epoch_end`` (train and ``val_``
+        figures), ``warning`` (``message``: a collapse or loss spikes after sign flips,
+        :mod:`hadamnp.training.guard`), ``early_stop`` (``epoch``, ``best_epoch``),
+        ``data_change``, ``test``. An exception raised by the callback stops training; a
+        ``KeyboardInterrupt`` is checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -505,27 +565,36 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     run_dir = Path(run_dir)
-    existing = ckpt_io.latest_checkpoint(run_dir)
-    if existing is not None:
-        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
-                              f"or choose another output directory")
+    _check_fresh(run_dir)  # before loading any data, for a quick answer
     task = build_task(config)
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
-    # Built (and its optimizer specs checked) before anything is written.
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
+    ParamGroups.of(model, config)  # checks the role optimizers' specs before writing
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
-                   batch=0, step=0, sums=run.zero_sums, offset=0, history=())
-    return run.run(state, callback, max_steps, fresh=True)
+    with RunLock(run_dir) as lock:
+        _check_fresh(run_dir)  # again: another trainer may have started it meanwhile
+        lock.remove_stale_temp_files()
+        text = config_to_toml(config).encode("utf-8")
+        write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
+        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng),
+                   data_record(task))
+        state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
+                       batch=0, step=0, sums=run.zero_sums, offset=0, history=())
+        return run.run(state, callback, max_steps, fresh=True)
 
 
-def resume(run_dir, *, callback=None, max_steps=None, **overrides):
+def _check_fresh(run_dir):
+    existing = ckpt_io.latest_checkpoint(run_dir)
+    if existing is not None:
+        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
+                              f"or choose another output directory")
+
+
+def resume(run_dir, *, callback=None, max_steps=None, allow_data_change=False, **overrides):
     """Continue the run in ``run_dir`` from its latest checkpoint, exactly.
 
     Parameters
@@ -533,6 +602,10 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     run_dir : str or os.PathLike
     callback, max_steps
         As in :func:`train`.
+    allow_data_change : bool
+        Continue even though a data file's content differs from the one the checkpoint
+        recorded (the run then no longer equals an uninterrupted one); the change is
+        logged in ``metrics.jsonl`` (``kind = "data_change"``).
     **overrides
         Options of :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); any other is a
         :class:`ConfigError`, since it would change the trajectory.
@@ -544,21 +617,42 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     Raises
     ------
     CheckpointError
-        Missing, corrupt or incompatible checkpoint (the files are left untouched).
+        Missing, corrupt or incompatible checkpoint, changed data, or another process
+        training in ``run_dir`` (the files are left untouched).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    ckpt, config, path = load_run(run_dir)
     refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming (only "
                           f"{', '.join(RESUME_OVERRIDES)} may change)")
+    with RunLock(run_dir) as lock:
+        lock.remove_stale_temp_files()
+        return _resume(run_dir, callback, max_steps, allow_data_change, overrides)
+
+
+def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
+    ckpt, config, path = load_run(run_dir)
+    previous = config
     config = config.replace(**overrides)
+    check_resume(previous, config)
     task = build_task(config)
-    described = {key: value for key, value in task.describe().items() if key != "path"}
+    data = data_record(task)
+    # Checkpoints written before digests were recorded have no "data": nothing to compare.
+    changed = data_changes(ckpt.config.get("data", data), data)
+    if changed and not allow_data_change:
+        raise CheckpointError(
+            f"{path}: the run's data changed since this checkpoint: "
+            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
+            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
+            f"--allow-data-change), logged in {METRICS_NAME}")
+    # The data may move ("path"); a task that describes its file by digest ("sha256",
+    # text) must match too, unless a change of content was accepted above.
+    ignored = {"path", "sha256"} if changed else {"path"}
+    described = {key: value for key, value in task.describe().items() if key not in ignored}
     stored = {key: value for key, value in ckpt.config.get("task", {}).items()
-              if key != "path"}
+              if key not in ignored}
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
@@ -569,7 +663,7 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
-    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
+    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
     opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
                                      run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
@@ -593,6 +687,7 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     if state.batch > run.batches_per_epoch:
         raise CheckpointError(f"{path}: position batch {state.batch} is past the "
                               f"{run.batches_per_epoch} batches of an epoch")
-    if state.epoch < config.epochs and state.test is not None:
+    if (state.epoch < config.epochs and state.test is not None
+            and not patience_exhausted(state.history, config.patience)):
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
-    return run.run(state, callback, max_steps, fresh=False)
+    return run.run(state, callback, max_steps, fresh=False, changed_data=changed)

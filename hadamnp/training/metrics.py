@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from hadamnp.errors import CheckpointError
-
-METRICS_NAME = "metrics.jsonl"
+from hadamnp.io.atomic import regular_target
+from hadamnp.runs.integrity import METRICS_NAME
 
 
 def json_safe(value):
@@ -48,12 +48,13 @@ class MetricsLog:
     Raises
     ------
     CheckpointError
-        The file is shorter than ``offset`` (it does not belong to the checkpoint) or
-        cannot be opened.
+        The file is shorter than ``offset`` (it does not belong to the checkpoint), is not
+        a regular file (a symbolic link is followed) or cannot be opened.
     """
 
     def __init__(self, path, offset=0):
         self.path = Path(path)
+        regular_target(self.path)
         try:
             size = self.path.stat().st_size if self.path.exists() else 0
             if size < offset:
@@ -86,6 +87,21 @@ class MetricsLog:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def primary_figure(record):
+    """``(name, higher_is_better)`` of the figure that ranks a run's epochs.
+
+    Accuracy (higher is better) for classification; the loss (lower) for tasks scored
+    against a baseline (copy, adding: their loss / baseline ratio is the result) and for
+    tasks without accuracy. ``record`` is an evaluation result or a metrics record (keys
+    with or without the ``val_`` prefix). Used for the best-validation checkpoint, early
+    stopping and ``hadamnp report``.
+    """
+    if "baseline" in record or "val_baseline" in record or "accuracy" not in record and \
+            "val_accuracy" not in record:
+        return "loss", False
+    return "accuracy", True
 
 
 def read_metrics(path, kind=None):
