@@ -13,17 +13,15 @@ first call timed apart).
 
 import os
 import sys
-from pathlib import Path
 
 if __name__ == "__main__":
     for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import budget, format_facts, machine_facts, time_call  # noqa: E402
+from hadamnp.bench.harness import budget, format_facts, machine_facts, time_call  # noqa: E402
 
 
 def main(quick=False):

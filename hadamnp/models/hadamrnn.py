@@ -326,15 +326,19 @@ class HadamRNN:
             the count of entries at each integer code, lowest code first;
             ``h_absmax``: ``max |h_t,i|`` over the batch, the steps and the units;
             ``h_rms_last``: the root mean square of the last state ``h_T``.
+            With ``store_every = k > 1`` both read the states the cache keeps (steps
+            ``k, 2k, ...``: recomputing the others would cost the memory ``k`` saves), and
+            ``h_rms_last`` is left out unless ``k`` divides ``T``.
         """
         out = {}
         for name, weight in (("U", self.U), ("V", self.V), *self.recurrence.weights()):
             out.update({f"{key}.{name}": value
                         for key, value in weight.diagnostics(params).items()})
-        h = cache["h"]  # (T, n, B); max and min read it once each without a temporary
+        h = cache["h"]  # (T/k, n, B); max and min read it once each without a temporary
         out["h_absmax"] = float(max(h.max(), -h.min()))
-        last = h[-1].astype(np.float64)
-        out["h_rms_last"] = float(np.sqrt(np.mean(last * last)))
+        if cache["x"].shape[0] % self.config.store_every == 0:
+            last = h[-1].astype(np.float64)
+            out["h_rms_last"] = float(np.sqrt(np.mean(last * last)))
         return out
 
     def size(self):

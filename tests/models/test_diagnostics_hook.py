@@ -40,3 +40,20 @@ def test_hadamrnn_hook(rng, name, options, weights):
     h = model.states(cache)["h"]
     assert out["h_absmax"] == np.max(np.abs(h))
     assert out["h_rms_last"] == pytest.approx(np.sqrt(np.mean(h[:, -1] ** 2)))
+
+
+@pytest.mark.parametrize("T", [12, 13])
+def test_hook_with_checkpointed_states_reads_the_stored_ones(rng, T):
+    model = build_model("hadamrnn", input_size=2, hidden_size=8, output_size=3,
+                        many_to_many=False, dtype="float64", store_every=4)
+    params = model.init_params(rng)
+    logits, cache = model.forward(params, rng.normal(size=(2, T, 2)))
+    out = model.diagnostics(params, cache, model.backward(params, cache,
+                                                          np.ones_like(logits)))
+    h = model.states(cache)["h"]  # all T states, recomputed
+    stored = h[:, 3::4]
+    assert out["h_absmax"] == np.max(np.abs(stored))
+    if T == 12:
+        assert out["h_rms_last"] == pytest.approx(np.sqrt(np.mean(h[:, -1] ** 2)))
+    else:
+        assert "h_rms_last" not in out
