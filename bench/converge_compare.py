@@ -27,9 +27,12 @@ Two commands:
     continues where the runs stopped (bit-identical to an uninterrupted run).
 ``report``
     reads the run directories: per epoch the validation figures and the sign flips, the
-    test figures of every epoch checkpoint (evaluated once, cached in the run directory
-    as ``test_per_epoch.json``), collapses (below); writes ``table.md`` and, when
-    matplotlib is installed, ``curves.png``.
+    test figures of every end-of-epoch checkpoint and of the latest checkpoint (evaluated
+    once, cached in the run directory as ``test_per_epoch.json``), collapses (below);
+    writes ``table.md``, ``summary.json`` and, when matplotlib is installed,
+    ``curves.png``. "final" is the latest checkpoint; "best" the best of all evaluated
+    checkpoints (chosen on the test split: optimistic); "at best val." the epoch
+    checkpoint with the best validation figure.
 
 Collapse: an epoch whose validation accuracy is below 20 % after an earlier epoch above
 50 % (MNIST), or whose validation loss is above the memoryless baseline after an earlier
@@ -116,21 +119,28 @@ def run(root, tasks, methods, epochs, jobs):
                       flush=True)
 
 
-def _test_per_epoch(run_dir):
-    """``{epoch: test figures}`` of every epoch checkpoint, evaluated once and cached."""
-    from hadamnp.io.checkpoint import checkpoint_path
+def _tests(run_dir):
+    """Test figures of every end-of-epoch checkpoint (``{epoch: result}``) and of the latest
+    checkpoint (``"last"``), each evaluated once and cached in ``test_per_epoch.json``."""
+    from hadamnp.io.checkpoint import checkpoint_path, epoch_checkpoints, load_checkpoint
     from hadamnp.runs.plumbing import evaluate_run
 
     cache = run_dir / "test_per_epoch.json"
     results = json.loads(cache.read_text()) if cache.is_file() else {}
-    epoch = 0
-    while checkpoint_path(run_dir, epoch).is_file():
-        if str(epoch) not in results:
-            result, _, _ = evaluate_run(checkpoint_path(run_dir, epoch), "test")
-            results[str(epoch)] = result
+    targets = [(str(epoch), path) for epoch, path in epoch_checkpoints(run_dir)]
+    latest = checkpoint_path(run_dir)
+    if latest.is_file():
+        step = load_checkpoint(latest).position["global_step"]
+        targets.append((f"last:{step}", latest))
+    for key, path in targets:
+        if key not in results:
+            result, _, _ = evaluate_run(path, "test")
+            results[key] = result
             cache.write_text(json.dumps(results, indent=1))
-        epoch += 1
-    return {int(k): v for k, v in results.items()}
+    last = max((k for k in results if k.startswith("last:")),
+               key=lambda k: int(k.split(":")[1]), default=None)
+    epochs = {int(k): v for k, v in results.items() if not k.startswith("last:")}
+    return epochs, results.get(last), int(last.split(":")[1]) if last else None
 
 
 def _collapses(epochs, task):
@@ -156,19 +166,20 @@ def summarize(run_dir, task):
     records = read_metrics(run_dir)
     epochs = [r for r in records if r["kind"] == "epoch"]
     steps = [r for r in records if r["kind"] == "step"]
-    tests = _test_per_epoch(run_dir)
+    tests, last, last_step = _tests(run_dir)
     key = "ratio" if task == "copy" else "accuracy"
-    row = {"run": run_dir.name, "epochs": len(epochs), "steps": steps[-1]["step"] if steps
-           else 0, "collapses": _collapses(epochs, task),
+    pick = min if task == "copy" else max
+    row = {"run": run_dir.name, "epochs": len(epochs), "collapses": _collapses(epochs, task),
+           "steps": last_step or (steps[-1]["step"] if steps else 0),
            "flips_per_epoch": [r.get("flips") for r in epochs]}
-    if tests:
-        last = tests[max(tests)]
-        best_val = max(range(len(epochs)), key=lambda e: (-epochs[e]["val_loss"]
-                                                          if task == "copy" else
-                                                          epochs[e]["val_accuracy"]))
-        pick = min if task == "copy" else max
-        row.update(final_test=last[key], final_test_loss=last["loss"],
-                   best_test=pick(t[key] for t in tests.values()),
+    evaluated = list(tests.values()) + ([last] if last else [])
+    if evaluated:
+        final = last or tests[max(tests)]
+        best_val = (min if task == "copy" else max)(
+            range(len(epochs)), key=lambda e: epochs[e]["val_loss" if task == "copy"
+                                                       else "val_accuracy"])
+        row.update(final_test=final[key], final_test_loss=final["loss"],
+                   best_test=pick(t[key] for t in evaluated),
                    test_at_best_val=tests.get(best_val, {}).get(key),
                    best_val_epoch=best_val + 1)
     row["val_curve"] = [r["val_ratio"] if task == "copy" else r["val_accuracy"]
