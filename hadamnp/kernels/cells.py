@@ -48,6 +48,18 @@ def _tanh(z, one):
     return t if z >= 0 else -t
 
 
+@numba.njit(cache=True, inline="always")
+def _flush_level(dtype):
+    """``sqrt`` of the smallest normal number of ``dtype`` (about 1e-19 in float32)."""
+    return dtype.type(math.sqrt(np.finfo(dtype).tiny))
+
+
+@numba.njit(cache=True, inline="always")
+def _ftz(v, tiny):
+    """``v``, or 0 when ``|v| < tiny`` (see the module docstring: no subnormal numbers)."""
+    return v if abs(v) >= tiny else v * 0
+
+
 @numba.njit(cache=True)
 def _input_drive(x_t, WxT, b, out):
     """``out = x_t @ WxT + b`` for ``x_t`` (B, d_in), ``WxT`` (d_in, G n), ``out`` (B, G n)."""
@@ -73,6 +85,7 @@ def _rnn_forward(WxT, WhT, b, x, h, zx, zh):
     T, B, _ = x.shape
     n = WhT.shape[0]
     one = x.dtype.type(1)
+    tiny = _flush_level(x.dtype)
     for t in range(T):
         _input_drive(x[t], WxT, b, zx)
         if t > 0:
@@ -80,13 +93,14 @@ def _rnn_forward(WxT, WhT, b, x, h, zx, zh):
             zx += zh
         for j in range(B):
             for k in range(n):
-                h[t, j, k] = _tanh(zx[j, k], one)
+                h[t, j, k] = _ftz(_tanh(zx[j, k], one), tiny)
 
 
 @numba.njit(cache=True)
 def _rnn_backward(Wh, h, dH, dZ, carry):
     T, B, n = h.shape
     one = h.dtype.type(1)
+    tiny = _flush_level(h.dtype)
     first = T - dH.shape[0]
     carry[:] = 0
     for t in range(T - 1, -1, -1):
@@ -96,7 +110,7 @@ def _rnn_backward(Wh, h, dH, dZ, carry):
                 if t >= first:
                     d += dH[t - first, j, k]
                 ht = h[t, j, k]
-                dZ[t, j, k] = d * (one - ht * ht)
+                dZ[t, j, k] = _ftz(d * (one - ht * ht), tiny)
         if t > 0:
             np.dot(dZ[t], Wh, carry)
 
@@ -107,6 +121,7 @@ def _gru_forward(WxT, WhT, b, x, h, gates, hc, zx, zh):
     n = WhT.shape[0]
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
+    tiny = _flush_level(x.dtype)
     for t in range(T):
         _input_drive(x[t], WxT, b, zx)
         if t > 0:
@@ -115,17 +130,18 @@ def _gru_forward(WxT, WhT, b, x, h, gates, hc, zx, zh):
         for j in range(B):
             for k in range(n):
                 if t > 0:
-                    ar, au, ac, prev = zh[j, k], zh[j, n + k], zh[j, 2 * n + k], h[t - 1, j, k]
+                    ar, au, prev = zh[j, k], zh[j, n + k], h[t - 1, j, k]
+                    ac = _ftz(zh[j, 2 * n + k], tiny)
                 else:
                     ar = au = ac = prev = zero
-                r = _sigmoid(zx[j, k] + ar, one)
-                u = _sigmoid(zx[j, n + k] + au, one)
-                c = _tanh(zx[j, 2 * n + k] + r * ac, one)
+                r = _ftz(_sigmoid(zx[j, k] + ar, one), tiny)
+                u = _ftz(_sigmoid(zx[j, n + k] + au, one), tiny)
+                c = _ftz(_tanh(zx[j, 2 * n + k] + r * ac, one), tiny)
                 g[j, k] = r
                 g[j, n + k] = u
                 g[j, 2 * n + k] = c
                 hc[t, j, k] = ac
-                h[t, j, k] = (one - u) * prev + u * c
+                h[t, j, k] = _ftz((one - u) * prev + u * c, tiny)
 
 
 @numba.njit(cache=True)
@@ -133,6 +149,7 @@ def _gru_backward(Wh, h, gates, hc, dH, dZx, dZh, carry, back):
     T, B, n = h.shape
     one = h.dtype.type(1)
     zero = h.dtype.type(0)
+    tiny = _flush_level(h.dtype)
     first = T - dH.shape[0]
     carry[:] = 0
     for t in range(T - 1, -1, -1):
@@ -142,17 +159,18 @@ def _gru_backward(Wh, h, gates, hc, dH, dZx, dZh, carry, back):
                 dh = carry[j, k]
                 if t >= first:
                     dh += dH[t - first, j, k]
+                dh = _ftz(dh, tiny)
                 r, u, c = g[j, k], g[j, n + k], g[j, 2 * n + k]
                 prev = h[t - 1, j, k] if t > 0 else zero
-                dc = dh * u * (one - c * c)
-                dr = dc * hc[t, j, k] * r * (one - r)
-                du = dh * (c - prev) * u * (one - u)
+                dc = _ftz(dh * u * (one - c * c), tiny)
+                dr = _ftz(dc * hc[t, j, k] * r * (one - r), tiny)
+                du = _ftz(dh * (c - prev) * u * (one - u), tiny)
                 dZx[t, j, k] = dr
                 dZx[t, j, n + k] = du
                 dZx[t, j, 2 * n + k] = dc
                 dZh[t, j, k] = dr
                 dZh[t, j, n + k] = du
-                dZh[t, j, 2 * n + k] = dc * r
+                dZh[t, j, 2 * n + k] = _ftz(dc * r, tiny)
                 carry[j, k] = dh * (one - u)
         if t > 0:
             np.dot(dZh[t], Wh, back)
@@ -165,6 +183,7 @@ def _lstm_forward(WxT, WhT, b, p, peep, x, h, c, tc, gates, zx, zh):
     n = WhT.shape[0]
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
+    tiny = _flush_level(x.dtype)
     for t in range(T):
         _input_drive(x[t], WxT, b, zx)
         if t > 0:
@@ -183,21 +202,21 @@ def _lstm_forward(WxT, WhT, b, p, peep, x, h, c, tc, gates, zx, zh):
                 if peep:
                     zi += p[0, k] * cp
                     zf += p[1, k] * cp
-                i = _sigmoid(zi, one)
-                f = _sigmoid(zf, one)
-                gg = _tanh(zg, one)
-                ct = f * cp + i * gg
+                i = _ftz(_sigmoid(zi, one), tiny)
+                f = _ftz(_sigmoid(zf, one), tiny)
+                gg = _ftz(_tanh(zg, one), tiny)
+                ct = _ftz(f * cp + i * gg, tiny)
                 if peep:
                     zo += p[2, k] * ct
-                o = _sigmoid(zo, one)
-                tct = _tanh(ct, one)
+                o = _ftz(_sigmoid(zo, one), tiny)
+                tct = _ftz(_tanh(ct, one), tiny)
                 g[j, k] = i
                 g[j, n + k] = f
                 g[j, 2 * n + k] = gg
                 g[j, 3 * n + k] = o
                 c[t, j, k] = ct
                 tc[t, j, k] = tct
-                h[t, j, k] = o * tct
+                h[t, j, k] = _ftz(o * tct, tiny)
 
 
 @numba.njit(cache=True)
@@ -205,6 +224,7 @@ def _lstm_backward(Wh, p, peep, c, tc, gates, dH, dZ, carry_h, carry_c, dp_lanes
     T, B, n = c.shape
     one = c.dtype.type(1)
     zero = c.dtype.type(0)
+    tiny = _flush_level(c.dtype)
     first = T - dH.shape[0]
     carry_h[:] = 0
     carry_c[:] = 0
@@ -215,16 +235,18 @@ def _lstm_backward(Wh, p, peep, c, tc, gates, dH, dZ, carry_h, carry_c, dp_lanes
                 dh = carry_h[j, k]
                 if t >= first:
                     dh += dH[t - first, j, k]
+                dh = _ftz(dh, tiny)
                 i, f, gg, o = g[j, k], g[j, n + k], g[j, 2 * n + k], g[j, 3 * n + k]
                 cp = c[t - 1, j, k] if t > 0 else zero
                 tct = tc[t, j, k]
-                do = dh * tct * o * (one - o)
+                do = _ftz(dh * tct * o * (one - o), tiny)
                 dc = carry_c[j, k] + dh * o * (one - tct * tct)
                 if peep:
                     dc += do * p[2, k]
-                di = dc * gg * i * (one - i)
-                df = dc * cp * f * (one - f)
-                dg = dc * i * (one - gg * gg)
+                dc = _ftz(dc, tiny)
+                di = _ftz(dc * gg * i * (one - i), tiny)
+                df = _ftz(dc * cp * f * (one - f), tiny)
+                dg = _ftz(dc * i * (one - gg * gg), tiny)
                 cc = dc * f
                 if peep:
                     cc += di * p[0, k] + df * p[1, k]
