@@ -33,6 +33,12 @@ Training and evaluation
     ``forward(params, x, rng=rng)`` is a *training* forward: stochastic quantizers draw
     from ``rng``. With ``rng=None`` (the default) every quantizer is deterministic; that is
     the evaluation, export and golden-file forward.
+
+Token inputs
+    A model whose ``forward`` takes integer token ids ``(B, T)`` instead of features says
+    so with the attribute ``input_kind = "tokens"`` (the embedding wrapper,
+    :mod:`hadamnp.models.embedding`); models without it take ``(B, T, d_in)`` features, and
+    token tasks feed them one-hot vectors.
 """
 
 from dataclasses import dataclass
