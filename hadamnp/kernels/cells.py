@@ -30,7 +30,7 @@ from hadamnp._checks import check_finite, check_float, check_ndim
 from hadamnp.errors import ShapeError
 
 __all__ = ["rnn_forward", "rnn_backward", "gru_forward", "gru_backward", "lstm_forward",
-           "lstm_backward", "GATES", "state_shapes"]
+           "lstm_backward", "GATES", "state_shapes", "workspace_shape"]
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 SMALL_INPUT = 4   # d_in up to this: the input drive in explicit loops
@@ -275,6 +275,13 @@ def state_shapes(cell, T, B, n):
     return shapes
 
 
+def workspace_shape(cell, T, B, n):
+    """Shape of the backward workspace ``work`` of ``cell``: the pre-activation gradients
+    ``(T, B, G n)`` (the GRU keeps two: input side and recurrent side)."""
+    shape = (T, B, GATES[cell] * n)
+    return (2, *shape) if cell == "gru" else shape
+
+
 def _check_args(cell, Wx, Wh, b, x, p=None):
     """Validate ``Wx`` (G n, d_in), ``Wh`` (G n, n), ``b`` (G n,), ``x`` (T, B, d_in) and
     ``p`` (3, n) (dtype of ``x`` for all); return ``(T, B, d_in, n)``."""
@@ -388,7 +395,7 @@ def rnn_backward(Wx, Wh, x, states, dH, *, input_grad=False, work=None):
     states : dict from :func:`rnn_forward`
     dH : (T, B, n), or (1, B, n) when only the last state is scored
     input_grad : bool, also return ``x`` (T, B, d_in)
-    work : (T, B, G n) array, optional
+    work : array of :func:`workspace_shape`, optional
         Workspace for the pre-activation gradients, reused when it fits.
 
     Returns
@@ -399,7 +406,7 @@ def rnn_backward(Wx, Wh, x, states, dH, *, input_grad=False, work=None):
     T, B, _ = x.shape
     n = Wh.shape[1]
     dH = _check_backward("rnn", x, states, dH, n)
-    dZ = _workspace(work, (T, B, n), x.dtype)
+    dZ = _workspace(work, workspace_shape("rnn", T, B, n), x.dtype)
     _rnn_backward(np.ascontiguousarray(Wh), states["h"], dH, dZ, np.empty((B, n), x.dtype))
     grads = {"Wh": _recurrent_grad(dZ, states["h"])}
     return _finish(grads, dZ, Wx, x, input_grad)
@@ -423,13 +430,12 @@ def gru_forward(Wx, Wh, b, x, *, out=None):
 
 def gru_backward(Wx, Wh, x, states, dH, *, input_grad=False, work=None):
     """BPTT for :func:`gru_forward`; arguments as :func:`rnn_backward` (``work``
-    (T, B, 3n) holds the input-side gradients)."""
+    (2, T, B, 3n) holds the input-side and the recurrent-side gradients)."""
     _check_args("gru", Wx, Wh, None, x)
     T, B, _ = x.shape
     n = Wh.shape[1]
     dH = _check_backward("gru", x, states, dH, n)
-    dZx = _workspace(work, (T, B, 3 * n), x.dtype)
-    dZh = np.empty((T, B, 3 * n), x.dtype)
+    dZx, dZh = _workspace(work, workspace_shape("gru", T, B, n), x.dtype)
     carry, back = _scratch(B, n, x.dtype)
     _gru_backward(np.ascontiguousarray(Wh), states["h"], states["gates"], states["hc"], dH,
                   dZx, dZh, carry, back)
@@ -477,7 +483,7 @@ def lstm_backward(Wx, Wh, p, x, states, dH, *, input_grad=False, work=None):
     T, B, _ = x.shape
     n = Wh.shape[1]
     dH = _check_backward("lstm", x, states, dH, n)
-    dZ = _workspace(work, (T, B, 4 * n), x.dtype)
+    dZ = _workspace(work, workspace_shape("lstm", T, B, n), x.dtype)
     pk, peep = _peepholes(p, n, x.dtype)
     # Peephole gradients are summed per batch lane, then over lanes once (no reassociation).
     dp_lanes = np.zeros((3, B, n) if peep else (3, 1, 1), x.dtype)

@@ -165,12 +165,12 @@ class CellLayer:
 
     def state_buffer(self, batch, seq_len, dtype):
         """Reusable arrays for :meth:`forward`'s ``out``: the stored states and the
-        backward workspace ``work`` (T, B, G n)."""
-        from hadamnp.kernels.cells import state_shapes
+        backward workspace ``work`` (:func:`hadamnp.kernels.cells.workspace_shape`)."""
+        from hadamnp.kernels.cells import state_shapes, workspace_shape
 
         n = self.hidden_size
         shapes = state_shapes(self.cell, seq_len, batch, n)
-        shapes["work"] = (seq_len, batch, len(CELLS[self.cell]) * n)
+        shapes["work"] = workspace_shape(self.cell, seq_len, batch, n)
         return {name: np.empty(shape, dtype) for name, shape in shapes.items()}
 
     def _stacked(self, eff):

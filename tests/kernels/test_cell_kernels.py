@@ -72,7 +72,7 @@ def test_reused_buffers_give_the_same_results(cell, peep):
     args, x, dH = problem(cell, peep, 6, 3, 2, 5, np.float64, False, seed=4)
     fresh_states, fresh_grads = run(kernels, cell, args, x, dH)
     out = {k: np.full_like(v, np.nan) for k, v in fresh_states.items()}
-    work = np.full((6, 3, kernels.GATES[cell] * 5), np.nan)
+    work = np.full(kernels.workspace_shape(cell, 6, 3, 5), np.nan)
     inputs = {k: v.copy() for k, v in args.items() if v is not None}
     x0, dH0 = x.copy(), dH.copy()
     for _ in range(2):
