@@ -20,7 +20,8 @@ table), ``curves.png`` (training loss against steps, one panel per task and cell
 Run (the committed results)::
 
     nice -n 5 python bench/lowprec_comparison.py --out bench/results/lowprec \\
-        --pmnist-steps 150 --adding-steps 300 --batch 50 --test-batches 2 --jobs 2
+        --tasks adding pmnist --adding-steps 200 --pmnist-steps 60 --batch 32 \\
+        --eval-batch 250 --test-batches 2 --jobs 2
 """
 
 import argparse
@@ -68,7 +69,7 @@ def run_one(job):
     steps = args.pmnist_steps if task == "pmnist" else args.adding_steps
     overrides = dict(task=task, model=model, batch_size=args.batch, epochs=1,
                      steps_per_epoch=steps, lr=args.lr, gamma=1.0, clip_grad_norm=1.0,
-                     seed=8, val_batches=1, eval_batch_size=500,
+                     seed=8, val_batches=1, eval_batch_size=args.eval_batch,
                      test_batches=args.test_batches, log_every=10, **extra)
     if task == "adding":
         overrides["adding_length"] = args.adding_length
@@ -97,16 +98,18 @@ def _metric(record):
 
 def write_table(records, path, args):
     lines = []
-    for task in ("pmnist", "adding"):
+    for task in args.tasks:
         rows = [r for r in records if r["task"] == task]
         if not rows:
             continue
         steps = args.pmnist_steps if task == "pmnist" else args.adding_steps
         metric = "test accuracy" if task == "pmnist" else "test MSE (baseline 0.167)"
         shape = "T = 784" if task == "pmnist" else f"T = {args.adding_length}"
-        lines += [f"**{task}** (n = {HIDDEN}, {shape}, {steps} steps of batch {args.batch})",
-                  "", f"| model | quantizer (W_x, W_h, b) | {metric} | model bits | "
-                      "compression | train time |", "|---|---|---|---|---|---|"]
+        header = (f"| model | quantizer (W_x, W_h, b) | {metric} | model bits | "
+                  "compression | train time |")
+        lines += [f"**{task}** (n = {HIDDEN}, {shape}, {steps} steps of batch {args.batch}; "
+                  f"test: {args.test_batches * args.eval_batch} sequences)",
+                  "", header, "|---|---|---|---|---|---|"]
         for r in rows:
             name, _, quant = r["label"].partition(" ")
             lines.append(f"| {name} | {quant} | {_metric(r):.4f} | {r['total_bits']:,} | "
@@ -120,7 +123,7 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in ("pmnist", "adding") if any(r["task"] == t for r in records)]
+    tasks = [t for t in ("adding", "pmnist") if any(r["task"] == t for r in records)]
     families = ("lstm", "gru")
     fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.5 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
@@ -152,8 +155,10 @@ def main():
     parser.add_argument("--adding-length", type=int, default=200)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eval-batch", type=int, default=500,
+                        help="sequences per evaluation batch (validation: one batch)")
     parser.add_argument("--test-batches", type=int, default=4,
-                        help="test batches of 500 sequences")
+                        help="test batches of --eval-batch sequences")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="labels to (re)run")
     args = parser.parse_args()

@@ -54,7 +54,7 @@ def numeric_grad(loss, array):
 def grads_of(model, params, x, weights, input_grad=True, rng=None):
     """Gradients of ``sum(weights * outputs)`` (an upstream gradient of order one, so the
     finite differences resolve every parameter)."""
-    outputs, cache = model.forward(params, x, rng=rng)
+    _, cache = model.forward(params, x, rng=rng)
     return model.backward(params, cache, weights, input_grad=input_grad)
 
 
@@ -113,7 +113,7 @@ def test_stochastic_quantizers_draw_from_the_training_generator():
     assert not np.array_equal(a, c) and not np.array_equal(a, evaluated)
     # the backward pass uses the draw of its forward pass
     rng = np.random.default_rng(5)
-    outputs, cache = model.forward(params, x, rng=rng)
+    _, cache = model.forward(params, x, rng=rng)
     drawn = cache["layer"]["weights"]
     assert set(np.unique(drawn["W_hr_q"])) <= {-0.5, 0.5}
     grads = model.backward(params, cache, weights)
@@ -178,7 +178,7 @@ def test_state_buffer_reuse_matches_fresh_buffers():
     fresh = grads_of(model, params, x, weights)
     buffer = model.state_buffer(B, 6)
     for _ in range(2):
-        outputs, cache = model.forward(params, x, states_out=buffer)
+        _, cache = model.forward(params, x, states_out=buffer)
         grads = model.backward(params, cache, weights, input_grad=True)
         for key in fresh:
             np.testing.assert_array_equal(grads[key], fresh[key], err_msg=key)
@@ -240,7 +240,7 @@ def test_forward_and_backward_check_their_inputs():
     model, params, x, weights = build("rnn", {}, False)
     with pytest.raises(ShapeError, match="input features"):
         model.forward(params, x[..., :1])
-    outputs, cache = model.forward(params, x)
+    _, cache = model.forward(params, x)
     with pytest.raises(ShapeError, match="doutputs has shape"):
         model.backward(params, cache, weights[:, :1])
     with pytest.raises(ConfigError, match="missing"):
