@@ -61,8 +61,9 @@ def run_one(job):
     """Train one configuration; return its result record."""
     import numpy as np
 
+    from hadamnp.errors import NonFiniteError
     from hadamnp.runs.config import resolve_config
-    from hadamnp.runs.plumbing import restore
+    from hadamnp.runs.plumbing import builtin_task_sizes, restore
     from hadamnp.training.loop import train
 
     task, label, model, extra, args, run_dir = job
@@ -77,23 +78,40 @@ def run_one(job):
     if run_dir.exists():
         shutil.rmtree(run_dir)
     started = time.perf_counter()
-    result = train(config, run_dir)
+    try:
+        result = train(config, run_dir)
+        test, steps, failure = result.test, result.step, None
+    except NonFiniteError as exc:  # a diverging run is a result, not a crash
+        test, steps, failure = None, None, str(exc)
     seconds = time.perf_counter() - started
-    model_obj, _, _ = restore(run_dir)
+    model_obj, _, _ = restore(run_dir) if failure is None else (
+        config.build_model(*builtin_task_sizes(task)), None, None)
     size = model_obj.size()
     for path in run_dir.glob("checkpoint*.npz"):
         path.unlink()
     losses = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    curve = [(r["step"], r["loss"]) for r in losses if r.get("kind") == "step"]
-    return {"task": task, "label": label, "model": model_obj.describe(), "steps": result.step,
-            "test": result.test, "train_seconds": seconds, "total_bits": size.total_bits,
-            "float32_bits": size.float32_bits, "compression": size.compression_ratio,
-            "curve": curve, "finite": bool(np.isfinite(result.test["loss"]))}
+    curve = [(r["step"], r["loss"]) for r in losses if r.get("kind") == "step"
+             and np.isfinite(r["loss"])]
+    if steps is None:  # diverged: the last step logged with a finite loss
+        steps = curve[-1][0] if curve else 0
+    return {"task": task, "label": label, "model": model_obj.describe(), "steps": steps,
+            "test": test, "failure": failure, "train_seconds": seconds,
+            "total_bits": size.total_bits, "float32_bits": size.float32_bits,
+            "compression": size.compression_ratio, "curve": curve}
 
 
 def _metric(record):
+    """The test accuracy or MSE; NaN for a run that diverged."""
     test = record["test"]
+    if test is None:
+        return float("nan")
     return test.get("accuracy", test.get("mse", test["loss"]))
+
+
+def _shown(record):
+    if record["test"] is None:
+        return f"diverged (non-finite values after step {record['steps']})"
+    return f"{_metric(record):.4f}"
 
 
 def write_table(records, path, args):
@@ -112,7 +130,7 @@ def write_table(records, path, args):
                   "", header, "|---|---|---|---|---|---|"]
         for r in rows:
             name, _, quant = r["label"].partition(" ")
-            lines.append(f"| {name} | {quant} | {_metric(r):.4f} | {r['total_bits']:,} | "
+            lines.append(f"| {name} | {quant} | {_shown(r)} | {r['total_bits']:,} | "
                          f"{r['compression']:.1f}x | {r['train_seconds']:.0f} s |")
         lines.append("")
     path.write_text("\n".join(lines))
@@ -182,7 +200,7 @@ def main():
             done[(record["task"], record["label"])] = record
             with results_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            print(f"{record['task']:7s} {record['label']:32s} test {_metric(record):.4f} "
+            print(f"{record['task']:7s} {record['label']:32s} test {_shown(record)} "
                   f"bits {record['total_bits']:>9,} {record['train_seconds']:6.0f} s",
                   flush=True)
     order = {(t, label): k for k, (t, label, _, _) in enumerate(runs(args.tasks))}
