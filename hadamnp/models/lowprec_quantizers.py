@@ -196,7 +196,8 @@ class TernaryStochastic(Ternary):
 
 @dataclass(frozen=True)
 class Pow2Ternary(_IdentitySTE):
-    """Pow2-ternarization: fixed point with ``i`` integer and ``f`` fractional bits,
+    """Pow2-ternarization: fixed point, ``i`` integer and ``f`` fractional bits.
+
     ``Q(W) = clip(round(W 2^f), -(2^(i+f) - 1), 2^(i+f) - 1) / 2^f`` (round half to even).
 
     With the defaults ``i = 0, f = 1`` the levels are ``{-1/2, 0, 1/2}``: ternary with a
@@ -249,9 +250,10 @@ class Pow2Ternary(_IdentitySTE):
 
 @dataclass(frozen=True)
 class Exponential(_IdentitySTE):
-    """Exponential quantization to signed powers of two ``±2^k``, ``k`` in
-    ``[EXP_MIN, EXP_MAX + 1] = [-22, 10]``, rounding linearly between adjacent powers
-    (up when ``|W| > 1.5 * 2^e``); ``Q(0) = 0``."""
+    """Exponential quantization: signed powers of two ``±2^k``, ``k`` in [-22, 10].
+
+    ``k`` is in ``[EXP_MIN, EXP_MAX + 1]``; rounding is linear between adjacent powers (up
+    when ``|W| > 1.5 * 2^e``); ``Q(0) = 0``."""
 
     name = "exponential"
 

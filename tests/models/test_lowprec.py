@@ -249,3 +249,21 @@ def test_forward_and_backward_check_their_inputs():
         LowPrecisionRNN(object())
     with pytest.raises(ConfigError, match="unknown kernels"):
         LowPrecisionRNN(model.config, kernels="cuda")
+
+
+def test_training_loop_clips_what_the_model_declares():
+    """``ParamSpec.clip`` parameters get their bound in the loop's groups whatever the run's
+    ``clip_roles``; a declared clip needs a bound."""
+    from hadamnp.models.protocol import ParamSpec
+    from hadamnp.runs.config import resolve_config
+    from hadamnp.training.loop import ParamGroups
+
+    config = resolve_config(preset="base", overrides=dict(
+        task="pmnist", model={"name": "gru", "hidden_size": 4, "quant_rec": "ternary"}))
+    model = config.build_model(1, 10, False)
+    groups = ParamGroups.of(model, config)
+    assert groups.bounds == {f"W_h{g}": glorot_bound(4, 4) for g in "ruc"}
+    opted_in = ParamGroups.of(model, config.replace(clip_roles=("weight",)))
+    assert set(opted_in.bounds) == {f"W_{s}{g}" for s in "xh" for g in "ruc"} | {"V"}
+    with pytest.raises(ConfigError, match="needs a bound"):
+        ParamSpec((3,), "weight", clip=True)
