@@ -40,14 +40,14 @@ QUANTIZERS = ("binary", "binary-stochastic", "ternary", "ternary-stochastic",
 HIDDEN = 128
 
 
-def runs(tasks):
+def runs(tasks, quantizers=QUANTIZERS):
     """``(task, label, model table, extra options)`` of every run."""
     out = []
     for task in tasks:
         for cell in ("lstm", "gru", "rnn"):
             out.append((task, f"{cell} fp", {"name": cell, "hidden_size": HIDDEN}, {}))
         for cell in ("lstm", "gru"):
-            for q in QUANTIZERS:
+            for q in quantizers:
                 model = {"name": cell, "hidden_size": HIDDEN, "quant_in": q, "quant_rec": q,
                          "quant_bias": q}
                 out.append((task, f"{cell} {q}", model, {}))
@@ -124,7 +124,7 @@ def write_table(records, path, args):
         metric = "test accuracy" if task == "pmnist" else "test MSE (baseline 0.167)"
         shape = "T = 784" if task == "pmnist" else f"T = {args.adding_length}"
         header = (f"| model | quantizer (W_x, W_h, b) | {metric} | model bits | "
-                  "compression | train time |")
+                  "compression | run wall time |")
         lines += [f"**{task}** (n = {HIDDEN}, {shape}, {steps} steps of batch {args.batch}; "
                   f"test: {args.test_batches * args.eval_batch} sequences)",
                   "", header, "|---|---|---|---|---|---|"]
@@ -179,9 +179,13 @@ def main():
                         help="test batches of --eval-batch sequences")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="labels to (re)run")
+    parser.add_argument("--extra-quantizers", nargs="*", default=[],
+                        help="more quantizer specs, e.g. binary:0.15 (binarization at the "
+                             "Glorot scale instead of the method's H = 1)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     args.out.mkdir(parents=True, exist_ok=True)
+    quantizers = QUANTIZERS + tuple(args.extra_quantizers)
     results_path = args.out / "results.jsonl"
     done = {}
     if results_path.exists():
@@ -190,7 +194,7 @@ def main():
             done[(record["task"], record["label"])] = record
     jobs = [(task, label, model, extra, args,
              args.out / f"{task}-{label.replace(' ', '-').replace(':', '')}")
-            for task, label, model, extra in runs(args.tasks)
+            for task, label, model, extra in runs(args.tasks, quantizers)
             if (task, label) not in done or (args.only and label in args.only)]
     print(f"{len(jobs)} runs to do, {len(done)} recorded; {args.jobs} worker(s)", flush=True)
     from multiprocessing import get_context
@@ -203,7 +207,7 @@ def main():
             print(f"{record['task']:7s} {record['label']:32s} test {_shown(record)} "
                   f"bits {record['total_bits']:>9,} {record['train_seconds']:6.0f} s",
                   flush=True)
-    order = {(t, label): k for k, (t, label, _, _) in enumerate(runs(args.tasks))}
+    order = {(t, label): k for k, (t, label, _, _) in enumerate(runs(args.tasks, quantizers))}
     records = sorted(done.values(), key=lambda r: order.get((r["task"], r["label"]), 1e9))
     results_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     write_table(records, args.out / "table.md", args)
