@@ -33,12 +33,13 @@ if __name__ == "__main__":
     for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
-                      print_table, skip_row, time_call, write_jsonl)
+from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
+                                   machine_facts, make_row, print_table, skip_row,
+                                   time_call, write_jsonl)
 
 BENCH = "cells"
 SHAPE = {"n": 128, "T": 784, "B": 100, "d_in": 1, "d_out": 10}

@@ -452,7 +452,8 @@ def spec_case(meta):
     if name in sm.CELL_GATES:
         return name, cell_case(name, config, read_embedding(meta, config))
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
-             "quant_in", "quant_out", "quant_rec", "nonlinear", "many_to_many", "dtype"}
+             "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
+             "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
     assert config["dtype"] == "float64"
     n = config["hidden_size"]
