@@ -22,6 +22,9 @@ Run (the committed results)::
     nice -n 5 python bench/lowprec_comparison.py --out bench/results/lowprec \\
         --tasks adding pmnist --adding-steps 200 --pmnist-steps 60 --batch 32 \\
         --eval-batch 250 --test-batches 2 --jobs 2
+    nice -n 5 python bench/lowprec_comparison.py --out bench/results/lowprec-pmnist150 \\
+        --tasks pmnist --pmnist-steps 150 --batch 32 --eval-batch 250 --test-batches 2 \\
+        --jobs 2 --extra-quantizers binary:0.15
 """
 
 import argparse
