@@ -17,7 +17,8 @@ step ``k``::
                                                         per-role lr scales, weight decay;
                                                         role optimizers (e.g. Bop) for
                                                         the roles that have one
-    [clip latent parameters of the clipped roles to their declared bound]
+    [clip latent parameters of the clipped roles (and those the model always
+     clips, ParamSpec.clip) to their declared bound]
 
 Logged steps (every ``log_every``) record the loss, accuracy, learning rate, the sign
 flips of the step and the running flip count (``flips_total``; epoch records carry the
@@ -118,7 +119,8 @@ class ParamGroups:
     lr_scales, weight_decay : dict name -> float
         From the run's per-role tables (1 and 0 when a role is absent).
     bounds : dict name -> float
-        Clipping bounds of the parameters whose role the run clips.
+        Clipping bounds of the parameters whose role the run clips, and of those the
+        model always clips (``ParamSpec.clip``).
     signs : tuple of str
         Parameters of role ``signs`` (their sign flips are counted).
     optimizers : dict name -> role optimizer
@@ -142,7 +144,7 @@ class ParamGroups:
             weight_decay={name: config.weight_decay.get(specs[name].role, 0.0)
                           for name in trainable},
             bounds={name: specs[name].bound for name in trainable
-                    if specs[name].role in config.clip_roles},
+                    if specs[name].role in config.clip_roles or specs[name].clip},
             signs=tuple(name for name in trainable if specs[name].role == "signs"),
             optimizers={name: get_role_optimizer(config.role_optimizers[specs[name].role])
                         for name in trainable if specs[name].role in config.role_optimizers})
