@@ -222,6 +222,10 @@ class TrainingProgress:
         self.validated = True
         self._line(epoch_line(event))
 
+    def _on_warning(self, event):
+        self._clear()
+        self.echo(f"warning: {event['message']}", err=True)
+
     def _on_early_stop(self, event):
         self._line(f"early stop before epoch {event['epoch'] + 1}: no better validation "
                    f"figure since epoch {event['best_epoch'] + 1} (checkpoint-best.npz)")

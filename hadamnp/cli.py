@@ -10,7 +10,8 @@ import click
 from hadamnp import __version__
 
 # Presets in the order their defaults are listed in option help.
-_PRESET_ORDER = ("quick", "copy", "smnist", "pmnist", "npz", "base")
+_PRESET_ORDER = ("quick", "copy", "smnist", "pmnist", "paper-copy", "paper-smnist",
+                 "paper-pmnist", "npz", "base")
 
 
 def _defaults_text(key, unset):
@@ -364,6 +365,14 @@ def _training_options(func):
         click.option("--clip-latent", "clip_latent", multiple=True, metavar="ROLE",
                      help="Clamp the parameters of a role to the bound the model declares "
                           "after every update (signs: [-1, 1]); repeatable.  [default: none]"),
+        click.option("--role-optimizer", "role_optimizer", multiple=True, metavar="ROLE=SPEC",
+                     help="Train the parameters of a role with their own optimizer instead "
+                          "of --optimizer: bop[:THRESHOLD,ADAPTIVITY] (signs) or frozen; "
+                          "repeatable."),
+        _preset_option("--optimizer-signs", key="role_optimizers.signs", metavar="SPEC",
+                       unset="the run's optimizer",
+                       help="Short for --role-optimizer signs=SPEC: bop (e.g. "
+                            "bop:threshold=0.1,adaptivity=1e-3) or frozen."),
         _preset_option("--momentum", key="momentum", type=float, help="SGD momentum."),
         _preset_option("--clip-grad-norm", key="clip_grad_norm", type=float,
                        help="Clip the global gradient norm to this value."),
@@ -409,6 +418,9 @@ def _training_options(func):
                             "baseline tasks)."),
         _preset_option("--log-every", key="log_every", type=int,
                        help="Write a step line to metrics.jsonl every N steps."),
+        _preset_option("--diagnostics/--no-diagnostics", key="diagnostics",
+                       help="Training diagnostics in the logged step lines (gradient norms, "
+                            "latent-sign magnitudes, quantizer scales and codes, max |h|)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -440,11 +452,22 @@ def _overrides(options):
     if sign_scale is not None:
         lr_scales["signs"] = sign_scale
     weight_decay = _role_table(options.pop("weight_decay", ()), "--weight-decay")
+    role_optimizers = {}
+    for text in options.pop("role_optimizer", ()):
+        role, _, spec = text.partition("=")
+        if not spec.strip() or not role.strip():
+            raise click.BadParameter(f"expected ROLE=SPEC, got {text!r}",
+                                     param_hint="--role-optimizer")
+        role_optimizers[role.strip()] = spec.strip()
+    signs_optimizer = options.pop("optimizer_signs", None)
+    if signs_optimizer is not None:
+        role_optimizers["signs"] = signs_optimizer
     clip = options.pop("clip_latent", ())
     values = {key: value for key, value in options.items()
               if value is not None and key not in _NOT_CONFIG}
     for key, value in (("model", model), ("lr_scales", lr_scales),
-                       ("weight_decay", weight_decay), ("clip_roles", list(clip))):
+                       ("weight_decay", weight_decay), ("clip_roles", list(clip)),
+                       ("role_optimizers", role_optimizers)):
         if value:
             values[key] = value
     if "npz" in values:

@@ -305,6 +305,42 @@ class HadamRNN:
             out["x"] = grads["x"].transpose(2, 0, 1)  # (B, T, d_in)
         return out
 
+    def diagnostics(self, params, cache, grads):
+        """Model-specific training diagnostics (the loop logs them on logged steps).
+
+        The loop itself reports what the parameter roles give (sign flips, ``|u|``, the
+        gradient's alignment with ``sign(u)``, gradient norms); this adds what needs the
+        model's structure.
+
+        Parameters
+        ----------
+        params : dict, the parameters of the step's forward pass
+        cache : dict returned by :meth:`forward` for them
+        grads : dict returned by :meth:`backward` (unused by this family)
+
+        Returns
+        -------
+        dict of JSON numbers/lists:
+            ``alpha.<weight>``, ``codes.<weight>`` for each quantized matrix with a scale
+            (``U``, ``V``; ``W`` of a quantized dense recurrence): the per-tensor scale and
+            the count of entries at each integer code, lowest code first;
+            ``h_absmax``: ``max |h_t,i|`` over the batch, the steps and the units;
+            ``h_rms_last``: the root mean square of the last state ``h_T``.
+            With ``store_every = k > 1`` both read the states the cache keeps (steps
+            ``k, 2k, ...``: recomputing the others would cost the memory ``k`` saves), and
+            ``h_rms_last`` is left out unless ``k`` divides ``T``.
+        """
+        out = {}
+        for name, weight in (("U", self.U), ("V", self.V), *self.recurrence.weights()):
+            out.update({f"{key}.{name}": value
+                        for key, value in weight.diagnostics(params).items()})
+        h = cache["h"]  # (T/k, n, B); max and min read it once each without a temporary
+        out["h_absmax"] = float(max(h.max(), -h.min()))
+        if cache["x"].shape[0] % self.config.store_every == 0:
+            last = h[-1].astype(np.float64)
+            out["h_rms_last"] = float(np.sqrt(np.mean(last * last)))
+        return out
+
     def size(self):
         """Storage of the deployed model (see :mod:`hadamnp.models.size`).
 

@@ -39,6 +39,12 @@ Token inputs
     so with the attribute ``input_kind = "tokens"`` (the embedding wrapper,
     :mod:`hadamnp.models.embedding`); models without it take ``(B, T, d_in)`` features, and
     token tasks feed them one-hot vectors.
+
+Optional hook
+    ``diagnostics(params, cache, grads) -> dict`` (not part of :class:`Model`; a model may
+    omit it): model-specific training diagnostics of one step (e.g. quantizer scales, code
+    histograms, the largest state), JSON numbers or lists under flat keys. The training
+    loop adds them to its logged step records (:mod:`hadamnp.training.diagnostics`).
 """
 
 from dataclasses import dataclass

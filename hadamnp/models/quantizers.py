@@ -37,6 +37,9 @@ has their exact definitions; ``W0`` is the Glorot bound of the matrix).
 A quantizer also states what its output costs to store (``code_bits(entries)`` for the
 codes, ``scale_bits()`` for the scales stored beside them), used by the model-size
 bookkeeping, and whether it draws random numbers (``stochastic``).
+A quantizer with a scale and integer codes may also offer ``stats(M)`` (training
+diagnostics: the scale and how many entries sit at each code level; see
+:meth:`Uniform.stats`).
 """
 
 import dataclasses
@@ -168,6 +171,14 @@ class Uniform:
         code, alpha = self.codes(M)
         _, _, levels = self.grid()
         return (code * (alpha / levels)).astype(M.dtype)
+
+    def stats(self, M):
+        """Training diagnostics of ``Q(M)``: ``alpha`` (float) and ``codes``, the number
+        of entries at each integer level ``low, ..., high`` (list of ints, lowest first)."""
+        low, high, _ = self.grid()
+        code, alpha = self.codes(M)
+        counts = np.bincount((code - low).ravel(), minlength=high - low + 1)
+        return {"alpha": float(alpha), "codes": counts.tolist()}
 
     def backward(self, M, dMq):
         return dMq

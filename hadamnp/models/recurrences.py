@@ -24,6 +24,7 @@ Interface (``kernels`` is :mod:`hadamnp.kernels.recurrence` or its reference twi
     rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad,
                  store_every, b)          -> grads (own + U, b, V, c, and x if input_grad)
     rec.bits()                            {"W": storage bits}, plus ``scale_bits()``
+    rec.weights()                         ((name, Weight), ...) of its weight matrices
 """
 
 import numpy as np
@@ -85,6 +86,10 @@ class HadamardRecurrence:
         grads["u"] = self.quantizer.backward(params["u"], grads.pop("s"))
         return grads
 
+    def weights(self):
+        """``(name, Weight)`` pairs of the recurrence (none: the signs are no Weight)."""
+        return ()
+
     def bits(self):
         """``n`` sign bits: the block pattern is fixed, only the signs are stored."""
         return {"W": self.quantizer.code_bits(self.n)}
@@ -137,6 +142,10 @@ class DenseRecurrence:
                                        input_grad=input_grad)
         grads.update(self.weight.backward(params, grads.pop("W")))
         return grads
+
+    def weights(self):
+        """``(name, Weight)`` pairs of the recurrence: the dense ``W``."""
+        return (("W", self.weight),)
 
     def bits(self):
         return {"W": self.weight.code_bits()}

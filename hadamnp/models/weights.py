@@ -148,6 +148,13 @@ class Weight:
         return self.parametrization.backward(params, self.name, self.shape,
                                              self.quantizer.backward(M, dMq))
 
+    def diagnostics(self, params):
+        """Training diagnostics of the quantized matrix: the quantizer's ``stats(M)``
+        (e.g. ``{"alpha": float, "codes": [count per level]}``), or ``{}`` when the
+        quantizer offers none."""
+        stats = getattr(self.quantizer, "stats", None)
+        return {} if stats is None else stats(self.latent(params))
+
     def code_bits(self):
         """Deployed bits of the codes (quantized entries of every stored value)."""
         return self.quantizer.code_bits(self.parametrization.code_entries(self.shape))

@@ -25,17 +25,25 @@ tables keyed by parameter role (:data:`hadamnp.models.protocol.ROLES`)::
     [weight_decay]
     weight = 1e-4
 
-Presets (:data:`PRESETS`) carry the paper's hyperparameters:
+Presets (:data:`PRESETS`): ``paper-*`` carry the paper's recipes exactly; ``copy``,
+``smnist``, ``pmnist`` are the recipes that train here (README, "Training that
+converges"): the paper's, with the latent signs frozen at their random initial values
+(``role_optimizers.signs = "frozen"``), and for the copy task a learning rate of 3e-4 with
+500-step epochs:
 
-========  ======  ====  =====  ======  =====  ====  ====================================
-preset    task    n     batch  epochs  lr     γ     seed
-========  ======  ====  =====  ======  =====  ====  ====================================
-copy      copy    128   128    10      1e-4   0.98  712 (L = 1000, CE over all steps)
-smnist    smnist  512   64     100     1e-3   0.98  68
-pmnist    pmnist  512   100    100     1e-3   0.98  8
-quick     pmnist  128   100    3       1e-3   0.9   8 (500 steps/epoch; lr_scales.signs 0.1)
-npz       npz     128   64     20      1e-3   0.95  0 (lr_scales.signs 0.1; 10 % val, 10 % test)
-========  ======  ====  =====  ======  =====  ====  ====================================
+============  ======  ====  =====  ===========  =====  ====  ===============================
+preset        task    n     batch  epochs       lr     γ     seed, signs
+============  ======  ====  =====  ===========  =====  ====  ===============================
+paper-copy    copy    128   128    10           1e-4   0.98  712 (L = 1000, CE over all steps)
+paper-smnist  smnist  512   64     100          1e-3   0.98  68
+paper-pmnist  pmnist  512   100    100          1e-3   0.98  8
+copy          copy    128   128    20 x 500     3e-4   0.98  712, frozen
+smnist        smnist  512   64     100          1e-3   0.98  68, frozen
+pmnist        pmnist  512   100    100          1e-3   0.98  8, frozen
+quick         pmnist  128   100    3 x 500      1e-3   0.9   8, lr_scales.signs 0.1
+npz           npz     128   64     20           1e-3   0.95  0, lr_scales.signs 0.1 (10 % val,
+                                                             10 % test)
+============  ======  ====  =====  ===========  =====  ====  ===============================
 
 Preset ``base`` is the :class:`RunConfig` defaults alone. All use Adam (β = 0.9/0.999,
 ε = 1e-8, no weight decay), StepLR stepped once per epoch, no gradient clipping and 4-bit
@@ -50,8 +58,11 @@ training arrays for validation and 10 % for test when the archive has no such sp
 
 A preset's model options apply only when the model a later layer chooses accepts them
 (``--model dense`` drops a preset's ``quant_rec = "sign"``), and its per-role options only
-to roles the model has (``--model dense`` drops ``quick``'s ``lr_scales.signs``); model
-options given in a file or an override must be accepted by the model, else a
+to roles the model has (``--model dense`` drops ``quick``'s ``lr_scales.signs``); a role
+that a file or the command line configures (learning-rate scale, weight decay, clipping) is
+trained by the run's optimizer, so the preset's optimizer for it steps aside
+(``--preset pmnist --sign-lr-scale 0.1`` trains the signs with Adam at a tenth of the
+rate). Model options given in a file or an override must be accepted by the model, else a
 :class:`ConfigError` names them.
 """
 
@@ -79,13 +90,16 @@ TASKS = ("copy", "smnist", "pmnist", "npz", "adding", "text")
 # Tasks with real-valued targets (loss "mse"); the others have class labels.
 REGRESSION_TASKS = ("adding",)
 OPTIMIZERS = ("adam", "sgd")
+# Role optimizers (hadamnp.training.role_optim) -> the roles they may train (None: any).
+ROLE_OPTIMIZERS = {"bop": ("signs",), "frozen": None}
 DTYPES = ("float32", "float64")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
 SCHEDULES = ("step", "cosine")
 # Sizes of placeholder task used to validate model options before the task is loaded.
 _PLACEHOLDER_TASK = {"input_size": 1, "output_size": 2, "many_to_many": False}
 # Tables of the TOML/dict form: table name -> field name.
-_TABLES = {"model": "model", "lr_scales": "lr_scales", "weight_decay": "weight_decay"}
+_TABLES = {"model": "model", "lr_scales": "lr_scales", "weight_decay": "weight_decay",
+           "role_optimizers": "role_optimizers"}
 
 
 _DEFAULT_MODEL = {"name": "hadamrnn", "hidden_size": 128}
@@ -122,6 +136,11 @@ class RunConfig:
     clip_roles : tuple of str
         Roles whose parameters are clamped to ``[-bound, bound]`` after every update, with
         the bound the model declares (e.g. latent signs to [-1, 1], as BinaryConnect).
+    role_optimizers : mapping role -> str
+        Optimizer specs of roles trained by their own optimizer instead of ``optimizer``
+        (:mod:`hadamnp.training.role_optim`): ``"bop[:threshold,adaptivity]"`` (role
+        ``signs``) or ``"frozen"``. Such a role takes no lr scale, weight decay or
+        clipping.
     momentum : float
         SGD momentum (SGD only).
     clip_grad_norm : float or None
@@ -165,6 +184,11 @@ class RunConfig:
         Also checkpoint every this many steps (a checkpoint is always written each epoch).
     log_every : int
         Write a per-step metrics line every this many steps.
+    diagnostics : bool
+        Add training diagnostics to the logged step lines (gradient norms per parameter,
+        latent-sign magnitudes and gradient alignment, quantizer scales and code counts,
+        largest state; :mod:`hadamnp.training.diagnostics`). They do not change the
+        trajectory, so a run may be resumed with either value.
     schedule : {"step", "cosine"}
         Learning rate of optimizer step ``k`` (0-based, in epoch ``e``; ``K = epochs x``
         batches per epoch): ``"step"`` (StepLR) ``lr_k = lr gamma^e``; ``"cosine"``
@@ -198,6 +222,7 @@ class RunConfig:
     weight_decay: typing.Mapping = dataclasses.field(default_factory=lambda: _frozen({}))
     weight_decay_mode: str = "l2"
     clip_roles: tuple = ()
+    role_optimizers: typing.Mapping = dataclasses.field(default_factory=lambda: _frozen({}))
     momentum: float = 0.0
     clip_grad_norm: float | None = None
     batch_size: int = 64
@@ -221,6 +246,7 @@ class RunConfig:
     quant_embedding: str = "none"
     checkpoint_every: int | None = None
     log_every: int = 10
+    diagnostics: bool = True
     schedule: str = "step"
     warmup_steps: int = 0
     keep_last: int | None = None
@@ -333,6 +359,7 @@ class RunConfig:
                     raise ConfigError(f"{table}.{role} must be "
                                       f"{'> 0' if table == 'lr_scales' else '>= 0'} and "
                                       f"finite, got {value}")
+        self._check_role_optimizers(roles)
         for role in self.clip_roles:
             if role not in roles:
                 raise ConfigError(f"clip_roles: model {self.model!r} has no parameter with "
@@ -342,6 +369,27 @@ class RunConfig:
             if unbounded:
                 raise ConfigError(f"clip_roles: parameter(s) {', '.join(unbounded)} of role "
                                   f"{role!r} declare no clipping bound in model {self.model!r}")
+
+    def _check_role_optimizers(self, roles):
+        """Roles and optimizer names of ``role_optimizers`` (their arguments are checked
+        when the training loop builds the optimizer, before it writes anything)."""
+        for role, spec in self.role_optimizers.items():
+            if role not in roles:
+                raise ConfigError(f"role_optimizers.{role}: model {self.model!r} has no "
+                                  f"parameter with role {role!r} (its roles: "
+                                  f"{', '.join(sorted(roles))})")
+            name = spec.partition(":")[0].strip()
+            if name not in ROLE_OPTIMIZERS:
+                raise ConfigError(f"role_optimizers.{role}: unknown optimizer {name!r}; "
+                                  f"choose one of {', '.join(ROLE_OPTIMIZERS)}")
+            allowed = ROLE_OPTIMIZERS[name]
+            if allowed is not None and role not in allowed:
+                raise ConfigError(f"role_optimizers.{role}: {name!r} trains parameters of "
+                                  f"role {', '.join(allowed)} only")
+            for table in ("lr_scales", "weight_decay", "clip_roles"):
+                if role in getattr(self, table):
+                    raise ConfigError(f"role {role!r} has its own optimizer ({spec!r}); "
+                                      f"{table} does not apply to it")
 
     def build_model(self, input_size, output_size, many_to_many):
         """The model of this run for a task of the given sizes (through the registry)."""
@@ -396,15 +444,24 @@ def _paper(hidden_size, **options):
 _KEEP_LAST = 5
 # Held out of an npz archive that has no validation / test split of its own.
 NPZ_HOLDOUT = 0.1
+# The recipes that train (README, "Training that converges"): the paper's, with the signs
+# frozen at their random initial values, since a flip of a trained model destroys it.
+_FROZEN_SIGNS = {"role_optimizers": {"signs": "frozen"}}
 
 PRESETS = types.MappingProxyType({
     "base": {},
-    "copy": _paper(128, task="copy", batch_size=128, epochs=10, lr=1e-4, seed=712,
-                   copy_length=1000, keep_last=_KEEP_LAST),
+    "copy": _paper(128, task="copy", batch_size=128, epochs=20, steps_per_epoch=500, lr=3e-4,
+                   seed=712, copy_length=1000, keep_last=_KEEP_LAST, **_FROZEN_SIGNS),
     "smnist": _paper(512, task="smnist", batch_size=64, epochs=100, lr=1e-3, seed=68,
-                     keep_last=_KEEP_LAST),
+                     keep_last=_KEEP_LAST, **_FROZEN_SIGNS),
     "pmnist": _paper(512, task="pmnist", batch_size=100, epochs=100, lr=1e-3, seed=8,
-                     keep_last=_KEEP_LAST),
+                     keep_last=_KEEP_LAST, **_FROZEN_SIGNS),
+    "paper-copy": _paper(128, task="copy", batch_size=128, epochs=10, lr=1e-4, seed=712,
+                         copy_length=1000, keep_last=_KEEP_LAST),
+    "paper-smnist": _paper(512, task="smnist", batch_size=64, epochs=100, lr=1e-3, seed=68,
+                           keep_last=_KEEP_LAST),
+    "paper-pmnist": _paper(512, task="pmnist", batch_size=100, epochs=100, lr=1e-3, seed=8,
+                           keep_last=_KEEP_LAST),
     "quick": _paper(128, task="pmnist", batch_size=100, epochs=3, steps_per_epoch=500,
                     lr=1e-3, gamma=0.9, lr_scales={"signs": 0.1}, seed=8, val_batches=2,
                     keep_last=_KEEP_LAST),
@@ -427,10 +484,15 @@ _KINDS = {f.name: _field_kind(f.type) for f in dataclasses.fields(RunConfig)}
 
 def _coerce(name, value):
     """``value`` checked against the type of field ``name`` (ints accepted as floats)."""
-    if name in ("model_options", "lr_scales", "weight_decay"):
+    if name in ("model_options", "lr_scales", "weight_decay", "role_optimizers"):
         if not isinstance(value, typing.Mapping):
             raise ConfigError(f"option {name} must be a table, got {value!r}")
-        if name != "model_options":
+        if name == "role_optimizers":
+            for key, item in value.items():
+                if not isinstance(item, str):
+                    raise ConfigError(f"{name}.{key} must be an optimizer spec string such "
+                                      f"as 'bop' or 'frozen', got {item!r}")
+        elif name != "model_options":
             for key, item in value.items():
                 if isinstance(item, bool) or not isinstance(item, (int, float)):
                     raise ConfigError(f"{name}.{key} must be a number, got {item!r}")
@@ -621,11 +683,19 @@ def _resolve(preset, file_options, overrides):
     name, model_options = _merge_model(layers)
     values = {**base, **file_options, **overrides}
     roles = _model_roles(name, model_options, values.get("dtype", "float32"))
-    for table in ("lr_scales", "weight_decay"):
+    # A role configured by a later layer (its lr scale, weight decay or clipping) is
+    # trained by the run's optimizer: the preset's optimizer for that role steps aside.
+    configured = {role for layer in (file_options, overrides)
+                  for table in ("lr_scales", "weight_decay") for role in layer.get(table, {})}
+    configured |= {role for layer in (file_options, overrides)
+                   for role in layer.get("clip_roles", ())}
+    for table in ("lr_scales", "weight_decay", "role_optimizers"):
         merged = {}
         for layer in (base, file_options, overrides):
             merged.update({role: value for role, value in layer.get(table, {}).items()
-                           if layer is not base or roles is None or role in roles})
+                           if layer is not base or ((roles is None or role in roles) and not
+                                                    (table == "role_optimizers"
+                                                     and role in configured))})
         values[table] = merged
     if values.get("task") == "npz" and isinstance(values.get("npz"), str):
         for split in _archive_splits(values["npz"]):

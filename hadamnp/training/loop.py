@@ -14,9 +14,17 @@ step ``k``::
                                                         lr * gamma ** e, or cosine, with an
                                                         optional warm-up:
                                                         :mod:`hadamnp.training.schedule`),
-                                                        per-role lr scales, weight decay
+                                                        per-role lr scales, weight decay;
+                                                        role optimizers (e.g. Bop) for
+                                                        the roles that have one
     [clip latent parameters of the clipped roles (and those the model always
      clips, ParamSpec.clip) to their declared bound]
+
+Logged steps (every ``log_every``) record the loss, accuracy, learning rate, the sign
+flips of the step and the running flip count (``flips_total``; epoch records carry the
+epoch's ``flips``) and, with ``diagnostics`` on, :mod:`hadamnp.training.diagnostics`.
+Epoch records also count loss spikes (``spikes``, ``flip_spikes``), and the collapse
+detector (:mod:`hadamnp.training.guard`) adds ``warning`` records and events.
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
@@ -81,8 +89,11 @@ from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_rec
                                     describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs, run_loss)
+from hadamnp.training.diagnostics import gradient_diagnostics, update_diagnostics
+from hadamnp.training.guard import epoch_warnings, is_spike
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe, primary_figure
 from hadamnp.training.optim import clip_grad_norm, make_optimizer
+from hadamnp.training.role_optim import RoleOptimizer, get_role_optimizer
 from hadamnp.training.schedule import check_resume, learning_rate
 
 __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
@@ -93,7 +104,8 @@ QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step 
 # Options that may change when a run is resumed: none of them alters the trajectory (the
 # data files, found anew through data_dir, npz or text, are checked by their digests).
 RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
-                    "test_batches", "eval_batch_size", "log_every", "keep_last", "patience")
+                    "test_batches", "eval_batch_size", "log_every", "keep_last", "patience",
+                    "diagnostics")
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,8 @@ class ParamGroups:
         model always clips (``ParamSpec.clip``).
     signs : tuple of str
         Parameters of role ``signs`` (their sign flips are counted).
+    optimizers : dict name -> role optimizer
+        Parameters whose role has its own optimizer (``role_optimizers``).
     """
 
     trainable: tuple
@@ -118,6 +132,7 @@ class ParamGroups:
     weight_decay: dict
     bounds: dict
     signs: tuple
+    optimizers: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, model, config):
@@ -130,7 +145,9 @@ class ParamGroups:
                           for name in trainable},
             bounds={name: specs[name].bound for name in trainable
                     if specs[name].role in config.clip_roles or specs[name].clip},
-            signs=tuple(name for name in trainable if specs[name].role == "signs"))
+            signs=tuple(name for name in trainable if specs[name].role == "signs"),
+            optimizers={name: get_role_optimizer(config.role_optimizers[specs[name].role])
+                        for name in trainable if specs[name].role in config.role_optimizers})
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,8 @@ class _State:
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
+    flips: tuple = (0, 0)  # sign flips (of the run, of the epoch in progress)
+    watch: tuple = (0, 0, 0)  # epoch's spikes, spikes right after flips; last step's flips
 
 
 @dataclass(frozen=True)
@@ -210,11 +229,16 @@ def patience_exhausted(history, patience):
     return patience is not None and best is not None and len(history) - 1 - best >= patience
 
 
-def _optimizer(config):
+def _optimizer(config, groups):
     decoupled = config.weight_decay_mode == "decoupled"
     if config.optimizer == "sgd":
-        return make_optimizer("sgd", momentum=config.momentum, decoupled_weight_decay=decoupled)
-    return make_optimizer("adam", decoupled_weight_decay=decoupled)
+        optimizer = make_optimizer("sgd", momentum=config.momentum,
+                                   decoupled_weight_decay=decoupled)
+    else:
+        optimizer = make_optimizer("adam", decoupled_weight_decay=decoupled)
+    if groups.optimizers:
+        return RoleOptimizer(optimizer, groups.optimizers, config.lr)
+    return optimizer
 
 
 def _opt_to_checkpoint(opt_state):
@@ -256,8 +280,8 @@ class _Run:
         self.run_dir = Path(run_dir)
         self.task = task
         self.model = model
-        self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.optimizer = _optimizer(config, self.groups)
         self.loss = run_loss(config, task)
         self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
@@ -300,7 +324,8 @@ class _Run:
     def save(self, state, path=None):
         self.log.sync()
         metrics = json_safe({"sums": state.sums, "jsonl_offset": state.offset,
-                             "history": state.history, "test": state.test})
+                             "history": state.history, "test": state.test,
+                             "flips": state.flips, "watch": state.watch})
         ckpt = ckpt_io.Checkpoint(
             params=state.params, optimizer_state=_opt_to_checkpoint(state.opt_state),
             position={"epoch": state.epoch, "batch": state.batch, "global_step": state.step},
@@ -399,11 +424,19 @@ class _Run:
                   **{f"train_{name}": value
                      for name, value in self.task.figures(train_loss).items()},
                   "seconds": time.perf_counter() - started}
+        if self.groups.signs:
+            record.update(flips=state.flips[1], flips_total=state.flips[0])
+        record.update(spikes=state.watch[0], flip_spikes=state.watch[1])
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
+        warnings = epoch_warnings(record, state.history)
+        for message in warnings:
+            offset = self.log.write({"kind": "warning", "epoch": epoch, "step": state.step,
+                                     "message": message})
         new = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
-                                  offset=offset, history=state.history + (record,))
+                                  offset=offset, history=state.history + (record,),
+                                  flips=(state.flips[0], 0), watch=(0, 0, state.watch[2]))
         # The epoch's files first, the state last (see "Run directory" above).
         self.save(new, ckpt_io.checkpoint_path(self.run_dir, epoch))
         if best_epoch(new.history) == epoch:
@@ -412,6 +445,8 @@ class _Run:
         self._prune(epoch)
         self.state = new
         emit({"event": "epoch_end", **record})
+        for message in warnings:
+            emit({"event": "warning", "epoch": epoch, "step": state.step, "message": message})
         return False
 
     def _prune(self, epoch):
@@ -439,6 +474,9 @@ class _Run:
         metrics = self.loss.score(logits, y)
         grads = model.backward(state.params, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
+        logged = (state.step + 1) % config.log_every == 0
+        diagnostics = (gradient_diagnostics(model, groups, state.params, grads, cache)
+                       if logged and config.diagnostics else None)
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
@@ -450,23 +488,32 @@ class _Run:
             np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
+        flips = state.flips
         if groups.signs:
             record["flips"] = sum(int(np.count_nonzero(sign(params[name])
                                                        != sign(state.params[name])))
                                   for name in groups.signs)
+            flips = (flips[0] + record["flips"], flips[1] + record["flips"])
+            record["flips_total"] = flips[0]
         if grad_norm is not None:
             record["grad_norm"] = grad_norm
+        if diagnostics is not None:
+            record.update(diagnostics)
+            record.update(update_diagnostics(groups, state.params, params))
         offset = state.offset
-        if (state.step + 1) % config.log_every == 0:
+        if logged:
             offset = self.log.write(record)
         loss_sum, *metric_sums, positions = state.sums
+        spike = positions > 0 and bool(is_spike(loss, loss_sum / positions, state.batch))
+        watch = (state.watch[0] + spike, state.watch[1] + (spike and state.watch[2] > 0),
+                 record.get("flips", 0))
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
                      sums=(loss_sum + loss * y.size,
                            *(total + metrics[name] * y.size
                              for name, total in zip(self.loss.metrics, metric_sums)),
                            positions + y.size),
-                     offset=offset, history=state.history)
+                     offset=offset, history=state.history, flips=flips, watch=watch)
         return new, record
 
     def _test(self, emit):
@@ -499,9 +546,10 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         ``baseline``), ``epoch_start`` (``epoch``, ``batch``, ``batches``, ``lr``), ``step``
         (``loss``, the loss's metric ``accuracy`` or ``mse``, ``lr``, ``flips``...),
         ``eval_start`` (``split``, ``sequences``), ``epoch_end`` (train and ``val_``
-        figures), ``early_stop`` (``epoch``, ``best_epoch``), ``data_change``, ``test``. An
-        exception raised by the callback stops training; a ``KeyboardInterrupt`` is
-        checkpointed first.
+        figures), ``warning`` (``message``: a collapse or loss spikes after sign flips,
+        :mod:`hadamnp.training.guard`), ``early_stop`` (``epoch``, ``best_epoch``),
+        ``data_change``, ``test``. An exception raised by the callback stops training; a
+        ``KeyboardInterrupt`` is checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -524,6 +572,7 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
+    ParamGroups.of(model, config)  # checks the role optimizers' specs before writing
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -624,12 +673,16 @@ def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
         *sums, positions = metrics["sums"]
         if len(sums) != len(run.zero_sums) - 1:
             raise ValueError(f"sums {metrics['sums']} do not fit loss {run.loss.name!r}")
+        # Checkpoints written before the flip count resume with it at zero.
+        run_flips, epoch_flips = metrics.get("flips", (0, 0))
+        watch = tuple(int(v) for v in metrics.get("watch", (0, 0, 0)))
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
                        sums=(*(float(value) for value in sums), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
-                       history=tuple(metrics["history"]), test=metrics["test"])
+                       history=tuple(metrics["history"]), test=metrics["test"],
+                       flips=(int(run_flips), int(epoch_flips)), watch=watch)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: malformed training metrics in checkpoint: "
                               f"{exc!r}") from None

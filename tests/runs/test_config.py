@@ -39,7 +39,7 @@ PAPER_HIDDEN = {"copy": 128, "smnist": 512, "pmnist": 512}
 
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_paper_presets_match_spec_table(name):
-    config = preset_config(name)
+    config = preset_config(f"paper-{name}")
     for key, value in PAPER[name].items():
         assert getattr(config, key) == value, (name, key, getattr(config, key), value)
     assert (config.model, config.optimizer) == ("hadamrnn", "adam")
@@ -48,6 +48,25 @@ def test_paper_presets_match_spec_table(name):
     assert config.clip_grad_norm is None and config.momentum == 0
     assert config.steps_per_epoch is None and config.train_size is None
     assert dict(config.lr_scales) == {} and dict(config.weight_decay) == {}
+    assert dict(config.role_optimizers) == {}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_task_presets_are_the_paper_recipe_with_frozen_signs(name):
+    config, paper = preset_config(name), preset_config(f"paper-{name}")
+    changes = {"role_optimizers": {"signs": "frozen"}}
+    if name == "copy":
+        changes.update(lr=3e-4, steps_per_epoch=500, epochs=20)
+    assert config == paper.replace(**changes)
+
+
+def test_preset_role_options_apply_to_the_chosen_models_roles():
+    dense = resolve_config(preset="pmnist", overrides={"model": {"name": "dense"}})
+    assert dict(dense.role_optimizers) == {}
+    assert dict(resolve_config(overrides={"model": "dense"}).lr_scales) == {}
+    with pytest.raises(ConfigError, match="no parameter with role 'signs'"):
+        resolve_config(preset="pmnist", overrides={"model": "dense",
+                                                   "lr_scales": {"signs": 0.1}})
 
 
 def test_default_is_quick_preset_and_task_selects_its_preset():
@@ -226,9 +245,11 @@ def npz_archive(path, splits=()):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_toml_round_trip(tmp_path, name):
     overrides = {"npz": npz_archive(tmp_path / "d.npz")} if name == "npz" else {}
-    config = resolve_config(preset=name, overrides=overrides).replace(
-        lr=0.1 + 0.2, data_dir='a "quoted" \\ dir', clip_roles=("signs",),
-        weight_decay={"bias": 1e-3})
+    config = resolve_config(preset=name, overrides=overrides)
+    # latent clipping of the signs, unless a role optimizer trains them
+    clip = () if "signs" in config.role_optimizers else ("signs",)
+    config = config.replace(lr=0.1 + 0.2, data_dir='a "quoted" \\ dir', clip_roles=clip,
+                            weight_decay={"bias": 1e-3})
     text = config_to_toml(config)
     assert f'\npreset = "{name}"\n' in text
     path = write(tmp_path, text)
