@@ -226,9 +226,10 @@ def _training_options(func):
                           "signs (1 = paper)."),
         click.option("--lr-scale", "lr_scale", multiple=True, metavar="ROLE=X",
                      help="Learning-rate multiplier of the parameters of a role (signs, "
-                          "weight, bias, scale, embedding); repeatable."),
+                          "weight, binary, bias, scale, embedding); repeatable."),
         click.option("--weight-decay", "weight_decay", multiple=True, metavar="ROLE=X",
-                     help="Weight decay of the parameters of a role; repeatable."),
+                     help="Weight decay of the parameters of a role; repeatable. Binarized "
+                          "latent weights (role binary) are not decayed unless named."),
         click.option("--weight-decay-mode", type=click.Choice(["l2", "decoupled"]),
                      default=None, help="Weight decay as an L2 gradient term (Adam) or "
                                         "decoupled (AdamW). Default l2."),
@@ -452,7 +453,11 @@ def train(**options):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.")
-def eval_command(path, split, batches, batch_size, data_dir):
+@click.option("--engine", type=click.Choice(["float", "packed"]), default="float",
+              show_default=True,
+              help="float: the model's forward pass; packed: fully binary layers by "
+                   "XNOR-popcount on packed bits (model binary-rnn; same logits exactly).")
+def eval_command(path, split, batches, batch_size, data_dir, engine):
     """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
@@ -460,13 +465,16 @@ def eval_command(path, split, batches, batch_size, data_dir):
     for name, value in (("--batches", batches), ("--batch-size", batch_size)):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if engine == "packed":
+        from hadamnp.deploy.packed import evaluate_packed_run as evaluate_run
     try:
         result, config, position = evaluate_run(path, split, batches, batch_size, data_dir)
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
                f"step {position['global_step']} (epoch {position['epoch']})")
-    click.echo(f"{split}  " + _figures(result))
+    click.echo(f"{split}  " + _figures(result) + ("  [packed engine]" if engine == "packed"
+                                                  else ""))
 
 
 def _echo_registry():

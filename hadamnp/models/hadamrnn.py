@@ -30,7 +30,7 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.recurrences import RECURRENCES, make_recurrence
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight
+from hadamnp.models.weights import Weight, project_weights, weight_diagnostics
 
 DTYPES = ("float32", "float64")
 
@@ -210,6 +210,20 @@ class HadamRNN:
         """
         return {**self.recurrence.effective(params, rng),
                 "U_q": self.U.effective(params, rng), "V_q": self.V.effective(params, rng)}
+
+    def project_params(self, params, step):
+        """Training-time rewrites of the weight matrices before step ``step`` (e.g. SiMaN's
+        progressive clipping; see :mod:`hadamnp.models.protocol`), ``{}`` for most models."""
+        return project_weights(self._weights, params, step)
+
+    def diagnostics(self, params):
+        """Code statistics of the binarized weight matrices (``W.ones``, ``W.entropy``,
+        ``W.kstar``...; :meth:`hadamnp.models.weights.Weight.diagnostics`)."""
+        return weight_diagnostics(self._weights, params)
+
+    @property
+    def _weights(self):
+        return (*self.recurrence.weights, self.U, self.V)
 
     def state_buffer(self, batch, seq_len):
         """A reusable ``(T, n, B)`` buffer for :meth:`forward`'s ``states_out``."""

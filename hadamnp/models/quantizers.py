@@ -22,7 +22,15 @@ spec                       forward ``Q(M)``                         surrogate ``
 ``uniform:k``              ``alpha/c * clip(rint(M c/alpha),        ``dMq`` (alpha held
                            -c, c-1)``, ``c = 2^(k-1)``,             constant)
                            ``alpha = max|M|``; k = 1 ternary
+``siman[:argmax]``         ``diag(alpha) (2B - 1)``, ``B`` = 1 on   ``J_std^T (sign(z) *
+                           the top half (``argmax``: top ``k*``)    alpha dMq)``, STE to the
+                           magnitudes of each standardized row      standardized magnitudes;
+                           ``z``; ``alpha`` learnable (per row)     ``dalpha = sum dMq (2B-1)``
 =========================  =======================================  ===========================
+
+``siman`` lives in :mod:`hadamnp.models.siman` (imported at the end of this module, so every
+spec name is known wherever quantizers are); it owns the parameter ``alpha``
+(:mod:`hadamnp.models.weights`).
 
 A quantizer also states what its output costs to store (``code_bits(entries)`` for the
 codes, ``scale_bits()`` for the scales stored beside them), used by the model-size
@@ -287,3 +295,7 @@ def uniform_spec(bits):
         raise ConfigError(f"bits must be a non-negative integer (0 = full precision), "
                           f"got {bits!r}")
     return "none" if bits == 0 else f"uniform:{int(bits)}"
+
+
+# Families in modules of their own register themselves on import.
+from hadamnp.models import siman  # noqa: E402,F401  (registers "siman")

@@ -24,6 +24,8 @@ Interface (``kernels`` is :mod:`hadamnp.kernels.recurrence` or its reference twi
     rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad)
                                           -> grads (own + U, b, V, c, and x if input_grad)
     rec.bits()                            {"W": storage bits}, plus ``scale_bits()``
+    rec.weights                           its :class:`~hadamnp.models.weights.Weight`
+                                          objects (``()`` for the Hadamard recurrence)
 """
 
 import numpy as np
@@ -51,6 +53,7 @@ class HadamardRecurrence:
     """
 
     name = "hadamard"
+    weights = ()  # the latent signs u are not a Weight: the block pattern is fixed
 
     def __init__(self, n, m, quantizer):
         if not isinstance(quantizer, Sign):
@@ -111,6 +114,7 @@ class DenseRecurrence:
     def __init__(self, n, quantizer):
         self.n = n
         self.weight = Weight("W", (n, n), _orthogonal_init, quantizer=quantizer)
+        self.weights = (self.weight,)
 
     def param_specs(self):
         return self.weight.param_specs()

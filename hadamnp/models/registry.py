@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from hadamnp.errors import ConfigError, HadamnpError
+from hadamnp.models.binary_rnn import BinaryRNN, BinaryRNNConfig
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 
 __all__ = ["ModelEntry", "RUN_OPTIONS", "register_model", "unregister_model", "model_entry",
@@ -202,6 +203,8 @@ _BUILTIN = (
      "sparse ternary block-Hadamard recurrence (block size m < n, default n/4)"),
     ("dense", HadamRNN, HadamRNNConfig, {"recurrence": "dense"}, None,
      "dense recurrent W (full precision by default), the HadamRNN baseline"),
+    ("binary-rnn", BinaryRNN, BinaryRNNConfig, None, None,
+     "SiMaN binary recurrent layer: {0,1}-coded W times sign(standardized h), FP U and V"),
 )
 for _name, _model, _config, _fixed, _complete, _summary in _BUILTIN:
     register_model(_name, _model, _config, fixed=_fixed, complete=_complete, summary=_summary)

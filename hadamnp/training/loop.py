@@ -4,6 +4,7 @@ The loop talks to the model only through the model protocol
 (:mod:`hadamnp.models.protocol`). One optimizer step on batch ``i`` of epoch ``e``, global
 step ``k``::
 
+    [params |= model.project_params(params, k)]         optional: e.g. SiMaN clipping
     logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
     loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
@@ -22,6 +23,12 @@ an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
 configuration, the model and task descriptions, the running sums of the epoch in progress
 and the length of ``metrics.jsonl`` that belongs to it.
+
+Optional model members (:mod:`hadamnp.models.protocol`). ``project_params(params, k)``
+rewrites parameters before the forward pass of step ``k`` (a deterministic function of the
+parameters and ``k``, so the schedule needs no state of its own and resumes exactly);
+``diagnostics(params)`` adds ``"diagnostics": {name: value}`` to the logged step records
+(parameters after the update) and to the epoch records.
 
 Interruption. Each step works on copies and then replaces the whole training state with
 one assignment, so a ``KeyboardInterrupt`` (Ctrl-C) arriving anywhere leaves a consistent
@@ -348,6 +355,7 @@ class _Run:
                   "seconds": time.perf_counter() - started}
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
+        record.update(self._diagnostics(state.params))
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
                                          offset=offset, history=state.history + (record,))
@@ -356,11 +364,22 @@ class _Run:
         emit({"event": "epoch_end", **record})
         return False
 
+    def _diagnostics(self, params):
+        """``{"diagnostics": {...}}`` from the model's optional ``diagnostics`` member, or
+        ``{}`` (nothing is added to the records of models without figures)."""
+        diagnostics = getattr(self.model, "diagnostics", None)
+        figures = diagnostics(params) if diagnostics is not None else {}
+        return {"diagnostics": figures} if figures else {}
+
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""
         config, model, groups = self.config, self.model, self.groups
         rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
-        logits, cache = model.forward(state.params, model_inputs(self.task, x, config.dtype),
+        current = state.params
+        project = getattr(model, "project_params", None)  # optional protocol member
+        if project is not None:
+            current = {**current, **project(current, state.step)}
+        logits, cache = model.forward(current, model_inputs(self.task, x, config.dtype),
                                       states_out=self._state_buffer(x), rng=rng)
         loss, dlogits = softmax_cross_entropy(logits, y)
         if not np.isfinite(loss):
@@ -369,11 +388,11 @@ class _Run:
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
         acc = accuracy(logits, y)
-        grads = model.backward(state.params, cache, dlogits)
+        grads = model.backward(current, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
-        params = {name: value.copy() for name, value in state.params.items()}
+        params = {name: value.copy() for name, value in current.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
         self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
                             opt_state, lr, lr_scales=groups.lr_scales,
@@ -390,6 +409,7 @@ class _Run:
             record["grad_norm"] = grad_norm
         offset = state.offset
         if (state.step + 1) % config.log_every == 0:
+            record.update(self._diagnostics(params))
             offset = self.log.write(record)
         loss_sum, correct, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
