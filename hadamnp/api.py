@@ -5,7 +5,7 @@
     result = hadamnp.train({"task": "pmnist", "epochs": 1}, "runs/demo")  # or a RunConfig
     model, params, config = hadamnp.load("runs/demo")
     logits = hadamnp.predict(model, params, x)                  # x (B, T, d_in)
-    hadamnp.evaluate(model, params, config, split="test")       # {"loss", "accuracy", ...}
+    hadamnp.evaluate(model, params, config, split="test")       # {"loss", "accuracy"/"mse", ...}
     model = hadamnp.build_model("hadamrnn", input_size=1, output_size=10, hidden_size=128)
 """
 
@@ -77,27 +77,32 @@ def predict(model, params, x):
 
 
 def evaluate(model, params, data, split="test", batch_size=500, max_batches=None):
-    """Mean loss and accuracy of ``params`` over a task split.
+    """Mean loss and metrics of ``params`` over a task split.
 
     Parameters
     ----------
     model, params : as returned by :func:`load` (or any model and its parameters)
     data : RunConfig or TaskData
-        The run configuration whose task to load, or a loaded task.
+        The run configuration whose task to load (scored with the run's loss), or a
+        loaded task (scored with the task's loss).
     split : {"test", "val"}
     batch_size, max_batches : int
 
     Returns
     -------
-    dict: ``loss``, ``accuracy``, ``sequences`` (and the copy task's ``baseline``, ``ratio``)
+    dict: ``loss``, the loss's metric (``accuracy`` or ``mse``), ``sequences`` (and the
+    task's figures: ``bpc`` of the text task, ``baseline`` and ``ratio`` of the copy and
+    adding tasks); see :func:`hadamnp.runs.plumbing.evaluate`
     """
     from hadamnp.io.datasets import TaskData
     from hadamnp.runs.config import RunConfig
-    from hadamnp.runs.plumbing import build_task
+    from hadamnp.runs.plumbing import build_task, run_loss
     from hadamnp.runs.plumbing import evaluate as evaluate_task
 
+    loss = None
     if isinstance(data, RunConfig):
-        data = build_task(data)
+        config, data = data, build_task(data)
+        loss = run_loss(config, data)
     elif not isinstance(data, TaskData):
         raise ConfigError(f"data must be a RunConfig or a TaskData, got {type(data).__name__}")
-    return evaluate_task(model, params, data, split, batch_size, max_batches)
+    return evaluate_task(model, params, data, split, batch_size, max_batches, loss=loss)

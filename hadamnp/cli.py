@@ -165,6 +165,14 @@ def _random_model_args(options):
               help="Split of --from-checkpoint's task.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory of --from-checkpoint, when it moved since training.")
+@click.option("--loss", type=click.Choice(["cross_entropy", "bce", "mse"]),
+              default="cross_entropy", show_default=True,
+              help="Loss of the random model (bce: --output-size 1; mse: float targets).")
+@click.option("--embedding-dim", type=int, default=None,
+              help="Put the random model behind an embedding table of this width; "
+                   "--input-size is then the vocabulary and x holds token ids.")
+@click.option("--quant-embedding", default="none", show_default=True,
+              help="Quantizer of the embedding table, e.g. uniform:4.")
 def golden(checkpoint, split, data_dir, out_path, **options):
     """Write a golden test-vector file (float64 forward pass, states and gradients).
 
@@ -186,7 +194,11 @@ def golden(checkpoint, split, data_dir, out_path, **options):
                                                   seq_len=options["seq_len"], split=split,
                                                   data_dir=data_dir)
         else:
-            arrays, meta = make_golden(**_random_model_args(options))
+            table = {key: options.pop(key)
+                     for key in ("loss", "embedding_dim", "quant_embedding")}
+            if table["embedding_dim"] is not None:
+                _check_positive(embedding_dim=table["embedding_dim"])
+            arrays, meta = make_golden(**_random_model_args(options), **table)
         write_golden(out_path, arrays, meta)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
@@ -203,10 +215,24 @@ def _run_options(func):
         click.option("--preset", default=None,
                      help="Named configuration: copy, smnist, pmnist (the paper's), quick "
                           "(default demo), base. Default: the task's preset, else quick."),
-        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz"]),
+        click.option("--task", type=click.Choice(["copy", "smnist", "pmnist", "npz", "adding",
+                                                   "text"]),
                      default=None, help="Task (default: the preset's)."),
         click.option("--copy-length", type=int, default=None,
                      help="Copy task total sequence length L (paper: 1000)."),
+        click.option("--adding-length", type=int, default=None,
+                     help="Adding problem sequence length T (default 200)."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of the byte-level language model (implies --task text)."),
+        click.option("--text-window", type=int, default=None,
+                     help="Steps per window of the text task (default 128)."),
+        click.option("--loss", type=click.Choice(["cross_entropy", "bce", "mse"]), default=None,
+                     help="Loss (default: the task's; bce: one logit for binary labels)."),
+        click.option("--embedding-dim", type=int, default=None,
+                     help="Feed token ids through a trainable embedding of this width "
+                          "(default: one-hot)."),
+        click.option("--quant-embedding", default=None,
+                     help="Quantizer of the embedding table, e.g. uniform:4 (default none)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -302,6 +328,8 @@ def _overrides(options):
             values[key] = value
     if "npz" in values:
         values.setdefault("task", "npz")
+    if "text" in values:
+        values.setdefault("task", "text")
     return values
 
 
@@ -316,7 +344,9 @@ class _Progress:
     def _show(event):
         if event is None:
             return ""
-        return f"loss {event['loss']:.4f} acc {event['accuracy']:.3f} lr {event['lr']:.2e}"
+        metrics = "".join(f" {_SHORT.get(key, key)} {value:.3f}"
+                          for key, value in _between(event, "loss", "lr"))
+        return f"loss {event['loss']:.4f}{metrics} lr {event['lr']:.2e}"
 
     def close(self):
         if self.bar is not None:
@@ -340,8 +370,22 @@ class _Progress:
             click.echo("test  " + _figures(event))
 
 
+_SHORT = {"accuracy": "acc"}  # short names of the figures on progress and epoch lines
+
+
+def _between(record, first, last):
+    """``(key, value)`` of ``record`` after key ``first`` and before key ``last``: the
+    loss's metric and the task's figures, which records place between the loss and the
+    next fixed key (the loop and :func:`hadamnp.runs.plumbing.evaluate` build them so)."""
+    keys = list(record)
+    end = keys.index(last) if last in keys else len(keys)
+    return [(key, record[key]) for key in keys[keys.index(first) + 1:end]]
+
+
 def _figures(result, prefix=""):
-    text = (f"loss {result[prefix + 'loss']:.4f}  accuracy {result[prefix + 'accuracy']:.4f}"
+    metrics = "".join(f"  {key[len(prefix):]} {value:.4f}"
+                      for key, value in _between(result, prefix + "loss", prefix + "sequences"))
+    text = (f"loss {result[prefix + 'loss']:.4f}{metrics}"
             f"  ({result[prefix + 'sequences']} sequences)")
     if prefix + "baseline" in result:
         text += (f"  baseline {result[prefix + 'baseline']:.4f}"
@@ -350,8 +394,10 @@ def _figures(result, prefix=""):
 
 
 def _epoch_line(record):
+    metrics = "".join(f" {_SHORT.get(key[6:], key[6:])} {value:.4f}"
+                      for key, value in _between(record, "train_loss", "seconds"))
     line = (f"epoch {record['epoch'] + 1}  step {record['step']}  lr {record['lr']:.3g}  "
-            f"train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.4f}")
+            f"train loss {record['train_loss']:.4f}{metrics}")
     if "val_loss" in record:
         line += "  |  val " + _figures(record, "val_")
     return line + f"  [{record['seconds']:.1f} s]"
@@ -414,6 +460,8 @@ def train(**options):
                     "cannot change a resumed run's trajectory; only "
                     f"{', '.join('--' + k.replace('_', '-') for k in loop.RESUME_OVERRIDES)}"
                     " may be given", param_hint="--" + refused[0].replace("_", "-"))
+            if not _given("task"):
+                overrides.pop("task", None)  # implied by --text, which may name a moved file
             click.echo(f"resuming {run_dir}")
             result = loop.resume(run_dir, callback=progress, max_steps=options["max_steps"],
                                  **overrides)
@@ -458,7 +506,7 @@ def train(**options):
               help="float: the model's forward pass; packed: fully binary layers by "
                    "XNOR-popcount on packed bits (model binary-rnn; same logits exactly).")
 def eval_command(path, split, batches, batch_size, data_dir, engine):
-    """Loss and accuracy of a run's checkpoint (PATH: run directory or checkpoint file)."""
+    """Loss and metrics of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
 
@@ -496,8 +544,10 @@ def _echo_registry():
 @click.argument("path", type=click.Path(exists=True), required=False)
 @_run_options
 @_model_options
-@click.option("--input-size", type=int, default=None, help="d_in (default: the task's).")
-@click.option("--output-size", type=int, default=None, help="d_out (default: the task's).")
+@click.option("--input-size", type=int, default=None,
+              help="d_in (default: the task's); with --embedding-dim, the vocabulary size.")
+@click.option("--output-size", type=int, default=None,
+              help="d_out: classes or values (default: the task's).")
 @click.option("--list", "list_registry", is_flag=True,
               help="List the registered models (with their options) and quantizers.")
 def info(path, input_size, output_size, list_registry, **options):
@@ -508,7 +558,7 @@ def info(path, input_size, output_size, list_registry, **options):
     """
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.config import resolve_config
-    from hadamnp.runs.plumbing import builtin_task_sizes, restore
+    from hadamnp.runs.plumbing import model_without_data, restore
 
     if list_registry:
         _echo_registry()
@@ -523,16 +573,16 @@ def info(path, input_size, output_size, list_registry, **options):
             click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
-            if input_size is None or output_size is None:
-                d_in, d_out, many = builtin_task_sizes(config.task)
-            else:
-                d_in, d_out, many = input_size, output_size, False
-            model = config.build_model(input_size or d_in, output_size or d_out, many)
+            model = model_without_data(config, input_size, output_size)
     except HadamnpError as exc:
         raise click.ClickException(str(exc)) from None
     description = model.describe()
     size = model.size()
     click.echo(f"model          {_model_line(description['name'], description['config'])}")
+    if "embedding" in description:
+        table = description["embedding"]
+        click.echo(f"embedding      {table['vocab_size']:,} x {table['embedding_dim']} table, "
+                   f"quantizer {table['quantizer']}, padding id {table['padding_id']}")
     click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
                f"float32 reference model: {size.float32_parameters:,})")
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())

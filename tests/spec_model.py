@@ -21,6 +21,14 @@ Equations (0-based indices, batch-first arrays)::
     h_t      = relu(W h_{t-1} + Q(U) x_t + b)          # recurrence="nonlinear" (ablation)
     y_t      = Q(V) relu(h_t) + c                      # scored at t = T only, or every t
     loss     = mean softmax cross-entropy over the scored positions (B or B*T of them)
+
+Other losses (``loss=``): ``mse`` = mean of (y_t - target)^2 over every output value;
+``bce`` (one logit z per position) = mean of -[y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))],
+written as the cross-entropy of the two logits (0, z).
+
+Token inputs (``embedding=``): ids x_t in 0..V-1 and a table E (V, d) give the inputs
+``e_t = Q(E)[x_t]``, the zero vector where ``x_t`` is the padding id; Q is the uniform
+quantizer above with the identity STE.
 """
 
 import numpy as np
@@ -29,6 +37,7 @@ import autograd_ref as ag
 
 PARAM_NAMES = ("u", "U", "b", "V", "c")
 RECURRENCES = ("linear", "nonlinear")
+LOSSES = ("cross_entropy", "mse", "bce")
 
 
 def _is_pow2(k):
@@ -119,7 +128,7 @@ def quantize(M, bits):
     return alpha / c * np.clip(np.rint(M * c / alpha), -c, c - 1)
 
 
-def _check_params(params, x, y, block_size, many_to_many, recurrence):
+def _check_params(params, x, y, block_size, many_to_many, recurrence, loss="cross_entropy"):
     missing = set(PARAM_NAMES) - set(params)
     if missing:
         raise ValueError(f"params is missing {sorted(missing)}")
@@ -140,7 +149,9 @@ def _check_params(params, x, y, block_size, many_to_many, recurrence):
         raise ValueError(f"V must be (d_out, n) with n={n}, got {V.shape}")
     if c.shape != (V.shape[0],):
         raise ValueError(f"c must be (d_out,) = {(V.shape[0],)}, got {c.shape}")
-    want_y = (nb, T) if many_to_many else (nb,)
+    want_y = ((nb, T) if many_to_many else (nb,)) + ((V.shape[0],) if loss == "mse" else ())
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if y.shape != want_y:
         raise ValueError(f"y must have shape {want_y}, got {y.shape}")
     if recurrence not in RECURRENCES:
@@ -177,7 +188,8 @@ def effective_weights(params, *, block_size, bits_in, bits_out):
     }
 
 
-def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurrence="linear"):
+def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurrence="linear",
+                loss="cross_entropy"):
     """Build the unrolled graph from the *effective* weights.
 
     The signs ``s`` enter only through ``W = diag(s) B``, so with a continuous ``s`` this is
@@ -190,11 +202,12 @@ def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurr
     b : Tensor, shape (n,)
     V_eff : Tensor, shape (d_out, n)
     c : Tensor, shape (d_out,)
-    x : ndarray, shape (B, T, d_in), float64
-    y : ndarray of int, shape (B,) or (B, T)
+    x : ndarray or Tensor, shape (B, T, d_in), float64
+    y : ndarray of int, shape (B,) or (B, T); float (B, [T,] d_out) for ``mse``
     block_size : int
     many_to_many : bool
     recurrence : {"linear", "nonlinear"}
+    loss : {"cross_entropy", "mse", "bce"}
 
     Returns
     -------
@@ -206,15 +219,39 @@ def model_graph(s, U_eff, b, V_eff, c, x, y, *, block_size, many_to_many, recurr
     n = s.shape[0]
     W = ag.reshape(s, (n, 1)) * block_basis(n, block_size)
     return unroll(W, U_eff, b, V_eff, c, x, y, many_to_many=many_to_many,
-                  recurrence=recurrence)
+                  recurrence=recurrence, loss=loss)
 
 
-def unroll(W, U_eff, b, V_eff, c, x, y, *, many_to_many, recurrence="linear"):
+def score(logits, y, loss="cross_entropy"):
+    """The mean loss of ``logits`` (Tensor (B, d_out) or (B, T, d_out)) against ``y``
+    (see the module docstring); a Tensor of shape ()."""
+    d_out = logits.shape[-1]
+    rows = int(np.prod(logits.shape[:-1]))
+    if loss == "mse":
+        diff = logits - np.asarray(y, dtype=np.float64)
+        return ag.mean(diff * diff)
+    if loss == "bce":
+        z = ag.reshape(logits, (rows,))
+        return ag.cross_entropy(ag.stack([z * 0.0, z], axis=1), np.asarray(y).reshape(-1))
+    return ag.cross_entropy(ag.reshape(logits, (rows, d_out)), np.asarray(y).reshape(-1))
+
+
+def embed(E_q, ids, padding_id):
+    """``e[b, t] = E_q[ids[b, t]]``, zero where ``ids`` is ``padding_id`` (Tensor (B, T, d))."""
+    ids = np.asarray(ids)
+    rows = ag.getitem(E_q, ids)
+    if padding_id is None:
+        return rows
+    return rows * (ids != padding_id)[..., None].astype(np.float64)
+
+
+def unroll(W, U_eff, b, V_eff, c, x, y, *, many_to_many, recurrence="linear",
+           loss="cross_entropy"):
     """The unrolled recurrence for any recurrent matrix ``W`` (Tensor (n, n)); see
-    :func:`model_graph` for the other arguments and the results."""
+    :func:`model_graph` for the other arguments and the results; ``x`` may be a Tensor
+    (embedded tokens)."""
     n = W.shape[0]
     nb, T, _ = x.shape
-    d_out = V_eff.shape[0]
     xs = ag.as_tensor(x)
     h = ag.as_tensor(np.zeros((nb, n)))
     states, outputs = [], []
@@ -224,17 +261,24 @@ def unroll(W, U_eff, b, V_eff, c, x, y, *, many_to_many, recurrence="linear"):
         states.append(h)
         if many_to_many or t == T - 1:
             outputs.append(ag.relu(h) @ V_eff.T + c)
-    if many_to_many:
-        logits = ag.stack(outputs, axis=1)
-        loss = ag.cross_entropy(ag.reshape(logits, (nb * T, d_out)), y.reshape(-1))
-    else:
-        logits = outputs[0]
-        loss = ag.cross_entropy(logits, y)
-    return loss, logits, ag.stack(states, axis=1)
+    logits = ag.stack(outputs, axis=1) if many_to_many else outputs[0]
+    return score(logits, y, loss), logits, ag.stack(states, axis=1)
+
+
+def _inputs(params, x, embedding):
+    """``(graph input, its value, {"E": leaf} or {})``: ``x`` itself, or the embedded tokens
+    with the table ``params["E"]`` as a leaf (``embedding``: ``bits``, ``padding_id``)."""
+    if embedding is None:
+        x = np.asarray(x, dtype=np.float64)
+        return x, x, {}
+    leaf = ag.Tensor(np.asarray(params["E"], dtype=np.float64), requires_grad=True)
+    E_q = ag.ste(leaf, quantize(leaf.value, embedding["bits"]))
+    xs = embed(E_q, x, embedding["padding_id"])
+    return xs, xs.value, {"E": leaf}
 
 
 def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
-                 recurrence="linear"):
+                 recurrence="linear", loss="cross_entropy", embedding=None):
     """Forward pass, loss and STE gradients of the spec model via reverse-mode autograd.
 
     Parameters
@@ -242,8 +286,9 @@ def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
     params : dict
         Latent parameters, float64: ``u`` (n,), ``U`` (n, d_in), ``b`` (n,),
         ``V`` (d_out, n), ``c`` (d_out,).
-    x : ndarray, shape (B, T, d_in), float64
-    y : ndarray of int, shape (B,) (many-to-one) or (B, T) (many-to-many)
+    x : ndarray, shape (B, T, d_in), float64; or (B, T) int token ids with ``embedding``
+    y : ndarray of int, shape (B,) (many-to-one) or (B, T) (many-to-many); for ``mse``
+        float, with a last axis d_out
     block_size : int
         m, a power of two dividing n (m = n: full HadamRNN).
     bits_in, bits_out : int or None
@@ -251,6 +296,10 @@ def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
     many_to_many : bool
         Score every step (True) or only t = T (False).
     recurrence : {"linear", "nonlinear"}
+    loss : {"cross_entropy", "mse", "bce"}
+    embedding : dict, optional
+        ``{"bits": k or None, "padding_id": id or None}``: ``x`` are token ids and
+        ``params["E"]`` (V, d) the embedding table.
 
     Returns
     -------
@@ -260,25 +309,30 @@ def forward_loss(params, x, y, *, block_size, bits_in, bits_out, many_to_many,
     grads : dict
         Same keys and shapes as ``params``; gradients through the identity STEs.
     """
-    (u, U, b, V, c), x, y = _check_params(params, x, y, block_size, many_to_many, recurrence)
+    xg, x, table = _inputs(params, x, embedding)
+    (u, U, b, V, c), x, y = _check_params(params, x, y, block_size, many_to_many, recurrence,
+                                          loss)
     leaves = {k: ag.Tensor(v, requires_grad=True) for k, v in zip(PARAM_NAMES, (u, U, b, V, c))}
     s = ag.ste(leaves["u"], sign_pm1(u))
     U_q = ag.ste(leaves["U"], quantize(U, bits_in))
     V_q = ag.ste(leaves["V"], quantize(V, bits_out))
-    loss, logits, h = model_graph(s, U_q, leaves["b"], V_q, leaves["c"], x, y,
-                                  block_size=block_size, many_to_many=many_to_many,
-                                  recurrence=recurrence)
-    loss.backward()
-    grads = {k: leaves[k].grad.copy() for k in PARAM_NAMES}
-    return float(loss.value), logits.value.copy(), h.value.copy(), grads
+    value, logits, h = model_graph(s, U_q, leaves["b"], V_q, leaves["c"], xg, y,
+                                   block_size=block_size, many_to_many=many_to_many,
+                                   recurrence=recurrence, loss=loss)
+    value.backward()
+    leaves.update(table)
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
+    return float(value.value), logits.value.copy(), h.value.copy(), grads
 
 
 DENSE_PARAM_NAMES = ("W", "U", "b", "V", "c")
 
 
-def dense_forward_loss(params, x, y, *, bits_in, bits_out, many_to_many, recurrence="linear"):
+def dense_forward_loss(params, x, y, *, bits_in, bits_out, many_to_many, recurrence="linear",
+                       loss="cross_entropy", embedding=None):
     """:func:`forward_loss` for the dense baseline: a free full-precision ``W`` (n, n) in
-    place of ``diag(sign(u)) B``; ``params`` has ``W``, ``U``, ``b``, ``V``, ``c``."""
+    place of ``diag(sign(u)) B``; ``params`` has ``W``, ``U``, ``b``, ``V``, ``c`` (and
+    ``E`` with ``embedding``)."""
     missing = set(DENSE_PARAM_NAMES) - set(params)
     if missing:
         raise ValueError(f"params is missing {sorted(missing)}")
@@ -286,16 +340,18 @@ def dense_forward_loss(params, x, y, *, bits_in, bits_out, many_to_many, recurre
     n = values["W"].shape[0]
     if values["W"].shape != (n, n):
         raise ValueError(f"W must be square, got {values['W'].shape}")
-    _check_params({"u": np.ones(n), **values}, x, y, n, many_to_many, recurrence)
+    xg, x, table = _inputs(params, x, embedding)
+    _check_params({"u": np.ones(n), **values}, x, y, n, many_to_many, recurrence, loss)
     leaves = {k: ag.Tensor(v, requires_grad=True) for k, v in values.items()}
     U_q = ag.ste(leaves["U"], quantize(values["U"], bits_in))
     V_q = ag.ste(leaves["V"], quantize(values["V"], bits_out))
-    loss, logits, h = unroll(leaves["W"], U_q, leaves["b"], V_q, leaves["c"],
-                             np.asarray(x, dtype=np.float64), np.asarray(y),
-                             many_to_many=many_to_many, recurrence=recurrence)
-    loss.backward()
-    grads = {k: leaves[k].grad.copy() for k in DENSE_PARAM_NAMES}
-    return float(loss.value), logits.value.copy(), h.value.copy(), grads
+    value, logits, h = unroll(leaves["W"], U_q, leaves["b"], V_q, leaves["c"], xg,
+                              np.asarray(y), many_to_many=many_to_many, recurrence=recurrence,
+                              loss=loss)
+    value.backward()
+    leaves.update(table)
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
+    return float(value.value), logits.value.copy(), h.value.copy(), grads
 
 
 # --------------------------------------------------------------------------------------------

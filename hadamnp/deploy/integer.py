@@ -180,6 +180,9 @@ def _check_convertible(model):
     from hadamnp.models.quantizers import Uniform
 
     name = model.describe()["name"]
+    if "embedding" in model.describe():
+        raise ConfigError(f"integer inference takes feature inputs; model {name!r} sits behind "
+                          f"an embedding table (token inputs) and cannot be exported")
     if not isinstance(model, HadamRNN) or model.config.recurrence != "hadamard":
         raise ConfigError(f"integer inference needs a HadamRNN with the Hadamard recurrence "
                           f"(hadamrnn, block-hadamrnn), got model {name!r}")

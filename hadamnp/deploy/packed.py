@@ -111,7 +111,7 @@ def evaluate_packed_run(path, split="test", max_batches=None, batch_size=None, d
         Unreadable run, or a model without a fully binary layer.
     """
     from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
-                                       model_from_checkpoint)
+                                       model_from_checkpoint, run_loss)
 
     ckpt, config, file = load_run(path)
     if data_dir is not None:
@@ -121,5 +121,6 @@ def evaluate_packed_run(path, split="test", max_batches=None, batch_size=None, d
     packed_products(model, ckpt.params)  # fail before loading the data
     task = build_task(config)
     result = evaluate(PackedModel(model), ckpt.params, task, split,
-                      batch_size or config.eval_batch_size, max_batches)
+                      batch_size or config.eval_batch_size, max_batches,
+                      loss=run_loss(config, task))
     return result, config, ckpt.position

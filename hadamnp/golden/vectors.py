@@ -6,18 +6,23 @@ Format v2 (``docs/golden-format.md``), generic over every registered model: a ch
 ==================  ===========================  =========================================
 key                 shape                        meaning
 ==================  ===========================  =========================================
-``x``               (B, T, d_in)                 input batch
-``y``               (B,) or (B, T) int64         class targets
+``x``               (B, T, d_in)                 input batch (int64 token ids (B, T) for a
+                                                 model with an embedding)
+``y``               (B,) or (B, T) int64         class targets (``loss`` cross_entropy,
+                                                 bce); float64 values shaped as ``logits``
+                                                 for ``mse``
 ``param.<name>``    the parameter's shape        every latent parameter of the model
 ``weight.<name>``   the weight's shape           effective (quantized) weights used
 ``state.<name>``    (B, T, ...)                  every state sequence (``state.h``, ...)
 ``logits``          (B, d_out) or (B, T, d_out)  outputs
-``loss``            ()                           mean softmax cross-entropy
+``loss``            ()                           the mean loss named by ``meta.loss``
 ``grad.<name>``     as ``param.<name>``          gradients through the surrogate gradients
 ==================  ===========================  =========================================
 
 and a JSON ``meta``: ``format``, ``version`` (2), ``model`` (``{"name", "config"}``, the
-model's description), ``param_roles``, ``loss``, ``dtype``, ``seed``, ``source``
+model's description, with ``"embedding"`` for a model behind an embedding table),
+``param_roles``, ``loss`` (``cross_entropy``, ``bce`` or ``mse``,
+:mod:`hadamnp.models.losses`), ``dtype``, ``seed``, ``source``
 (``"random"`` or ``"checkpoint"``, then also ``checkpoint``), ``batch``, ``seq_len``,
 ``hadamnp_version`` and the conventions. Version 1 files (HadamRNN only: ``h`` instead of
 ``state.h``, flat model fields in ``meta``) stay readable with :func:`read_golden`.
@@ -31,7 +36,8 @@ import numpy as np
 from hadamnp import __version__, conventions
 from hadamnp.errors import ConfigError
 from hadamnp.io.npzfile import read_npz_checked, write_npz_atomic
-from hadamnp.models.losses import softmax_cross_entropy
+from hadamnp.models.embedding import Embedded, EmbeddingConfig
+from hadamnp.models.losses import get_loss
 from hadamnp.models.registry import build_model, model_from_description
 
 __all__ = ["GOLDEN_FORMAT", "GOLDEN_VERSION", "golden_arrays", "random_model", "make_golden",
@@ -42,15 +48,18 @@ GOLDEN_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 
-def golden_arrays(model, params, x, y):
+def golden_arrays(model, params, x, y, loss="cross_entropy"):
     """Golden arrays and the model part of ``meta`` for one float64 model and batch.
 
     Parameters
     ----------
     model : a float64 model (:class:`hadamnp.models.protocol.Model`)
     params : dict of float64 parameters
-    x : (B, T, d_in) float64 inputs
-    y : (B,) or (B, T) integer targets
+    x : (B, T, d_in) float64 inputs, or (B, T) integer token ids for a model that takes
+        tokens (an embedding model)
+    y : targets of ``loss``: (B,) or (B, T) integer classes, or real values shaped as the
+        outputs (``mse``)
+    loss : str, a loss name of :mod:`hadamnp.models.losses`
 
     Returns
     -------
@@ -60,12 +69,15 @@ def golden_arrays(model, params, x, y):
     """
     if model.config.dtype != "float64":
         raise ConfigError(f"golden files are float64; the model is {model.config.dtype}")
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.int64)
+    loss = get_loss(loss)
+    tokens = getattr(model, "input_kind", "features") == "tokens"
+    x = np.asarray(x, dtype=np.int64 if tokens else np.float64)
+    y = np.asarray(y, dtype=np.float64 if loss.targets == "values" else np.int64)
     logits, cache = model.forward(params, x)
-    loss, dlogits = softmax_cross_entropy(logits, y)
+    value, dlogits = loss(logits, y)
     grads = model.backward(params, cache, dlogits)
-    arrays = {"x": x, "y": y, "logits": np.ascontiguousarray(logits), "loss": np.float64(loss)}
+    arrays = {"x": x, "y": y, "logits": np.ascontiguousarray(logits),
+              "loss": np.float64(value)}
     arrays.update({f"param.{k}": v for k, v in params.items()})
     arrays.update({f"weight.{k}": v for k, v in model.weights(params).items()})
     arrays.update({f"state.{k}": np.ascontiguousarray(v)
@@ -73,18 +85,21 @@ def golden_arrays(model, params, x, y):
     arrays.update({f"grad.{k}": v for k, v in grads.items()})
     meta = {"format": GOLDEN_FORMAT, "version": GOLDEN_VERSION, "model": model.describe(),
             "param_roles": {name: spec.role for name, spec in model.param_specs().items()},
-            "loss": "cross_entropy", "dtype": "float64", "batch": int(x.shape[0]),
+            "loss": loss.name, "dtype": "float64", "batch": int(x.shape[0]),
             "seq_len": int(x.shape[1]), "hadamnp_version": __version__,
             **conventions.as_dict()}
     return arrays, meta
 
 
 def random_model(model, *, seed, batch, seq_len, input_size, output_size, many_to_many,
-                 **model_options):
+                 embedding_dim=None, quant_embedding="none", **model_options):
     """A random float64 model of a registered family and a random input batch.
 
     Draws from ``numpy.random.default_rng(seed)``: the parameters (the model's
     ``init_params``), then ``x ~ N(0, 1)`` (B, T, d_in). ``hidden_size`` defaults to 16.
+    With ``embedding_dim`` the model sits behind an embedding table of ``input_size`` rows
+    (quantizer ``quant_embedding``, padding id 0) and ``x`` are token ids drawn uniformly
+    from ``0 .. input_size - 1`` (B, T).
 
     Returns
     -------
@@ -97,27 +112,44 @@ def random_model(model, *, seed, batch, seq_len, input_size, output_size, many_t
             raise ConfigError(f"{name} must be an integer >= {0 if name == 'seed' else 1}, "
                               f"got {value!r}")
     model_options.setdefault("hidden_size", 16)
-    net = build_model(model, **model_options, input_size=input_size, output_size=output_size,
-                      many_to_many=many_to_many, dtype="float64")
+    net = build_model(model, **model_options, output_size=output_size,
+                      many_to_many=many_to_many, dtype="float64",
+                      input_size=input_size if embedding_dim is None else embedding_dim)
+    if embedding_dim is not None:
+        net = Embedded(net, EmbeddingConfig(input_size, embedding_dim, quant_embedding))
+    elif quant_embedding != "none":
+        raise ConfigError("quant_embedding quantizes the embedding table: set embedding_dim")
     rng = np.random.default_rng(seed)
     params = net.init_params(rng)
-    x = rng.standard_normal((batch, seq_len, input_size))
+    if embedding_dim is None:
+        x = rng.standard_normal((batch, seq_len, input_size))
+    else:
+        x = rng.integers(0, input_size, size=(batch, seq_len))
     return net, params, x, rng
 
 
 def make_golden(model="hadamrnn", *, seed=0, batch=3, seq_len=7, input_size=3, output_size=5,
-                many_to_many=False, **model_options):
+                many_to_many=False, loss="cross_entropy", embedding_dim=None,
+                quant_embedding="none", **model_options):
     """Golden arrays and metadata of a random float64 model of a registered family.
 
     Random draws, all from ``numpy.random.default_rng(seed)`` in this order: parameters
-    (the model's ``init_params``), then ``x ~ N(0, 1)`` of shape (B, T, d_in), then integer
-    targets ``y`` uniform in ``[0, d_out)`` of shape (B,) or (B, T).
+    (the model's ``init_params``), then ``x ~ N(0, 1)`` of shape (B, T, d_in) (token ids,
+    see :func:`random_model`), then the targets ``y``: integers uniform in ``[0, d_out)``
+    of shape (B,) or (B, T) (``cross_entropy``), in {0, 1} (``bce``, which needs
+    ``d_out = 1``), or ``N(0, 1)`` values shaped as the outputs (``mse``).
 
     Parameters
     ----------
     model : str, a registered model name
     seed, batch, seq_len, input_size, output_size : int
+        ``input_size`` is the vocabulary with ``embedding_dim``.
     many_to_many : bool
+    loss : {"cross_entropy", "bce", "mse"}
+    embedding_dim : int, optional
+        Put the model behind an embedding table of this width (token inputs).
+    quant_embedding : str
+        Quantizer spec of the embedding table.
     **model_options
         Options of the model (e.g. ``hidden_size=16``, ``quant_in="uniform:4"``).
 
@@ -126,11 +158,20 @@ def make_golden(model="hadamrnn", *, seed=0, batch=3, seq_len=7, input_size=3, o
     arrays : dict[str, ndarray]
     meta : dict (the ``meta`` JSON; ``source = "random"``)
     """
+    loss = get_loss(loss)
+    if loss.binary and output_size != 1:
+        raise ConfigError(f"loss {loss.name!r} scores one logit per position: output_size "
+                          f"must be 1, got {output_size}")
     net, params, x, rng = random_model(model, seed=seed, batch=batch, seq_len=seq_len,
                                        input_size=input_size, output_size=output_size,
-                                       many_to_many=many_to_many, **model_options)
-    y = rng.integers(0, output_size, size=(batch, seq_len) if many_to_many else (batch,))
-    arrays, meta = golden_arrays(net, params, x, y)
+                                       many_to_many=many_to_many, embedding_dim=embedding_dim,
+                                       quant_embedding=quant_embedding, **model_options)
+    positions = (batch, seq_len) if many_to_many else (batch,)
+    if loss.targets == "values":
+        y = rng.standard_normal(positions + (output_size,))
+    else:
+        y = rng.integers(0, 2 if loss.binary else output_size, size=positions)
+    arrays, meta = golden_arrays(net, params, x, y, loss)
     return arrays, {**meta, "seed": int(seed), "source": "random"}
 
 
@@ -155,14 +196,15 @@ def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_di
     meta : dict (``source = "checkpoint"``, ``checkpoint = {path, global_step, trained_dtype}``)
     """
     from hadamnp.errors import CheckpointError
-    from hadamnp.runs.plumbing import build_task, load_run, model_from_checkpoint, task_inputs
+    from hadamnp.runs.plumbing import (build_task, load_run, model_from_checkpoint, run_loss,
+                                       task_inputs)
 
     ckpt, config, file = load_run(path)
     if data_dir is not None:
         config = config.replace(data_dir=str(data_dir))
     trained = model_from_checkpoint(ckpt, config, file)
     description = trained.describe()
-    net = model_from_description({"name": description["name"],
+    net = model_from_description({**description,
                                   "config": {**description["config"], "dtype": "float64"}})
     params = {name: value.astype(np.float64) for name, value in ckpt.params.items()}
     try:
@@ -173,13 +215,13 @@ def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_di
     if split not in task.split_names():
         raise ConfigError(f"task {task.name!r} has no {split!r} split "
                           f"(splits: {', '.join(task.split_names())})")
-    x, y = task_inputs(task, np.float64, batch, source=split)
+    x, y = task_inputs(task, np.float64, batch, source=split, model=net)
     if seq_len is not None:
         if not 1 <= seq_len <= x.shape[1]:
             raise ConfigError(f"seq_len must be in [1, {x.shape[1]}], got {seq_len}")
         x = x[:, :seq_len]
-        y = y[:, :seq_len] if y.ndim == 2 else y
-    arrays, meta = golden_arrays(net, params, x, y)
+        y = y[:, :seq_len] if task.many_to_many else y
+    arrays, meta = golden_arrays(net, params, x, y, run_loss(config, task))
     record = {"path": str(file), "global_step": int(ckpt.position["global_step"]),
               "trained_dtype": trained.config.dtype, "split": split}
     return arrays, {**meta, "seed": int(config.seed), "source": "checkpoint",

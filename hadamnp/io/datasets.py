@@ -3,8 +3,14 @@
 A task (:class:`TaskData`) states its sizes and yields batch-first batches:
 
 - ``x``: ``(B, T, d_in)`` float32 (or ``dtype``), or ``(B, T)`` int64 token ids when
-  ``input_kind == "tokens"`` (id 0 is padding);
-- ``y``: ``(B,)`` int64 (many-to-one) or ``(B, T)`` int64 (many-to-many).
+  ``input_kind == "tokens"`` (id ``padding_id`` is padding, if the task has one);
+- ``y``: ``(B,)`` int64 (many-to-one) or ``(B, T)`` int64 (many-to-many) class labels, or
+  ``(B, output_size)`` float (``dtype``) values for a regression task (``loss = "mse"``).
+
+A task states its default loss (``loss``: ``"cross_entropy"`` or ``"mse"``, see
+:mod:`hadamnp.models.losses`), the loss of the constant predictor it is judged against
+(:meth:`TaskData.baseline`, or None) and the figures derived from the mean loss
+(:meth:`TaskData.figures`, e.g. bits per character).
 
 An epoch has ``ceil(num_train / batch_size)`` batches; the last one is smaller when
 ``batch_size`` does not divide ``num_train``.
@@ -20,16 +26,18 @@ others were drawn before it:
 key                 stream
 ==================  ==============================================================
 ``(0, e)``          shuffle order of epoch ``e`` (array tasks): ``rng.permutation(N)``
-``(0, e, i)``       batch ``i`` of epoch ``e`` (copy task, generated on the fly)
-``(1,)``            copy-task validation set
-``(2,)``            copy-task test set
+``(0, e, i)``       batch ``i`` of epoch ``e`` (copy and adding tasks, generated on the fly)
+``(1,)``            copy/adding-task validation set
+``(2,)``            copy/adding-task test set
 ==================  ==============================================================
 
 Hence ``iter_batches(e, B, start_batch=i)`` yields exactly the batches ``i, i+1, ...`` of
 an uninterrupted ``iter_batches(e, B)``, at the cost of one permutation (array tasks) or
-nothing (copy task): resuming a run at (epoch, batch) is exact.
+nothing (copy and adding tasks): resuming a run at (epoch, batch) is exact. The text task
+shuffles its windows like an array task.
 
-:func:`load_task` builds a task by name: ``copy``, ``smnist``, ``pmnist``, ``npz``.
+:func:`load_task` builds a task by name: ``copy``, ``smnist``, ``pmnist``, ``npz``,
+``adding``, ``text``.
 """
 
 import abc
@@ -40,7 +48,7 @@ import numpy as np
 
 from hadamnp._checks import check_int, float_dtype
 from hadamnp.errors import ConfigError
-from hadamnp.io import copy_task, mnist, sequences
+from hadamnp.io import adding_task, copy_task, mnist, sequences, text
 
 TRAIN_STREAM = 0
 VAL_STREAM = 1
@@ -52,6 +60,9 @@ PMNIST_SEED = 8
 SMNIST_SEED = 68
 COPY_NUM_TRAIN = 512_000
 COPY_NUM_EVAL = 2_000
+ADDING_NUM_TRAIN = 100_000
+ADDING_NUM_VAL = 1_000
+ADDING_NUM_TEST = 10_000
 
 
 def derived_rng(seed, *key):
@@ -78,12 +89,17 @@ class TaskData(abc.ABC):
     Attributes
     ----------
     name : str
-        ``"copy"``, ``"smnist"``, ``"pmnist"`` or ``"npz"``.
+        ``"copy"``, ``"smnist"``, ``"pmnist"``, ``"npz"``, ``"adding"`` or ``"text"``.
     input_kind : {"features", "tokens"}
     input_size : int
         ``d_in`` (features) or vocabulary size (tokens).
     output_size : int
-        Number of classes.
+        Number of classes (or of regression values per scored step).
+    loss : str
+        The task's default loss (``"cross_entropy"``; ``"mse"`` for regression).
+    padding_id : int or None
+        Token id that stands for "no input" (fed as a zero vector); None when every id is
+        a real token (text bytes).
     seq_len : int
         ``T``.
     many_to_many : bool
@@ -102,6 +118,16 @@ class TaskData(abc.ABC):
     many_to_many: bool
     num_train: int
     seed: int
+    loss = "cross_entropy"
+    padding_id = 0
+
+    def baseline(self):
+        """Loss of the task's constant (memoryless) predictor, or None when it has none."""
+        return None
+
+    def figures(self, loss):
+        """Figures derived from a mean loss, e.g. ``{"bpc": ...}`` (none by default)."""
+        return {}
 
     def num_batches(self, batch_size):
         """Batches per epoch: ``ceil(num_train / batch_size)``."""
@@ -398,12 +424,143 @@ class NpzTask(ArrayTask):
         return dict(self._record)
 
 
+class AddingTask(TaskData):
+    """The adding problem (:mod:`hadamnp.io.adding_task`), generated on the fly.
+
+    Regression, many-to-one: ``x`` (B, T, 2), ``y`` (B, 1) the sum of the two marked
+    values; default loss ``mse``, baseline ``1/6`` (always predicting 1). Training batch
+    ``i`` of epoch ``e`` is ``adding_batch(derived_rng(seed, 0, e, i), ...)``; the fixed
+    validation and test sets are drawn once from ``derived_rng(seed, 1)`` and
+    ``derived_rng(seed, 2)``. As for the copy task, a batch's content depends on
+    ``batch_size``: resume with the same batch size.
+
+    Parameters
+    ----------
+    length : int
+        Sequence length ``T >= 2`` (default 200).
+    num_train : int
+        Sequences per epoch (default 100000, Arjovsky et al.'s training set size).
+    num_val, num_test : int
+        Fixed evaluation set sizes (default 1000 and 10000).
+    seed : int
+    """
+
+    name = "adding"
+    input_kind = "features"
+    input_size = adding_task.INPUT_SIZE
+    output_size = adding_task.OUTPUT_SIZE
+    many_to_many = False
+    loss = "mse"
+
+    def __init__(self, length=adding_task.DEFAULT_LENGTH, num_train=ADDING_NUM_TRAIN,
+                 num_val=ADDING_NUM_VAL, num_test=ADDING_NUM_TEST, seed=0):
+        self.seq_len = adding_task.check_length(length)
+        self.num_train = check_int(num_train, "num_train", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self._sets = {
+            "val": adding_task.draw_sequences(derived_rng(self.seed, VAL_STREAM),
+                                              check_int(num_val, "num_val", 1), self.seq_len),
+            "test": adding_task.draw_sequences(derived_rng(self.seed, TEST_STREAM),
+                                               check_int(num_test, "num_test", 1),
+                                               self.seq_len),
+        }
+
+    def baseline(self):
+        """Mean squared error of always predicting 1: ``1/6``."""
+        return adding_task.constant_baseline()
+
+    def _train_batches(self, epoch, batch_size, start_batch, count, dtype):
+        for i in range(start_batch, count):
+            size = min(batch_size, self.num_train - i * batch_size)
+            rng = derived_rng(self.seed, TRAIN_STREAM, epoch, i)
+            yield adding_task.adding_batch(rng, size, self.seq_len, dtype)
+
+    def _split_size(self, name):
+        return self._sets[name][0].shape[0]
+
+    def _split_slice(self, name, lo, hi, dtype):
+        values, marks = self._sets[name]
+        return adding_task.adding_inputs(values[lo:hi], marks[lo:hi], dtype)
+
+    def _options(self):
+        return {"length": self.seq_len, "num_val": self._split_size("val"),
+                "num_test": self._split_size("test"), "seed": self.seed}
+
+
+class TextTask(TaskData):
+    """Byte-level language model over a text file (:mod:`hadamnp.io.text`).
+
+    Token inputs (B, W) int64 (bytes, vocabulary 256, no padding id), next-byte targets
+    (B, W) int64 at every step (many-to-many cross-entropy); figures: bits per character
+    ``bpc = loss / ln 2``. Epoch ``e`` visits the training windows in the order
+    ``derived_rng(seed, 0, e).permutation(num_train)``; each window starts from the zero
+    state. The windows are cut from the bytes on demand (nothing but the file is stored).
+
+    Parameters
+    ----------
+    path : str or Path
+    window : int
+        Steps per window ``W`` (default 128).
+    seed : int
+        Shuffle seed (default 0).
+    val_fraction, test_fraction : float in (0, 0.5)
+        Bytes held out at the end of the file (default 5 % each).
+    """
+
+    name = "text"
+    input_kind = "tokens"
+    input_size = text.VOCABULARY
+    output_size = text.VOCABULARY
+    many_to_many = True
+    padding_id = None
+
+    def __init__(self, path, window=text.DEFAULT_WINDOW, seed=0,
+                 val_fraction=text.VAL_FRACTION, test_fraction=text.TEST_FRACTION):
+        data, digest = text.read_text(path)
+        n_train, n_val, n_test = text.split_sizes(data.size, val_fraction, test_fraction)
+        self.seq_len = text.check_window(window, {"train": n_train, "val": n_val,
+                                                  "test": n_test}, path)
+        self.seed = check_int(seed, "seed", 0)
+        self._data = {"train": data[:n_train], "val": data[n_train:n_train + n_val],
+                      "test": data[n_train + n_val:]}
+        self._starts = {name: text.window_starts(part.size, self.seq_len)
+                        for name, part in self._data.items()}
+        self.num_train = self._starts["train"].size
+        self._record = {"path": str(path), "window": self.seq_len, "bytes": int(data.size),
+                        "sha256": digest, "val_fraction": val_fraction,
+                        "test_fraction": test_fraction, "seed": self.seed}
+
+    def figures(self, loss):
+        """Bits per character: the cross-entropy in nats divided by ``ln 2``."""
+        return {"bpc": loss / math.log(2)}
+
+    def _windows(self, name, starts):
+        return text.windows(self._data[name], starts, self.seq_len)
+
+    def _train_batches(self, epoch, batch_size, start_batch, count, dtype):
+        order = derived_rng(self.seed, TRAIN_STREAM, epoch).permutation(self.num_train)
+        starts = self._starts["train"]
+        for i in range(start_batch, count):
+            yield self._windows("train", starts[order[i * batch_size:(i + 1) * batch_size]])
+
+    def _split_size(self, name):
+        return self._starts[name].size
+
+    def _split_slice(self, name, lo, hi, dtype):
+        return self._windows(name, self._starts[name][lo:hi])
+
+    def _options(self):
+        return dict(self._record)
+
+
 # name -> (class, fixed constructor arguments)
 _TASKS = {
     "copy": (CopyTask, {}),
     "smnist": (MnistTask, {"permuted": False}),
     "pmnist": (MnistTask, {"permuted": True}),
     "npz": (NpzTask, {}),
+    "adding": (AddingTask, {}),
+    "text": (TextTask, {}),
 }
 
 
@@ -420,11 +577,11 @@ def load_task(name, **options):
 
     Parameters
     ----------
-    name : {"copy", "smnist", "pmnist", "npz"}
+    name : {"copy", "smnist", "pmnist", "npz", "adding", "text"}
     **options
         Constructor options of :class:`CopyTask`, :class:`MnistTask` (``data_dir``,
-        ``seed``, ``num_val``) or :class:`NpzTask` (``path`` required). Unknown names are
-        a :class:`ConfigError`.
+        ``seed``, ``num_val``), :class:`NpzTask` (``path`` required), :class:`AddingTask`
+        or :class:`TextTask` (``path`` required). Unknown names are a :class:`ConfigError`.
 
     Returns
     -------
@@ -438,6 +595,7 @@ def load_task(name, **options):
             f"valid options: {', '.join(allowed)}"
         )
     cls, fixed = _TASKS[name]
-    if name == "npz" and "path" not in options:
-        raise ConfigError("task 'npz' needs the option path (the .npz archive)")
+    if name in ("npz", "text") and "path" not in options:
+        raise ConfigError(f"task {name!r} needs the option path (the "
+                          f"{'.npz archive' if name == 'npz' else 'text file'})")
     return cls(**fixed, **options)

@@ -47,6 +47,12 @@ Optional members (the training loop and deploy use them when a model has them)
     ``forward(..., products={layer: f})``
         Fully binary layers (binary weight codes applied to sign activations) and a way to
         compute their products another way (``hadamnp eval --engine packed``).
+
+Token inputs
+    A model whose ``forward`` takes integer token ids ``(B, T)`` instead of features says
+    so with the attribute ``input_kind = "tokens"`` (the embedding wrapper,
+    :mod:`hadamnp.models.embedding`); models without it take ``(B, T, d_in)`` features, and
+    token tasks feed them one-hot vectors.
 """
 
 from dataclasses import dataclass

@@ -20,6 +20,7 @@ from typing import Callable
 
 from hadamnp.errors import ConfigError, HadamnpError
 from hadamnp.models.binary_rnn import BinaryRNN, BinaryRNNConfig
+from hadamnp.models.embedding import embedded_from_description
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 
 __all__ = ["ModelEntry", "RUN_OPTIONS", "register_model", "unregister_model", "model_entry",
@@ -161,7 +162,11 @@ def build_model(name, **options):
 
 
 def model_from_description(description):
-    """Rebuild a model from ``{"name": ..., "config": {...}}`` (``model.describe()``)."""
+    """Rebuild a model from ``{"name": ..., "config": {...}}`` (``model.describe()``).
+
+    A description with an ``"embedding"`` record (a token embedding in front of the model,
+    :mod:`hadamnp.models.embedding`) rebuilds the wrapped model.
+    """
     try:
         name, config = description["name"], description["config"]
     except (KeyError, TypeError):
@@ -169,7 +174,10 @@ def model_from_description(description):
                           f"{description!r}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"the configuration of model {name!r} must be a table")
-    return build_model(name, **config)
+    model = build_model(name, **config)
+    if "embedding" in description:
+        return embedded_from_description(model, description["embedding"])
+    return model
 
 
 # ------------------------------------------------------------------------------ built-ins

@@ -60,12 +60,16 @@ from pathlib import Path
 from hadamnp.errors import ConfigError
 from hadamnp.models import registry
 from hadamnp.models.protocol import ROLES
-from hadamnp.models.quantizers import uniform_spec
+from hadamnp.models.embedding import Embedded, EmbeddingConfig
+from hadamnp.models.losses import get_loss
+from hadamnp.models.quantizers import get_quantizer, uniform_spec
 
 __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
            "preset_config", "load_toml", "config_to_toml", "run_config_from_checkpoint"]
 
-TASKS = ("copy", "smnist", "pmnist", "npz")
+TASKS = ("copy", "smnist", "pmnist", "npz", "adding", "text")
+# Tasks with real-valued targets (loss "mse"); the others have class labels.
+REGRESSION_TASKS = ("adding",)
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
@@ -88,7 +92,7 @@ class RunConfig:
 
     Attributes
     ----------
-    task : {"copy", "smnist", "pmnist", "npz"}
+    task : {"copy", "smnist", "pmnist", "npz", "adding", "text"}
     model : str
         A registered model name (:func:`hadamnp.models.registry.model_names`).
     model_options : mapping
@@ -117,8 +121,8 @@ class RunConfig:
     steps_per_epoch : int or None
         Cap on the batches of an epoch (the rest of the epoch is skipped).
     train_size : int or None
-        Train on a fixed subset of this many sequences (MNIST/npz: drawn once from the
-        seed; copy task: sequences per epoch, default 512000).
+        Train on a fixed subset of this many sequences (MNIST/npz/text: drawn once from
+        the seed; copy and adding tasks: sequences per epoch, default 512000 and 100000).
     eval_batch_size : int
     val_batches, test_batches : int or None
         Cap on the evaluation batches of the per-epoch validation / final test.
@@ -133,6 +137,21 @@ class RunConfig:
         User ``.npz`` archive (task ``npz``).
     npz_val_fraction, npz_test_fraction : float or None
         Fractions of the ``.npz`` training arrays held out when it has no val/test split.
+    adding_length : int
+        Sequence length ``T >= 2`` of the adding problem (default 200).
+    text : str or None
+        Text file of the byte-level language-model task ``text``.
+    text_window : int
+        Steps per training/evaluation window of the text task (default 128).
+    loss : {"cross_entropy", "bce", "mse"} or None
+        The training and evaluation loss; None: the task's (``mse`` for ``adding``,
+        ``cross_entropy`` otherwise). ``bce`` (one logit, binary cross-entropy) needs binary
+        labels, e.g. an ``.npz`` task with ``y`` in {0, 1}.
+    embedding_dim : int or None
+        Feed token ids through a trainable ``vocabulary x embedding_dim`` table (role
+        ``embedding``) instead of one-hot vectors; token tasks only.
+    quant_embedding : str
+        Quantizer spec of the embedding table (default ``"none"``, e.g. ``"uniform:4"``).
     checkpoint_every : int or None
         Also checkpoint every this many steps (a checkpoint is always written each epoch).
     log_every : int
@@ -167,6 +186,12 @@ class RunConfig:
     npz: str | None = None
     npz_val_fraction: float | None = None
     npz_test_fraction: float | None = None
+    adding_length: int = 200
+    text: str | None = None
+    text_window: int = 128
+    loss: str | None = None
+    embedding_dim: int | None = None
+    quant_embedding: str = "none"
     checkpoint_every: int | None = None
     log_every: int = 10
 
@@ -211,7 +236,39 @@ class RunConfig:
         for name in ("npz_val_fraction", "npz_test_fraction"):
             if getattr(self, name) is not None and self.task != "npz":
                 raise ConfigError(f"option {name} is for task 'npz' only")
+        self._check_task_options()
         self._check_model()
+
+    def _check_task_options(self):
+        """The options of the adding and text tasks, the loss and the embedding."""
+        if self.adding_length < 2:
+            raise ConfigError(f"adding_length must be >= 2 (one marked position in each "
+                              f"half of the sequence), got {self.adding_length}")
+        if self.text_window < 1:
+            raise ConfigError(f"text_window must be >= 1, got {self.text_window}")
+        if (self.task == "text") != (self.text is not None):
+            raise ConfigError("task 'text' needs the option text (path of the text file)"
+                              if self.task == "text" else
+                              f"option text is for task 'text' only, not {self.task!r}")
+        if self.loss is not None:
+            loss = get_loss(self.loss)
+            regression = self.task in REGRESSION_TASKS
+            if (loss.targets == "values") != regression:
+                needs = "real-valued targets" if loss.targets == "values" else "class labels"
+                has = "real-valued targets (loss 'mse')" if regression else "class labels"
+                raise ConfigError(f"loss {self.loss!r} needs {needs}; task {self.task!r} has "
+                                  f"{has}")
+        # Whether the task's inputs are tokens is known once its data are loaded
+        # (an .npz archive holds tokens or features): see plumbing.run_model.
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ConfigError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        try:
+            get_quantizer(self.quant_embedding)
+        except ConfigError as exc:
+            raise ConfigError(f"quant_embedding: {exc}") from None
+        if self.quant_embedding != "none" and self.embedding_dim is None:
+            raise ConfigError("quant_embedding quantizes the embedding table: set "
+                              "embedding_dim too")
 
     def _check_model(self):
         """Validate the model options (with placeholder task sizes) and the role tables."""
@@ -220,6 +277,10 @@ class RunConfig:
             raise ConfigError(f"model option {reserved[0]!r} is set by the "
                               f"{'run' if reserved[0] == 'dtype' else 'task'}, not in [model]")
         model = self.build_model(**_PLACEHOLDER_TASK)
+        if self.embedding_dim is not None:  # the table's role is the run's too
+            model = Embedded(self.build_model(**{**_PLACEHOLDER_TASK,
+                                                 "input_size": self.embedding_dim}),
+                             EmbeddingConfig(2, self.embedding_dim, self.quant_embedding))
         roles = {spec.role: spec for spec in model.param_specs().values()}
         for table in ("lr_scales", "weight_decay"):
             for role, value in getattr(self, table).items():

@@ -4,10 +4,11 @@ One place turns a :class:`~hadamnp.runs.config.RunConfig` into its task and mode
 run back from its checkpoint, and evaluates a model on a task split::
 
     task = build_task(config)                     # loads or generates the data
+    loss = run_loss(config, task)                 # the run's loss (the task's by default)
     model = model_for(config, task)               # through the model registry
     ckpt, config, file = load_run(run_dir)        # latest checkpoint of a run
     model, params, config = restore(run_dir)      # ... as a ready model (no data loaded)
-    evaluate(model, params, task, "test", 500)    # mean loss / accuracy over a split
+    evaluate(model, params, task, "test", 500, loss=loss)   # mean loss and metrics
 
 Neither :mod:`hadamnp.training` nor :mod:`hadamnp.deploy` is imported here; both import
 this module.
@@ -21,17 +22,20 @@ import numpy as np
 
 from hadamnp.errors import CheckpointError, ConfigError
 from hadamnp.io import checkpoint as ckpt_io
-from hadamnp.io import copy_task, mnist
-from hadamnp.io.datasets import ArrayTask, CopyTask, load_task
-from hadamnp.models.losses import accuracy, softmax_cross_entropy
+from hadamnp.io import adding_task, copy_task, mnist, text
+from hadamnp.io.datasets import ArrayTask, load_task
+from hadamnp.models.embedding import Embedded, EmbeddingConfig
+from hadamnp.models.losses import get_loss
 from hadamnp.models.registry import model_from_description
 from hadamnp.runs.config import run_config_from_checkpoint
 
-__all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "model_for", "model_inputs",
-           "evaluate", "load_run", "model_from_checkpoint", "check_restored_params",
-           "restore", "task_inputs", "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
+__all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "run_loss", "run_model",
+           "model_for", "model_without_data", "model_inputs", "evaluate", "load_run",
+           "model_from_checkpoint", "check_restored_params", "restore", "task_inputs",
+           "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
 
-# One-hot token inputs stand in for an embedding; larger vocabularies would not fit.
+# One-hot token inputs stand in for an embedding; larger vocabularies would not fit (the
+# embedding path, option embedding_dim, has no such cap).
 MAX_ONE_HOT_VOCAB = 1024
 
 
@@ -61,10 +65,18 @@ class TrainSubset(ArrayTask):
         self.output_size = task.output_size
         self.seq_len = task.seq_len
         self.many_to_many = task.many_to_many
+        self.loss = task.loss
+        self.padding_id = task.padding_id
         self._inner = task
         train = next(task.iter_batches(0, size, dtype=dtype))
         splits = {name: task.split(name, dtype) for name in task.split_names()}
         super().__init__(train, splits, task.seed)
+
+    def baseline(self):
+        return self._inner.baseline()
+
+    def figures(self, loss):
+        return self._inner.figures(loss)
 
     def _to_input(self, stored, dtype):
         return stored if self.input_kind == "tokens" else stored.astype(dtype, copy=False)
@@ -75,22 +87,27 @@ class TrainSubset(ArrayTask):
 
 def build_task(config):
     """The :class:`~hadamnp.io.datasets.TaskData` of ``config`` (loads or generates data)."""
-    if config.task == "copy":
-        options = {"length": config.copy_length, "seed": config.seed}
+    if config.task in ("copy", "adding"):  # generated tasks: train_size = sequences per epoch
+        length = config.copy_length if config.task == "copy" else config.adding_length
+        options = {"length": length, "seed": config.seed}
         if config.train_size is not None:
             options["num_train"] = config.train_size
-        return load_task("copy", **options)
+        return load_task(config.task, **options)
     if config.task == "npz":
         task = load_task("npz", path=config.npz, seed=config.seed,
                          val_fraction=config.npz_val_fraction,
                          test_fraction=config.npz_test_fraction)
+    elif config.task == "text":
+        task = load_task("text", path=config.text, window=config.text_window, seed=config.seed)
     else:
         task = load_task(config.task, data_dir=config.data_dir, seed=config.seed)
     if config.train_size is not None:
         task = TrainSubset(task, config.train_size, config.dtype)
-    if task.input_kind == "tokens" and task.input_size > MAX_ONE_HOT_VOCAB:
-        raise ConfigError(f"token inputs are fed one-hot; vocabulary {task.input_size} "
-                          f"exceeds {MAX_ONE_HOT_VOCAB} (no embedding layer yet)")
+    if (task.input_kind == "tokens" and task.input_size > MAX_ONE_HOT_VOCAB
+            and config.embedding_dim is None):
+        raise ConfigError(f"token inputs are fed one-hot without an embedding; vocabulary "
+                          f"{task.input_size} exceeds {MAX_ONE_HOT_VOCAB}: set embedding_dim "
+                          f"(--embedding-dim) to feed them through an embedding table")
     return task
 
 
@@ -98,34 +115,107 @@ def builtin_task_sizes(name):
     """``(d_in, d_out, many_to_many)`` of a built-in task, without loading its data."""
     sizes = {"copy": (copy_task.VOCABULARY, copy_task.NUM_CLASSES, True),
              "smnist": (1, mnist.NUM_CLASSES, False),
-             "pmnist": (1, mnist.NUM_CLASSES, False)}
+             "pmnist": (1, mnist.NUM_CLASSES, False),
+             "adding": (adding_task.INPUT_SIZE, adding_task.OUTPUT_SIZE, False),
+             "text": (text.VOCABULARY, text.VOCABULARY, True)}
     if name not in sizes:
         raise ConfigError(f"the sizes of task {name!r} depend on its data; give them "
                           f"explicitly (input and output size)")
     return sizes[name]
 
 
-def model_for(config, task):
-    """The model of run ``config`` for a loaded ``task`` (built through the registry)."""
-    return config.build_model(task.input_size, task.output_size, task.many_to_many)
+def run_loss(config, task):
+    """The :class:`~hadamnp.models.losses.Loss` of run ``config`` on a loaded ``task``.
 
+    The run's ``loss`` option, else the task's default loss; it must fit the task's
+    targets (class labels or real values), and ``bce`` needs binary labels.
 
-def model_inputs(task, x, dtype):
-    """Batch inputs as the model's ``(B, T, d_in)`` array.
-
-    Token ids ``(B, T)`` become one-hot vectors (id 0, padding, becomes zeros), which is an
-    embedding equal to the columns of the input matrix.
+    Raises
+    ------
+    ConfigError
+        A loss that does not fit the task, naming the option ``loss``.
     """
-    if task.input_kind != "tokens":
+    loss = get_loss(task.loss if config.loss is None else config.loss)
+    targets = get_loss(task.loss).targets
+    if loss.targets != targets:
+        raise ConfigError(f"loss {loss.name!r} does not fit task {task.name!r}, whose targets "
+                          f"are {'class labels' if targets == 'classes' else 'real values'}")
+    loss.output_size(task.output_size, f"task {task.name!r}")
+    return loss
+
+
+def run_model(config, input_size, output_size, many_to_many, input_kind="features",
+              padding_id=0):
+    """The model of run ``config`` for inputs and outputs of the given sizes.
+
+    Without ``embedding_dim`` this is the registry's model of ``input_size`` inputs (token
+    ids are then fed one-hot, :func:`model_inputs`); with it, the registry's model of
+    ``embedding_dim`` inputs wrapped in an :class:`~hadamnp.models.embedding.Embedded`
+    table of ``input_size`` (the vocabulary) rows.
+
+    Raises
+    ------
+    ConfigError
+        ``embedding_dim`` for feature inputs.
+    """
+    if config.embedding_dim is None:
+        return config.build_model(input_size, output_size, many_to_many)
+    if input_kind != "tokens":
+        raise ConfigError(f"embedding_dim applies to token inputs; task {config.task!r} has "
+                          f"feature inputs")
+    inner = config.build_model(config.embedding_dim, output_size, many_to_many)
+    return Embedded(inner, EmbeddingConfig(input_size, config.embedding_dim,
+                                           config.quant_embedding, padding_id))
+
+
+def model_for(config, task):
+    """The model of run ``config`` for a loaded ``task`` (built through the registry): its
+    outputs follow the run's loss (one logit for ``bce``), token inputs get the run's
+    embedding if it has one."""
+    output_size = run_loss(config, task).output_size(task.output_size)
+    return run_model(config, task.input_size, output_size, task.many_to_many,
+                     task.input_kind, task.padding_id)
+
+
+def model_without_data(config, input_size=None, output_size=None):
+    """The model of run ``config`` without loading its task (``hadamnp info``).
+
+    Sizes not given come from :func:`builtin_task_sizes`. An ``input_size`` given with an
+    ``embedding_dim`` is the vocabulary of token inputs (padding id 0, as ``.npz`` tokens);
+    ``output_size`` counts classes (``bce`` then has one output).
+    """
+    if input_size is None or output_size is None:
+        d_in, d_out, many = builtin_task_sizes(config.task)
+    else:
+        d_in, d_out, many = input_size, output_size, False
+    text_task = config.task == "text" and input_size is None
+    output_size = output_size or d_out
+    if config.loss is not None:
+        output_size = get_loss(config.loss).output_size(output_size, "the model")
+    return run_model(config, input_size or d_in, output_size, many,
+                     "tokens" if text_task or input_size is not None else "features",
+                     None if text_task else 0)
+
+
+def model_inputs(task, x, dtype, model=None):
+    """Batch inputs as ``model`` takes them.
+
+    Feature inputs and token ids for a model that takes tokens (``model.input_kind ==
+    "tokens"``, e.g. an embedding model) pass unchanged. Otherwise token ids ``(B, T)``
+    become one-hot vectors ``(B, T, V)`` (the task's padding id, if any, becomes zeros),
+    which is an embedding equal to the columns of the input matrix.
+    """
+    if task.input_kind != "tokens" or getattr(model, "input_kind", "features") == "tokens":
         return x
     out = np.zeros(x.shape + (task.input_size,), dtype=dtype)
     np.put_along_axis(out, x[..., None], 1, axis=-1)
-    out[..., 0] = 0
+    if task.padding_id is not None:
+        out[..., task.padding_id] = 0
     return out
 
 
-def evaluate(model, params, task, split, batch_size, max_batches=None):
-    """Mean loss and accuracy of ``params`` on ``split`` (over every scored position).
+def evaluate(model, params, task, split, batch_size, max_batches=None, loss=None):
+    """Mean loss and metrics of ``params`` on ``split`` (over every scored value).
 
     Evaluation is deterministic: stochastic quantizers use their deterministic form.
 
@@ -138,32 +228,41 @@ def evaluate(model, params, task, split, batch_size, max_batches=None):
     batch_size : int
     max_batches : int, optional
         Evaluate only the first ``max_batches`` batches of the split.
+    loss : str or Loss, optional
+        Default: the task's loss (a run's is :func:`run_loss`).
 
     Returns
     -------
     dict
-        ``loss``, ``accuracy``, ``sequences``; for the copy task also ``baseline``
-        (``10 ln 8 / L``) and ``ratio`` (loss / baseline).
+        ``loss``, the loss's metric (``accuracy`` or ``mse``), the task's figures of the
+        loss (``bpc`` for the text task), ``sequences``; for tasks with a constant
+        baseline (copy: ``10 ln 8 / L``, adding: ``1/6``) also ``baseline`` and ``ratio``
+        (loss / baseline).
     """
+    loss_fn = get_loss(task.loss if loss is None else loss)
     dtype = model.config.dtype
-    loss_sum = correct_sum = 0.0
+    loss_sum, sums = 0.0, dict.fromkeys(loss_fn.metrics, 0.0)
     positions = sequences = 0
     batches = task.iter_split(split, batch_size, dtype=dtype)
     shape = states = None
     for x, y in itertools.islice(batches, max_batches):
         if x.shape[:2] != shape:  # one state buffer per batch shape
             shape, states = x.shape[:2], model.state_buffer(*x.shape[:2])
-        logits, _ = model.forward(params, model_inputs(task, x, dtype), states_out=states)
-        loss, _ = softmax_cross_entropy(logits, y)
-        loss_sum += loss * y.size
-        correct_sum += accuracy(logits, y) * y.size
+        logits, _ = model.forward(params, model_inputs(task, x, dtype, model),
+                                  states_out=states)
+        value, _ = loss_fn(logits, y)
+        loss_sum += value * y.size
+        for name, metric in loss_fn.score(logits, y).items():
+            sums[name] += metric * y.size
         positions += y.size
         sequences += y.shape[0]
-    result = {"loss": loss_sum / positions, "accuracy": correct_sum / positions,
-              "sequences": sequences}
-    if isinstance(task, CopyTask):
-        result["baseline"] = task.baseline()
-        result["ratio"] = result["loss"] / result["baseline"]
+    mean = loss_sum / positions
+    result = {"loss": mean, **{name: total / positions for name, total in sums.items()},
+              **task.figures(mean), "sequences": sequences}
+    baseline = task.baseline()
+    if baseline is not None:
+        result["baseline"] = baseline
+        result["ratio"] = mean / baseline
     return result
 
 
@@ -235,8 +334,9 @@ def restore(path):
     return model, ckpt.params, config
 
 
-def task_inputs(task, dtype, count, source="train", batch_size=250):
-    """The first ``count`` input sequences of a task, as the model sees them.
+def task_inputs(task, dtype, count, source="train", batch_size=250, model=None):
+    """The first ``count`` input sequences of a task, as ``model`` sees them
+    (:func:`model_inputs`).
 
     Parameters
     ----------
@@ -246,11 +346,13 @@ def task_inputs(task, dtype, count, source="train", batch_size=250):
     source : {"train", "val", "test"}
         ``"train"``: epoch-0 training batches (calibration data); else that split.
     batch_size : int
+    model : a model, optional
+        Token ids stay ids for a model that takes tokens; default: one-hot.
 
     Returns
     -------
-    x : (B, T, d_in) inputs (token tasks one-hot), ``B <= count``
-    y : (B,) or (B, T) int64 targets
+    x : (B, T, d_in) inputs (token tasks one-hot) or (B, T) int64 ids, ``B <= count``
+    y : (B,) or (B, T) int64 targets, or (B, d_out) float values
     """
     if source == "train":
         batches = task.iter_batches(0, batch_size, dtype=dtype)
@@ -258,7 +360,7 @@ def task_inputs(task, dtype, count, source="train", batch_size=250):
         batches = task.iter_split(source, batch_size, dtype=dtype)
     xs, ys, total = [], [], 0
     for x, y in itertools.takewhile(lambda _: total < count, batches):
-        xs.append(model_inputs(task, x, dtype))
+        xs.append(model_inputs(task, x, dtype, model))
         ys.append(y)
         total += y.shape[0]
     return np.concatenate(xs)[:count], np.concatenate(ys)[:count]
@@ -306,5 +408,5 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
     check_restored_params(model, ckpt.params, file)
     task = build_task(config)
     result = evaluate(model, ckpt.params, task, split, batch_size or config.eval_batch_size,
-                      max_batches)
+                      max_batches, loss=run_loss(config, task))
     return result, config, ckpt.position

@@ -6,7 +6,9 @@ step ``k``::
 
     [params |= model.project_params(params, k)]         optional: e.g. SiMaN clipping
     logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
-    loss, dlogits = softmax_cross_entropy(logits, y)    mean over scored positions
+    loss, dlogits = L(logits, y)                        the run's loss (run_loss: the
+                                                        task's by default), a mean over
+                                                        the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
     optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
@@ -58,10 +60,9 @@ from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
 from hadamnp.io.datasets import derived_rng
-from hadamnp.models.losses import accuracy, softmax_cross_entropy
 from hadamnp.runs.config import RunConfig, config_to_toml
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
-                                   model_for, model_from_checkpoint, model_inputs)
+                                   model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 
@@ -73,8 +74,9 @@ QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step 
 CONFIG_NAME = "config.toml"
 LOCK_NAME = "run.lock"
 # Options that may change when a run is resumed: none of them alters the trajectory.
+# (A moved text file may be given again: its digest must match the checkpoint's.)
 RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every")
+                    "eval_batch_size", "log_every", "text")
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ class _State:
     epoch: int       # epoch in progress (0-based)
     batch: int       # batches of that epoch done
     step: int        # optimizer steps done
-    sums: tuple      # (loss x positions, correct positions, positions) of the epoch
+    sums: tuple      # (loss x positions, metric x positions per metric, positions) of
+                     # the epoch; classification: (loss, correct positions, positions)
     offset: int      # bytes of metrics.jsonl written up to this state
     history: tuple   # epoch records so far
     test: dict | None = None
@@ -259,6 +262,8 @@ class _Run:
         self.model = model
         self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.loss = run_loss(config, task)
+        self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
@@ -348,16 +353,21 @@ class _Run:
         val = None
         if "val" in self.task.split_names():
             val = evaluate(self.model, state.params, self.task, "val",
-                           config.eval_batch_size, config.val_batches)
-        loss_sum, correct, positions = state.sums
+                           config.eval_batch_size, config.val_batches, loss=self.loss)
+        loss_sum, *metric_sums, positions = state.sums
+        train_loss = loss_sum / positions
         record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
-                  "train_loss": loss_sum / positions, "train_accuracy": correct / positions,
+                  "train_loss": train_loss,
+                  **{f"train_{name}": total / positions
+                     for name, total in zip(self.loss.metrics, metric_sums)},
+                  **{f"train_{name}": value
+                     for name, value in self.task.figures(train_loss).items()},
                   "seconds": time.perf_counter() - started}
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         record.update(self._diagnostics(state.params))
         offset = self.log.write(record)
-        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=(0.0, 0.0, 0),
+        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
                                          offset=offset, history=state.history + (record,))
         self.save(self.state)
         self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
@@ -379,15 +389,15 @@ class _Run:
         project = getattr(model, "project_params", None)  # optional protocol member
         if project is not None:
             current = {**current, **project(current, state.step)}
-        logits, cache = model.forward(current, model_inputs(self.task, x, config.dtype),
+        logits, cache = model.forward(current, model_inputs(self.task, x, config.dtype, model),
                                       states_out=self._state_buffer(x), rng=rng)
-        loss, dlogits = softmax_cross_entropy(logits, y)
+        loss, dlogits = self.loss(logits, y)
         if not np.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss} at step {state.step + 1} (epoch "
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
-        acc = accuracy(logits, y)
+        metrics = self.loss.score(logits, y)
         grads = model.backward(current, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
@@ -400,7 +410,7 @@ class _Run:
         for name, bound in groups.bounds.items():
             np.clip(params[name], -bound, bound, out=params[name])
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step + 1, "loss": loss, "accuracy": acc, "lr": lr}
+                  "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
         if groups.signs:
             record["flips"] = sum(int(np.count_nonzero(sign(params[name])
                                                        != sign(state.params[name])))
@@ -411,10 +421,12 @@ class _Run:
         if (state.step + 1) % config.log_every == 0:
             record.update(self._diagnostics(params))
             offset = self.log.write(record)
-        loss_sum, correct, positions = state.sums
+        loss_sum, *metric_sums, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
-                     sums=(loss_sum + loss * y.size, correct + acc * y.size,
+                     sums=(loss_sum + loss * y.size,
+                           *(total + metrics[name] * y.size
+                             for name, total in zip(self.loss.metrics, metric_sums)),
                            positions + y.size),
                      offset=offset, history=state.history)
         return new, record
@@ -425,7 +437,7 @@ class _Run:
             self.state = dataclasses.replace(state, test={})
             return
         test = evaluate(self.model, state.params, self.task, "test",
-                        self.config.eval_batch_size, self.config.test_batches)
+                        self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
         offset = self.log.write(record)
         self.state = dataclasses.replace(state, offset=offset, test=test)
@@ -443,9 +455,10 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
         ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
-        ``batches``, ``lr``), ``step`` (``loss``, ``accuracy``, ``lr``, ``flips``...),
-        ``epoch_end`` (train and ``val_`` figures), ``test``. An exception raised by the
-        callback stops training; a ``KeyboardInterrupt`` is checkpointed first.
+        ``batches``, ``lr``), ``step`` (``loss``, the loss's metric ``accuracy`` or ``mse``,
+        ``lr``, ``flips``...), ``epoch_end`` (train and ``val_`` figures), ``test``. An
+        exception raised by the callback stops training; a ``KeyboardInterrupt`` is
+        checkpointed first.
     max_steps : int, optional
         Stop (with a checkpoint, resumable) once this many optimizer steps are done.
 
@@ -478,7 +491,7 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
     run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
     state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
-                   batch=0, step=0, sums=(0.0, 0.0, 0), offset=0, history=())
+                   batch=0, step=0, sums=run.zero_sums, offset=0, history=())
     return run.run(state, callback, max_steps, fresh=True)
 
 
@@ -531,11 +544,13 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
                                      run.init_optimizer_state(ckpt.params), path)
     metrics = ckpt.metrics
     try:
-        loss_sum, correct, positions = metrics["sums"]
+        *sums, positions = metrics["sums"]
+        if len(sums) != len(run.zero_sums) - 1:
+            raise ValueError(f"sums {metrics['sums']} do not fit loss {run.loss.name!r}")
         state = _State(params=ckpt.params, opt_state=opt_state,
                        epoch=ckpt.position["epoch"], batch=ckpt.position["batch"],
                        step=ckpt.position["global_step"],
-                       sums=(float(loss_sum), float(correct), int(positions)),
+                       sums=(*(float(value) for value in sums), int(positions)),
                        offset=int(metrics["jsonl_offset"]),
                        history=tuple(metrics["history"]), test=metrics["test"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -377,6 +377,67 @@ def test_spec_model_validates_inputs():
         sm.forward_loss(params, x, y, **dict(kw, block_size=3))
 
 
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_spec_losses_match_direct_formulas():
+    """``score``: mse and bce (as the cross-entropy of the logits (0, z)) against NumPy."""
+    rng = np.random.default_rng(40)
+    logits = rng.standard_normal((3, 4, 2))
+    values = rng.standard_normal((3, 4, 2))
+    mse = float(sm.score(ag.as_tensor(logits), values, "mse").value)
+    np.testing.assert_allclose(mse, np.mean((logits - values) ** 2), rtol=1e-14)
+    z = rng.standard_normal((5, 1)) * 3
+    labels = rng.integers(0, 2, size=5)
+    p = _sigmoid(z[:, 0])
+    bce = float(sm.score(ag.as_tensor(z), labels, "bce").value)
+    np.testing.assert_allclose(bce, -np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)),
+                               rtol=1e-13)
+    leaf = ag.Tensor(z.copy(), requires_grad=True)
+    sm.score(leaf, labels, "bce").backward()
+    np.testing.assert_allclose(leaf.grad[:, 0], (p - labels) / 5, rtol=1e-12)
+
+
+def _embedded_problem(seed, vocab, d, mtm, loss, padding_id):
+    params, _, _ = _problem(seed, 8, d, 2, 4, 3, mtm)
+    rng = np.random.default_rng(seed + 1)
+    params["E"] = rng.standard_normal((vocab, d))
+    ids = rng.integers(0, vocab, size=(3, 4))
+    ids[0, 0] = 0
+    positions = (3, 4) if mtm else (3,)
+    if loss == "mse":
+        y = rng.standard_normal(positions + (2,))
+    else:
+        y = rng.integers(0, 2, size=positions)
+    if loss == "bce":
+        params["V"], params["c"] = params["V"][:1], params["c"][:1]
+    return params, ids, y
+
+
+@pytest.mark.parametrize("mtm,loss,padding_id", [(False, "mse", 0), (True, "bce", None),
+                                                 (True, "cross_entropy", 0)])
+def test_spec_embedding_gradients_match_finite_differences(mtm, loss, padding_id):
+    """The table and every smooth parameter of the spec model with token inputs, by central
+    differences (quantizers off); with a 4-bit table, the STE gradient equals the
+    derivative w.r.t. the quantized table."""
+    params, ids, y = _embedded_problem(50, 6, 3, mtm, loss, padding_id)
+    kw = dict(block_size=8, bits_in=0, bits_out=0, many_to_many=mtm, loss=loss,
+              embedding={"bits": None, "padding_id": padding_id})
+    _, _, _, grads = sm.forward_loss(params, ids, y, **kw)
+    for name in ("E", "U", "b", "V", "c"):
+        fd = numeric_grad(lambda: sm.forward_loss(params, ids, y, **kw)[0], params[name])
+        err = rel_err(grads[name], fd)
+        assert err < FD_RTOL, f"{name}: FD rel err {err:.3e}"
+    if padding_id is not None:
+        assert not grads["E"][padding_id].any()
+    quantized = dict(kw, embedding={"bits": 4, "padding_id": padding_id})
+    _, _, _, grads = sm.forward_loss(params, ids, y, **quantized)
+    fixed = dict(params, E=sm.quantize(params["E"], 4))
+    fd = numeric_grad(lambda: sm.forward_loss(fixed, ids, y, **kw)[0], fixed["E"])
+    assert rel_err(grads["E"], fd) < FD_RTOL
+
+
 # --------------------------------------------------------------------------------------------
 # 3. hadamnp's golden files against the spec model
 # --------------------------------------------------------------------------------------------
@@ -415,7 +476,7 @@ def spec_case(meta):
         return meta["model"], dict(
             n=meta["hidden_size"], m=meta["block_size"], d_in=meta["input_size"],
             d_out=meta["output_size"], bits_in=meta["bits_in"], bits_out=meta["bits_out"],
-            many_to_many=meta["many_to_many"], recurrence=meta["recurrence"])
+            many_to_many=meta["many_to_many"], recurrence=meta["recurrence"], embedding=None)
     missing = [k for k in V2_META_KEYS if k not in meta]
     assert not missing, f"meta lacks required fields {missing}"
     name, config = meta["model"]["name"], dict(meta["model"]["config"])
@@ -435,11 +496,18 @@ def spec_case(meta):
         assert name == "dense" and config["recurrence"] == "dense", (name, config)
         assert config["quant_rec"] == "none" and config["block_size"] is None, config
         m = n
+    embedding = meta["model"].get("embedding")
+    if embedding is not None:
+        assert set(embedding) == {"vocab_size", "embedding_dim", "quantizer", "padding_id"}, \
+            f"unexpected embedding fields {sorted(embedding)}"
+        assert embedding["embedding_dim"] == config["input_size"], (embedding, config)
+        embedding = dict(embedding, bits=parse_uniform(embedding["quantizer"]))
     return name, dict(n=n, m=m, d_in=config["input_size"], d_out=config["output_size"],
                       bits_in=parse_uniform(config["quant_in"]),
                       bits_out=parse_uniform(config["quant_out"]),
                       many_to_many=config["many_to_many"],
-                      recurrence="nonlinear" if config["nonlinear"] else "linear")
+                      recurrence="nonlinear" if config["nonlinear"] else "linear",
+                      embedding=embedding)
 
 
 def quantized_case(name, config):
@@ -469,7 +537,9 @@ def quantized_case(name, config):
 
 
 def quantized_golden_errors(arrays, meta, family, case):
-    """:func:`golden_errors` for the cases of :func:`quantized_case`."""
+    """:func:`golden_errors` for the cases of :func:`quantized_case` (cross-entropy, feature
+    inputs)."""
+    assert meta["loss"] == "cross_entropy" and "embedding" not in meta["model"], meta
     n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
     hadamard = case.get("recurrence_kind") == "hadamard"
     one_bit = lambda spec: sm.parse_quantizer(spec)[0] in ("sign", "siman")  # noqa: E731
@@ -535,53 +605,73 @@ def golden_errors(arrays, meta):
     AssertionError with a message naming the problem.
     """
     assert meta["format"] == "hadamnp-golden" and meta["version"] in (1, 2), meta
-    assert (meta["loss"], meta["dtype"]) == ("cross_entropy", "float64"), meta
+    assert meta["loss"] in sm.LOSSES and meta["dtype"] == "float64", meta
+    assert meta["version"] == 2 or meta["loss"] == "cross_entropy", meta
+    loss = meta["loss"]
     family, case = spec_case(meta)
     if case.get("quantized"):
         return quantized_golden_errors(arrays, meta, family, case)
+    embedding = case["embedding"]
     dense = family == "dense"
-    names = sm.DENSE_PARAM_NAMES if dense else sm.PARAM_NAMES
-    weight_keys = ("weight.W_q" if dense else "weight.W_signs", "weight.U_q", "weight.V_q")
+    names = (sm.DENSE_PARAM_NAMES if dense else sm.PARAM_NAMES) + (("E",) if embedding else ())
+    weight_keys = ("weight.W_q" if dense else "weight.W_signs", "weight.U_q", "weight.V_q") \
+        + (("weight.E_q",) if embedding else ())
     state_key = "h" if meta["version"] == 1 else "state.h"
     expected_keys = {"x", "y", state_key, "logits", "loss", *weight_keys,
-                     *(f"param.{k}" for k in names), *(f"grad.{k}" for k in names)}
+                     *(f"param.{k}" for k in names), *(f"grad.{k}" for k in names)} \
+        | ({"state.embedded"} if embedding else set())
     assert set(arrays) == expected_keys, (
         f"golden keys differ: missing {sorted(expected_keys - set(arrays))}, "
         f"extra {sorted(set(arrays) - expected_keys)}")
     if meta["version"] == 2:
         roles = {"u": "signs", "W": "weight", "U": "weight", "b": "bias", "V": "weight",
-                 "c": "bias"}
+                 "c": "bias", "E": "embedding"}
         assert meta["param_roles"] == {k: roles[k] for k in names}, meta["param_roles"]
     n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
     x, y = arrays["x"], arrays["y"]
-    nb, T, _ = x.shape
+    nb, T = x.shape[:2]
     param_shapes = {"u": (n,), "W": (n, n), "U": (n, d_in), "b": (n,), "V": (d_out, n),
                     "c": (d_out,)}
+    positions = (nb, T) if mtm else (nb,)
     expected_shapes = {
-        "x": (nb, T, d_in), "y": (nb, T) if mtm else (nb,),
+        "x": (nb, T) if embedding else (nb, T, d_in),
+        "y": positions + ((d_out,) if loss == "mse" else ()),
         weight_keys[0]: (n, n) if dense else (n,), "weight.U_q": (n, d_in),
         "weight.V_q": (d_out, n), state_key: (nb, T, n),
         "logits": (nb, T, d_out) if mtm else (nb, d_out), "loss": (),
     }
+    if embedding:
+        table = (embedding["vocab_size"], d_in)
+        param_shapes["E"] = expected_shapes["weight.E_q"] = table
+        expected_shapes["state.embedded"] = (nb, T, d_in)
     for k in names:
         expected_shapes[f"param.{k}"] = expected_shapes[f"grad.{k}"] = param_shapes[k]
+    integers = {"x"} if embedding else set()
+    if loss != "mse":
+        integers.add("y")
     for key, shape in expected_shapes.items():
         assert arrays[key].shape == shape, f"{key}: shape {arrays[key].shape}, expected {shape}"
-        want = np.int64 if key == "y" else np.float64
+        want = np.int64 if key in integers else np.float64
         assert arrays[key].dtype == want, f"{key}: dtype {arrays[key].dtype}, expected {want}"
 
     params = {k: arrays[f"param.{k}"] for k in names}
     kw = dict(bits_in=case["bits_in"], bits_out=case["bits_out"], many_to_many=mtm,
-              recurrence=case["recurrence"])
+              recurrence=case["recurrence"], loss=loss,
+              embedding=embedding and {"bits": embedding["bits"],
+                                       "padding_id": embedding["padding_id"]})
     if dense:
-        loss, logits, h, grads = sm.dense_forward_loss(params, x, y, **kw)
+        value, logits, h, grads = sm.dense_forward_loss(params, x, y, **kw)
         reference = {"weight.W_q": params["W"]}
     else:
-        loss, logits, h, grads = sm.forward_loss(params, x, y, block_size=case["m"], **kw)
+        value, logits, h, grads = sm.forward_loss(params, x, y, block_size=case["m"], **kw)
         reference = {"weight.W_signs": sm.sign_pm1(params["u"])}
+    if embedding:
+        table_q = sm.quantize(params["E"], embedding["bits"])
+        reference["weight.E_q"] = table_q
+        reference["state.embedded"] = sm.embed(table_q, x, embedding["padding_id"]).value
     reference.update({"weight.U_q": sm.quantize(params["U"], case["bits_in"]),
                       "weight.V_q": sm.quantize(params["V"], case["bits_out"]),
-                      state_key: h, "logits": logits, "loss": np.asarray(loss)})
+                      state_key: h, "logits": logits, "loss": np.asarray(value)})
     reference.update({f"grad.{k}": g for k, g in grads.items()})
     errors = {}
     for key, ref in reference.items():
@@ -669,6 +759,65 @@ def test_golden_file_roundtrip_agrees_with_spec_autograd(tmp_path, model, option
                    if k not in read_meta or read_meta[k] != v}
         assert not changed, f"{label}: meta fields changed (written, read): {changed}"
         assert_golden_agrees(read, read_meta)
+
+
+# Losses and token inputs: make_golden keyword arguments (issue 9, tasks and embedding).
+GOLDEN_TASK_CASES = [
+    dict(model="hadamrnn", hidden_size=8, input_size=9, embedding_dim=4,
+         quant_embedding="uniform:4", output_size=5, many_to_many=True, seq_len=5, seed=11),
+    dict(model="block-hadamrnn", hidden_size=16, block_size=4, input_size=2, output_size=2,
+         loss="mse", seq_len=6, seed=12),
+    dict(model="dense", hidden_size=4, input_size=3, output_size=1, loss="bce",
+         many_to_many=True, seq_len=4, seed=13),
+    dict(model="dense", hidden_size=8, quant_in="none", nonlinear=True, input_size=12,
+         embedding_dim=3, output_size=3, loss="mse", many_to_many=True, seq_len=5, seed=14),
+    dict(model="hadamrnn", hidden_size=8, input_size=30, embedding_dim=5,
+         quant_embedding="uniform:2", output_size=1, loss="bce", seq_len=6, seed=15),
+]
+TASK_CASE_IDS = [f"{c['model']}-{c.get('loss', 'ce')}"
+                 f"{'-emb' + str(c['embedding_dim']) if 'embedding_dim' in c else ''}"
+                 for c in GOLDEN_TASK_CASES]
+
+
+@pytest.mark.parametrize("kwargs", GOLDEN_TASK_CASES, ids=TASK_CASE_IDS)
+def test_golden_losses_and_embeddings_agree_with_spec_autograd(tmp_path, kwargs):
+    golden = pytest.importorskip("hadamnp.golden.vectors")
+    arrays, meta = golden.make_golden(**kwargs, batch=3)
+    assert meta["loss"] == kwargs.get("loss", "cross_entropy")
+    assert ("embedding" in meta["model"]) == ("embedding_dim" in kwargs)
+    assert_golden_agrees(arrays, meta)
+    path = tmp_path / "golden.npz"
+    golden.write_golden(path, arrays, meta)
+    read, read_meta = load_npz_independently(path)
+    for key in arrays:
+        np.testing.assert_array_equal(read[key], arrays[key], err_msg=key)
+    assert_golden_agrees(read, read_meta)
+
+
+def test_golden_from_text_and_adding_checkpoints_agree_with_spec_autograd(tmp_path):
+    """Trained runs with an embedding (text task) and with MSE (adding task)."""
+    loop = pytest.importorskip("hadamnp.training.loop")
+    from hadamnp.golden.vectors import golden_from_checkpoint
+    from hadamnp.runs.config import resolve_config
+
+    rng = np.random.default_rng(16)
+    words = [b"sign ", b"hadamard ", b"rnn\n", b"bit "]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"".join(words[i] for i in rng.integers(0, 4, size=600)))
+    common = dict(batch_size=8, epochs=1, steps_per_epoch=3, lr=1e-2, val_batches=1,
+                  test_batches=1, eval_batch_size=8)
+    runs = {
+        "text": dict(task="text", text=str(corpus), text_window=10, embedding_dim=4,
+                     quant_embedding="uniform:4", model={"name": "hadamrnn", "hidden_size": 8}),
+        "adding": dict(task="adding", adding_length=7, train_size=64,
+                       model={"name": "dense", "hidden_size": 4}),
+    }
+    for name, options in runs.items():
+        config = resolve_config(preset="base", overrides={**common, **options})
+        loop.train(config, tmp_path / name)
+        arrays, meta = golden_from_checkpoint(tmp_path / name, batch=2)
+        assert meta["loss"] == ("mse" if name == "adding" else "cross_entropy")
+        assert_golden_agrees(arrays, meta)
 
 
 def test_golden_cli_file_agrees_with_spec_autograd(tmp_path):

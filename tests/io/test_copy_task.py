@@ -144,8 +144,8 @@ def test_load_task_copy_and_errors():
     assert set(task_options("copy")) == {"length", "num_train", "num_val", "num_test", "seed"}
     with pytest.raises(ConfigError, match="unknown option.*delay"):
         load_task("copy", delay=100)
-    with pytest.raises(ConfigError, match="unknown task 'adding'"):
-        load_task("adding")
+    with pytest.raises(ConfigError, match="unknown task 'parity'"):
+        load_task("parity")
     with pytest.raises(ConfigError, match="split must be"):
         task.split("train")
     with pytest.raises(ConfigError, match="seed"):

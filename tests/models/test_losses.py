@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.special import expit, log_softmax
 
-from hadamnp.errors import ShapeError
-from hadamnp.models.losses import accuracy, bce_with_logits, softmax_cross_entropy
+from hadamnp.errors import ConfigError, ShapeError
+from hadamnp.models.losses import (LOSSES, accuracy, bce_with_logits, get_loss,
+                                   mean_squared_error, softmax_cross_entropy)
 
 EPS = 1e-6
 FD_RTOL = 1e-7
@@ -171,3 +172,85 @@ def test_accuracy():
     logits = np.array([[0.1, 0.9, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1, 0, 0]])
     assert accuracy(logits, np.array([1, 0, 2, 2])) == 0.75
     assert accuracy(np.array([[1.0], [-1.0], [0.5]]), np.array([1, 1, 1])) == pytest.approx(2 / 3)
+
+
+# ------------------------------------------------------------------------ mean squared error
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 1), (3, 2), (2, 4, 1), (2, 3, 2)])
+def test_mse_gradient_matches_finite_differences(shape):
+    rng = np.random.default_rng(6)
+    outputs = 2 * rng.standard_normal(shape)
+    y = rng.standard_normal(shape)
+    _, grad = mean_squared_error(outputs, y)
+    numeric = numeric_grad(lambda z: mean_squared_error(z, y)[0], outputs)
+    assert_grad_matches(grad, numeric, f"mse {shape}")
+
+
+def test_mse_hand_cases():
+    # errors 1, -2, 0, 3 over four values: mean of 1, 4, 0, 9
+    outputs = np.array([[1.0], [0.0], [2.0], [4.0]])
+    y = np.array([[0.0], [2.0], [2.0], [1.0]])
+    loss, grad = mean_squared_error(outputs, y)
+    assert loss == 14 / 4
+    np.testing.assert_array_equal(grad, 2 * np.array([[1.0], [-2.0], [0.0], [3.0]]) / 4)
+    # the adding problem's baseline: predicting 1 for sums 0.5 and 1.5 costs 0.25
+    loss, grad = mean_squared_error(np.ones((2, 1)), np.array([[0.5], [1.5]]))
+    assert loss == 0.25
+    np.testing.assert_array_equal(grad, np.array([[0.5], [-0.5]]))
+    assert mean_squared_error(y, y) == (0.0, pytest.approx(np.zeros_like(y)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_keeps_the_dtype_and_its_arguments(dtype):
+    rng = np.random.default_rng(7)
+    outputs = rng.standard_normal((4, 3, 1)).astype(dtype).transpose(1, 0, 2)  # strided
+    y = rng.standard_normal((3, 4, 1))
+    before = outputs.copy()
+    loss, grad = mean_squared_error(outputs, y)
+    assert isinstance(loss, float) and grad.dtype == dtype and grad.shape == outputs.shape
+    expected = np.mean((outputs.astype(np.float64) - y.astype(dtype)) ** 2)
+    assert loss == pytest.approx(expected, rel=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(outputs, before)
+
+
+@pytest.mark.parametrize("outputs_shape,y_shape", [((3, 1), (3,)), ((3, 2), (3, 1)),
+                                                   ((2, 3, 1), (2, 3)), ((3, 1), (1, 3))])
+def test_mse_shape_errors(outputs_shape, y_shape):
+    with pytest.raises(ShapeError, match="shape of the outputs"):
+        mean_squared_error(np.zeros(outputs_shape), np.zeros(y_shape))
+
+
+def test_mse_target_errors():
+    with pytest.raises(ShapeError, match="no values"):
+        mean_squared_error(np.zeros((0, 1)), np.zeros((0, 1)))
+    with pytest.raises(ValueError, match="finite"):
+        mean_squared_error(np.zeros((2, 1)), np.array([[0.0], [np.inf]]))
+    with pytest.raises(TypeError, match="real numbers"):
+        mean_squared_error(np.zeros((2, 1)), np.array([["a"], ["b"]]))
+
+
+# ------------------------------------------------------------------------------ Loss objects
+
+def test_loss_objects_name_their_targets_outputs_and_metric():
+    rng = np.random.default_rng(8)
+    logits = rng.standard_normal((4, 3))
+    y = np.array([0, 2, 1, 2])
+    ce = get_loss("cross_entropy")
+    assert ce is LOSSES["cross_entropy"] and get_loss(ce) is ce
+    assert (ce.targets, ce.metrics, ce.output_size(3)) == ("classes", ("accuracy",), 3)
+    assert ce(logits, y)[0] == softmax_cross_entropy(logits, y)[0]
+    assert ce.score(logits, y) == {"accuracy": accuracy(logits, y)}
+    bce = get_loss("bce")
+    assert (bce.targets, bce.metrics, bce.output_size(2)) == ("classes", ("accuracy",), 1)
+    assert bce(logits[:, :1], y % 2)[0] == bce_with_logits(logits[:, :1], y % 2)[0]
+    mse = get_loss("mse")
+    assert (mse.targets, mse.metrics, mse.output_size(2)) == ("values", ("mse",), 2)
+    values = rng.standard_normal((4, 3))
+    assert mse.score(logits, values) == {"mse": mse(logits, values)[0]}
+
+
+def test_loss_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="unknown loss 'hinge'.*cross_entropy, bce, mse"):
+        get_loss("hinge")
+    with pytest.raises(ConfigError, match="loss 'bce' needs binary labels.*task 'x' has 3"):
+        get_loss("bce").output_size(3, "task 'x'")
