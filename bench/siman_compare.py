@@ -22,7 +22,8 @@ decoupled (AdamW) rule ``p *= 1 - lr wd``; "without" decays nothing. Each arm's 
 directory is ``OUT/<suite>/<arm>``; a finished arm is not retrained, an interrupted one
 resumes. Results: ``OUT/<suite>/summary.json`` and a Markdown table on stdout.
 
-Usage: ``python bench/siman_compare.py --suite readout --steps 3000 --out DIR``.
+Usage: ``python bench/siman_compare.py --suite readout --epochs 6 --out DIR`` (pMNIST:
+500 batches of 100 per epoch, so 3000 optimizer steps).
 Threads: one (set before NumPy loads; the machine is shared).
 """
 
@@ -60,7 +61,8 @@ def arm_options(suite, spec, decay, args):
     """The run configuration (TOML/dict form) of one arm."""
     s = SUITES[suite]
     options = dict(task="pmnist", batch_size=args.batch_size, lr=args.lr, gamma=1.0,
-                   epochs=1, steps_per_epoch=args.steps, seed=args.seed, val_batches=1,
+                   epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed,
+                   val_batches=1,
                    test_batches=args.test_batches, eval_batch_size=500, log_every=50,
                    checkpoint_every=100, model={**s["model"], s["option"]: spec})
     if s["lr_scales"]:
@@ -81,7 +83,8 @@ def command_line(options):
     parts += [f"-O {key}={value}" for key, value in model.items()
               if key not in ("name", "hidden_size")]
     parts += [f"--batch-size {options['batch_size']}", f"--lr {options['lr']:g}",
-              "--gamma 1 --epochs 1", f"--steps-per-epoch {options['steps_per_epoch']}",
+              f"--gamma 1 --epochs {options['epochs']}",
+              f"--steps-per-epoch {options['steps_per_epoch']}",
               f"--seed {options['seed']}", "--val-batches 1",
               f"--test-batches {options['test_batches']}", "--log-every 50"]
     parts += [f"--lr-scale {role}={value:g}" for role, value in
@@ -113,7 +116,9 @@ def run_arm(run_dir, options):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=sorted(SUITES), default="readout")
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--steps-per-epoch", type=int, default=500,
+                        help="batches per epoch (pMNIST has 500 batches of 100)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.5)
@@ -154,7 +159,8 @@ def main():
         "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "load_average_end": os.getloadavg(), "threads": os.environ["OPENBLAS_NUM_THREADS"]}
     (out / "summary.json").write_text(json.dumps({"facts": facts, "rows": rows}, indent=1))
-    print(f"\n{args.suite}: binarized matrix {suite['matrix']}, {args.steps} steps, batch "
+    print(f"\n{args.suite}: binarized matrix {suite['matrix']}, {rows[0]['steps'] if rows else 0}"
+          f" steps, batch "
           f"{args.batch_size}, lr {args.lr:g}, wd {args.weight_decay:g} (decoupled)\n")
     print("| arm | test acc | ones | entropy | k*/N latent | kurtosis | model bits |")
     print("|---|---|---|---|---|---|---|")

@@ -177,8 +177,9 @@ class BinaryRNN:
         """Training-time rewrites of the weights before step ``step`` (SiMaN clipping)."""
         return project_weights(self._weights, params, step)
 
-    def diagnostics(self, params):
-        """Code statistics of the binarized weights (``W.ones``, ``W.entropy``, ...)."""
+    def diagnostics(self, params, cache=None, grads=None):
+        """Code statistics of the binarized weights (``ones.W``, ``entropy.W``, ``kstar.W``);
+        ``cache`` and ``grads`` are not needed."""
         return weight_diagnostics(self._weights, params)
 
     def binary_layers(self, params):

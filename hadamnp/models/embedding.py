@@ -37,7 +37,7 @@ from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models import protocol
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.size import ModelSize
-from hadamnp.models.weights import Weight
+from hadamnp.models.weights import Weight, weight_diagnostics
 
 __all__ = ["EmbeddingConfig", "EmbeddedConfig", "Embedded", "embed",
            "embedded_from_description", "TABLE"]
@@ -284,9 +284,9 @@ class Embedded:
             out.update(inner(self._inner_params(params), step))
         return out
 
-    def diagnostics(self, params):
-        """Code statistics of a binarized table (``E.ones``...), then the wrapped model's."""
-        out = {f"{TABLE}.{key}": value for key, value in self.table.diagnostics(params).items()}
+    def diagnostics(self, params, cache=None, grads=None):
+        """Code statistics of a binarized table (``ones.E``...), then the wrapped model's."""
+        out = weight_diagnostics([self.table], params)
         inner = getattr(self.inner, "diagnostics", None)
         if inner is not None:
             out.update(inner(self._inner_params(params)))

@@ -216,9 +216,10 @@ class HadamRNN:
         progressive clipping; see :mod:`hadamnp.models.protocol`), ``{}`` for most models."""
         return project_weights(self._weights, params, step)
 
-    def diagnostics(self, params):
-        """Code statistics of the binarized weight matrices (``W.ones``, ``W.entropy``,
-        ``W.kstar``...; :meth:`hadamnp.models.weights.Weight.diagnostics`)."""
+    def diagnostics(self, params, cache=None, grads=None):
+        """Code statistics of the binarized weight matrices (``ones.W``, ``entropy.W``,
+        ``kstar.W``...; :meth:`hadamnp.models.weights.Weight.diagnostics`); ``cache`` and
+        ``grads`` are not needed."""
         return weight_diagnostics(self._weights, params)
 
     @property

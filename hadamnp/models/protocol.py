@@ -40,9 +40,11 @@ Optional members (the training loop and deploy use them when a model has them)
         the steps done so far): training-time projections of the stored weights such as
         SiMaN's progressive magnitude clipping. New arrays; ``{}`` when nothing changes.
         A deterministic function of ``(params, step)``, so resumed runs stay bit-identical.
-    ``diagnostics(params) -> {name: float}``
-        Extra figures logged with the step and epoch records of ``metrics.jsonl`` (e.g.
-        the fraction of ones and the bit entropy of binary codes).
+    ``diagnostics(params, cache=None, grads=None) -> {name: float}``
+        Extra figures logged with the step and epoch records of ``metrics.jsonl``, keys
+        ``<figure>.<parameter>`` (e.g. ``ones.W``, ``entropy.W``: the fraction of ones and
+        the bit entropy of a binary code). ``cache``/``grads`` may be given by callers that
+        have them; figures of the parameters alone ignore them.
     ``binary_layers(params) -> {layer: {0, 1} code (n_out, n_in)}`` and
     ``forward(..., products={layer: f})``
         Fully binary layers (binary weight codes applied to sign activations) and a way to

@@ -278,6 +278,7 @@ def project_weights(weights, params, step):
 
 
 def weight_diagnostics(weights, params):
-    """``{"<weight>.<figure>": value}`` of every one-bit weight (:meth:`Weight.diagnostics`)."""
-    return {f"{weight.name}.{key}": value for weight in weights
+    """``{"<figure>.<weight>": value}`` (``ones.W``...) of every one-bit weight
+    (:meth:`Weight.diagnostics`)."""
+    return {f"{key}.{weight.name}": value for weight in weights
             for key, value in weight.diagnostics(params).items()}

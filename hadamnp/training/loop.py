@@ -29,8 +29,8 @@ and the length of ``metrics.jsonl`` that belongs to it.
 Optional model members (:mod:`hadamnp.models.protocol`). ``project_params(params, k)``
 rewrites parameters before the forward pass of step ``k`` (a deterministic function of the
 parameters and ``k``, so the schedule needs no state of its own and resumes exactly);
-``diagnostics(params)`` adds ``"diagnostics": {name: value}`` to the logged step records
-(parameters after the update) and to the epoch records.
+``diagnostics(params)`` adds its figures (flat keys such as ``ones.W``) to the logged step
+records (parameters after the update) and to the epoch records.
 
 Interruption. Each step works on copies and then replaces the whole training state with
 one assignment, so a ``KeyboardInterrupt`` (Ctrl-C) arriving anywhere leaves a consistent
@@ -375,11 +375,9 @@ class _Run:
         return False
 
     def _diagnostics(self, params):
-        """``{"diagnostics": {...}}`` from the model's optional ``diagnostics`` member, or
-        ``{}`` (nothing is added to the records of models without figures)."""
+        """The figures of the model's optional ``diagnostics`` member, or ``{}``."""
         diagnostics = getattr(self.model, "diagnostics", None)
-        figures = diagnostics(params) if diagnostics is not None else {}
-        return {"diagnostics": figures} if figures else {}
+        return diagnostics(params) if diagnostics is not None else {}
 
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""

@@ -179,3 +179,21 @@ def test_clipping_weight_projects_its_matrix(rng):
     assert set(projected) == {"W"}
     np.testing.assert_array_equal(projected["W"], weight.quantizer.project(params["W"], 1))
     assert weight.project(params, 4) == {}
+
+
+def test_embedding_wrapper_forwards_the_optional_members(rng):
+    from hadamnp.models.embedding import Embedded, EmbeddingConfig
+    from hadamnp.models.registry import build_model
+
+    inner = build_model("dense", input_size=4, hidden_size=8, output_size=3,
+                        quant_rec="siman:clip=10,clip_steps=5", many_to_many=False,
+                        dtype="float64")
+    model = Embedded(inner, EmbeddingConfig(vocab_size=6, embedding_dim=4, quantizer="siman"))
+    params = model.init_params(rng)
+    assert model.param_specs()["E"].role == "embedding" and "E.alpha" in params
+    figures = model.diagnostics(params)
+    assert {"ones.E", "entropy.E", "kstar.E", "ones.W", "entropy.W", "kstar.W"} <= set(figures)
+    projected = model.project_params(params, 0)
+    assert set(projected) == {"W"}
+    np.testing.assert_array_equal(projected["W"], inner.project_params(
+        {k: v for k, v in params.items() if k != "E"}, 0)["W"])
