@@ -134,7 +134,7 @@ class SiMaN:
 
     def factors(self, M, rng=None, params=None):
         """``(C, alpha)`` with ``Q(M) = alpha[:, None] * C``, ``C = 2B - 1`` in ``M``'s dtype."""
-        C = (2 * self.code(M).astype(M.dtype) - 1).astype(M.dtype)
+        C = 2 * self.code(M).astype(M.dtype) - 1  # stays in M's dtype
         return C, _alpha(params, M)
 
     def forward(self, M, rng=None, params=None):
