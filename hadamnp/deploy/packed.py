@@ -35,7 +35,7 @@ import numpy as np
 from hadamnp.errors import ConfigError
 from hadamnp.kernels.bitpack import pack_bits, pack_signs, xnor_matmul
 
-__all__ = ["packed_products", "PackedModel", "evaluate_packed_run"]
+__all__ = ["packed_products", "PackedModel", "packed_engine", "evaluate_packed_run"]
 
 
 def packed_products(model, params):
@@ -86,6 +86,7 @@ class PackedModel:
     def __init__(self, model):
         self.model = model
         self.config = model.config
+        self.input_kind = getattr(model, "input_kind", "features")
 
     def describe(self):
         return self.model.describe()
@@ -98,29 +99,24 @@ class PackedModel:
                                   products=packed_products(self.model, params))
 
 
-def evaluate_packed_run(path, split="test", max_batches=None, batch_size=None, data_dir=None):
-    """:func:`hadamnp.runs.plumbing.evaluate_run` with the packed engine.
+def packed_engine(model, params):
+    """The :class:`PackedModel` of ``model`` (the ``engine`` of
+    :func:`hadamnp.runs.plumbing.evaluate_run`); a :class:`ConfigError` if it has no fully
+    binary layer."""
+    packed_products(model, params)
+    return PackedModel(model)
 
-    Returns
-    -------
-    result, config, position : as :func:`~hadamnp.runs.plumbing.evaluate_run`
+
+def evaluate_packed_run(path, split="test", max_batches=None, batch_size=None, data_dir=None,
+                        **options):
+    """:func:`hadamnp.runs.plumbing.evaluate_run` with the packed engine (same arguments).
 
     Raises
     ------
     CheckpointError, ConfigError
-        Unreadable run, or a model without a fully binary layer.
+        Unreadable run, or a model without a fully binary layer (before any data is read).
     """
-    from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
-                                       model_from_checkpoint, run_loss)
+    from hadamnp.runs.plumbing import evaluate_run
 
-    ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
-    model = model_from_checkpoint(ckpt, config, file)
-    check_restored_params(model, ckpt.params, file)
-    packed_products(model, ckpt.params)  # fail before loading the data
-    task = build_task(config)
-    result = evaluate(PackedModel(model), ckpt.params, task, split,
-                      batch_size or config.eval_batch_size, max_batches,
-                      loss=run_loss(config, task))
-    return result, config, ckpt.position
+    return evaluate_run(path, split, max_batches, batch_size, data_dir, engine=packed_engine,
+                        **options)
