@@ -1,4 +1,5 @@
-"""Weight binarizers on permuted MNIST: full precision, sign, SiMaN fixed-half, SiMaN argmax-k,
+"""Weight binarizers on permuted MNIST: full precision, sign, SiMaN fixed-half, SiMaN argmax-k
+(and SiMaN fixed-half with the released code's progressive clipping, 15 -> 0 over the run),
 each without and with weight decay. A measurement, not a speed benchmark (not run by
 ``run_all``).
 
@@ -47,7 +48,9 @@ from hadamnp.runs.plumbing import restore  # noqa: E402
 from hadamnp.training.loop import resume, train  # noqa: E402
 
 METHODS = (("fp", "none"), ("sign", "sign"), ("siman-half", "siman"),
-           ("siman-argmax", "siman:argmax"))
+           ("siman-argmax", "siman:argmax"),
+           # the released code's progressive magnitude clipping, 15 -> 0 over the whole run
+           ("siman-half-clip", "siman:clip=15,clip_steps={steps}"))
 SUITES = {
     "readout": {"matrix": "V", "option": "quant_out",
                 "model": {"name": "hadamrnn", "hidden_size": 128, "quant_in": "none"},
@@ -69,7 +72,7 @@ def arm_options(suite, spec, decay, args):
         options["lr_scales"] = dict(s["lr_scales"])
     if decay:
         roles = {"weight": args.weight_decay}
-        if spec in ("sign",) or spec.startswith("siman"):
+        if spec == "sign" or spec.startswith("siman"):
             roles["binary"] = args.weight_decay
         options.update(weight_decay=roles, weight_decay_mode="decoupled")
     return options
@@ -133,7 +136,9 @@ def main():
     out = args.out / args.suite
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    steps = args.epochs * args.steps_per_epoch
     for method, spec in METHODS:
+        spec = spec.format(steps=steps)
         for decay in (False, True):
             arm = f"{method}-{'wd' if decay else 'nowd'}"
             if args.only is not None and arm not in args.only:

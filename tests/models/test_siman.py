@@ -197,3 +197,33 @@ def test_embedding_wrapper_forwards_the_optional_members(rng):
     assert set(projected) == {"W"}
     np.testing.assert_array_equal(projected["W"], inner.project_params(
         {k: v for k, v in params.items() if k != "E"}, 0)["W"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 64])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("T, mtm", [(1, False), (5, True)])
+def test_siman_dense_rnn_numba_kernels_equal_the_reference(rng, n, dtype, T, mtm):
+    """A dense RNN with SiMaN W, U and V: the Numba sequence kernels against their NumPy
+    twins (forward, states and every gradient, alpha included), odd batch."""
+    from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+    from hadamnp.models.losses import softmax_cross_entropy
+
+    config = HadamRNNConfig(input_size=3, hidden_size=n, output_size=4, recurrence="dense",
+                            quant_in="siman", quant_rec="siman:argmax", quant_out="siman",
+                            many_to_many=mtm, dtype=dtype)
+    numba_net, ref_net = HadamRNN(config), HadamRNN(config, kernels="reference")
+    params = numba_net.init_params(rng)
+    x = rng.standard_normal((3, T, 3)).astype(dtype)
+    y = rng.integers(0, 4, size=(3, T) if mtm else (3,))
+    rtol = 1e-4 if dtype == "float32" else 1e-11
+    out = {}
+    for label, net in (("numba", numba_net), ("reference", ref_net)):
+        logits, cache = net.forward(params, x)
+        _, dlogits = softmax_cross_entropy(logits, y)
+        out[label] = (logits, net.states(cache)["h"], net.backward(params, cache, dlogits))
+    (lg, h, g), (lg_ref, h_ref, g_ref) = out["numba"], out["reference"]
+    np.testing.assert_allclose(lg, lg_ref, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(h, h_ref, rtol=rtol, atol=rtol)
+    assert set(g) == set(params) and {"W.alpha", "U.alpha", "V.alpha"} <= set(g)
+    for name in g:
+        np.testing.assert_allclose(g[name], g_ref[name], rtol=rtol, atol=rtol, err_msg=name)
