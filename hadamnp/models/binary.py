@@ -138,6 +138,8 @@ def code_statistics(code):
 def magnitude_statistics(M):
     """Mean angle-alignment fraction of ones ``k*/N`` over the rows of ``M`` (R, N), from
     the magnitudes of its per-row standardized entries (what SiMaN's argmax rule would
-    choose for these weights; about 0.37 for Laplacian and 0.54 for Gaussian rows)."""
-    z, _ = standardize(np.asarray(M, dtype=np.float64), axis=1)
+    choose for these weights; about 0.37 for Laplacian and 0.54 for Gaussian rows). A
+    vector (a binarized bias) is one row."""
+    M = np.atleast_2d(np.asarray(M, dtype=np.float64))
+    z, _ = standardize(M, axis=1)
     return {"kstar": float(np.mean(argmax_k(np.abs(z)) / M.shape[1]))}

@@ -26,7 +26,17 @@ spec                       forward ``Q(M)``                         surrogate ``
                            the top half (``argmax``: top ``k*``)    alpha dMq)``, STE to the
                            magnitudes of each standardized row      standardized magnitudes;
                            ``z``; ``alpha`` learnable (per row)     ``dalpha = sum dMq (2B-1)``
+``binary[-stochastic]``    ``±H`` (``H = 1``); stochastic: ``+H``     ``dMq`` (identity STE)
+                           w.p. ``clip((M/H + 1)/2, 0, 1)``
+``ternary[-stochastic]``   ``{-W0, 0, W0}``, thresholds ``±W0/2``;    ``dMq``
+                           stochastic: ``W0 sign(M) Bern(|M|/W0)``
+``pow2-ternary:i,f``       ``clip(rint(M 2^f), ±(2^(i+f) - 1))/2^f``  ``dMq``
+``exponential[-stoch..]``  ``sign(M) 2^k``, ``k`` in [-22, 10],       ``dMq``
+                           rounded linearly (stochastic: unbiased)
 =========================  =======================================  ===========================
+
+The last four rows are Ott et al.'s quantizers (:mod:`hadamnp.models.lowprec_quantizers`
+has their exact definitions; ``W0`` is the Glorot bound of the matrix).
 
 ``siman`` lives in :mod:`hadamnp.models.siman` (imported at the end of this module, so every
 spec name is known wherever quantizers are); it owns the parameter ``alpha``
@@ -44,6 +54,7 @@ import numpy as np
 
 from hadamnp import conventions
 from hadamnp.errors import ConfigError
+from hadamnp.models.lowprec_quantizers import LOWPREC_QUANTIZERS
 
 FLOAT_BITS = 32
 MAX_BITS = 16  # widest uniform code: int16 (wider codes buy nothing over float32 storage)
@@ -200,7 +211,7 @@ def register_quantizer(cls):
     return cls
 
 
-for _cls in (Identity, Sign, Uniform):
+for _cls in (Identity, Sign, Uniform, *LOWPREC_QUANTIZERS):
     register_quantizer(_cls)
 
 

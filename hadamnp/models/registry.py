@@ -22,6 +22,7 @@ from hadamnp.errors import ConfigError, HadamnpError
 from hadamnp.models.binary_rnn import BinaryRNN, BinaryRNNConfig
 from hadamnp.models.embedding import embedded_from_description
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+from hadamnp.models.lowprec import GRUConfig, LowPrecisionRNN, LSTMConfig, RNNConfig
 
 __all__ = ["ModelEntry", "RUN_OPTIONS", "register_model", "unregister_model", "model_entry",
            "model_names", "model_options", "build_config", "build_model",
@@ -213,6 +214,12 @@ _BUILTIN = (
      "dense recurrent W (full precision by default), the HadamRNN baseline"),
     ("binary-rnn", BinaryRNN, BinaryRNNConfig, None, None,
      "SiMaN binary recurrent layer: {0,1}-coded W times sign(standardized h), FP U and V"),
+    ("rnn", LowPrecisionRNN, RNNConfig, {}, None,
+     "vanilla tanh RNN, weights/biases quantized per group (Ott et al. quantizers)"),
+    ("gru", LowPrecisionRNN, GRUConfig, {}, None,
+     "GRU (Lasagne form), weights/biases quantized per group (Ott et al. quantizers)"),
+    ("lstm", LowPrecisionRNN, LSTMConfig, {}, None,
+     "LSTM (optional peepholes), weights/biases quantized per group (Ott et al.)"),
 )
 for _name, _model, _config, _fixed, _complete, _summary in _BUILTIN:
     register_model(_name, _model, _config, fixed=_fixed, complete=_complete, summary=_summary)

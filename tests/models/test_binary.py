@@ -93,3 +93,8 @@ def test_magnitude_statistics_tell_laplacian_from_gaussian(rng):
     gauss = binary.magnitude_statistics(rng.standard_normal((32, 2048)))["kstar"]
     laplace = binary.magnitude_statistics(rng.laplace(size=(32, 2048)))["kstar"]
     assert abs(gauss - 0.54) < 0.02 and abs(laplace - 1 / np.e) < 0.02, (gauss, laplace)
+
+
+def test_magnitude_statistics_of_a_vector_is_one_row(rng):
+    v = rng.laplace(size=50)
+    assert binary.magnitude_statistics(v) == binary.magnitude_statistics(v[None, :])

@@ -227,3 +227,42 @@ def test_siman_dense_rnn_numba_kernels_equal_the_reference(rng, n, dtype, T, mtm
     assert set(g) == set(params) and {"W.alpha", "U.alpha", "V.alpha"} <= set(g)
     for name in g:
         np.testing.assert_allclose(g[name], g_ref[name], rtol=rtol, atol=rtol, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_siman_gate_matrices_of_the_cells(rng, cell):
+    """SiMaN on the recurrent gate matrices of a GRU / LSTM: owned alphas, role binary, and
+    gradients = the quantizer's surrogate applied to the gradient of the same cell holding
+    the effective matrices in full precision."""
+    from hadamnp.models.losses import softmax_cross_entropy
+    from hadamnp.models.registry import build_model
+
+    options = dict(input_size=2, hidden_size=5, output_size=3, many_to_many=True,
+                   dtype="float64")
+    net = build_model(cell, quant_rec="siman", **options)
+    free = build_model(cell, **options)
+    params = net.init_params(rng)
+    gates = [k for k in params if k.startswith("W_h") and "." not in k]
+    specs = net.param_specs()
+    assert all(specs[g].role == "binary" and specs[g + ".alpha"].role == "scale"
+               for g in gates)
+    x, y = rng.standard_normal((3, 4, 2)), rng.integers(0, 3, size=(3, 4))
+
+    def loss_grads(model, p):
+        logits, cache = model.forward(p, x)
+        _, d = softmax_cross_entropy(logits, y)
+        return model.backward(p, cache, d)
+
+    grads = loss_grads(net, params)
+    effective = net.weights(params)
+    free_params = {k: (effective[k + "_q"].copy() if k in gates else v)
+                   for k, v in params.items() if not k.endswith(".alpha")}
+    free_grads = loss_grads(free, free_params)
+    for g in gates:
+        dW, owned = SiMaN().backward(
+            params[g], free_grads[g], params={"alpha": params[g + ".alpha"]})
+        np.testing.assert_allclose(grads[g], dW, rtol=1e-10, atol=1e-14, err_msg=g)
+        np.testing.assert_allclose(grads[g + ".alpha"], owned["alpha"], rtol=1e-10,
+                                   atol=1e-14, err_msg=g)
+    assert set(net.diagnostics(params)) == {f"{k}.{g}" for g in gates
+                                            for k in ("ones", "entropy", "kstar")}

@@ -16,6 +16,8 @@ MODELS = {
     "hadamrnn-uv": {"name": "hadamrnn", "hidden_size": 16, "quant_in": "siman",
                     "quant_out": "siman:argmax"},
     "binary-rnn": {"name": "binary-rnn", "hidden_size": 16},
+    "lstm": {"name": "lstm", "hidden_size": 16, "quant_rec": "siman:clip=15,clip_steps=12",
+             "clip_shadow": False},
 }
 
 
@@ -39,7 +41,7 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.parametrize("key, stop", [("dense", 5), ("dense", 8), ("hadamrnn-uv", 11),
-                                       ("binary-rnn", 6)])
+                                       ("binary-rnn", 6), ("lstm", 7)])
 def test_interrupt_and_resume_is_bit_identical(reference, tmp_path, key, stop):
     expected, ref_dir = reference[key]
 
@@ -57,7 +59,8 @@ def test_interrupt_and_resume_is_bit_identical(reference, tmp_path, key, stop):
 
 
 @pytest.mark.parametrize("key, weights", [("dense", ["W"]), ("hadamrnn-uv", ["U", "V"]),
-                                          ("binary-rnn", ["W"])])
+                                          ("binary-rnn", ["W"]),
+                                          ("lstm", ["W_hi", "W_hf", "W_hg", "W_ho"])])
 def test_metrics_report_the_code_statistics(reference, key, weights):
     _, run_dir = reference[key]
     for kind in ("step", "epoch"):
