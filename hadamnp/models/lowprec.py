@@ -314,9 +314,11 @@ class LowPrecisionRNN:
         bits["scales"] += self.V.scale_bits()
         specs = self.param_specs()
         count = protocol.param_count(specs)
+        # scales a quantizer owns (SiMaN's alpha) have no counterpart in the float32 model
+        owned = protocol.param_count({k: s for k, s in specs.items() if s.role == "scale"})
         return ModelSize(parameters=count,
                          trainable=protocol.param_count(specs, trainable_only=True),
-                         bits=bits, float32_parameters=count)
+                         bits=bits, float32_parameters=count - owned)
 
     def describe(self):
         return {"name": self.name, "config": self.config.to_dict()}

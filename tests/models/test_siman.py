@@ -266,3 +266,16 @@ def test_siman_gate_matrices_of_the_cells(rng, cell):
                                    atol=1e-14, err_msg=g)
     assert set(net.diagnostics(params)) == {f"{k}.{g}" for g in gates
                                             for k in ("ones", "entropy", "kstar")}
+
+
+def test_cell_size_counts_alpha_as_scales_only():
+    from hadamnp.models.registry import build_model
+
+    options = dict(input_size=2, hidden_size=6, output_size=3, many_to_many=False,
+                   dtype="float32")
+    plain, siman = build_model("lstm", **options), build_model("lstm", quant_rec="siman",
+                                                               **options)
+    assert siman.size().float32_parameters == plain.size().float32_parameters
+    assert siman.size().parameters == plain.size().parameters + 4 * 6
+    assert siman.size().bits["W_h"] == 4 * 36
+    assert siman.size().bits["scales"] - plain.size().bits["scales"] == 32 * 4 * 6
