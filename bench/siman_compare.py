@@ -1,5 +1,6 @@
-"""Weight binarizers on permuted MNIST: full precision, sign, SiMaN fixed-half, SiMaN argmax-k
-(and SiMaN fixed-half with the released code's progressive clipping, 15 -> 0 over the run),
+"""Weight binarizers on permuted MNIST: full precision, sign (unscaled), Ott et al.'s binary
+at the Glorot scale, SiMaN fixed-half, SiMaN argmax-k (and SiMaN fixed-half with the released
+code's progressive clipping, 15 -> 0 over the run),
 each without and with weight decay. A measurement, not a speed benchmark (not run by
 ``run_all``).
 
@@ -47,7 +48,9 @@ from hadamnp.runs.config import resolve_config  # noqa: E402
 from hadamnp.runs.plumbing import restore  # noqa: E402
 from hadamnp.training.loop import resume, train  # noqa: E402
 
-METHODS = (("fp", "none"), ("sign", "sign"), ("siman-half", "siman"),
+METHODS = (("fp", "none"), ("sign", "sign"),
+           # Ott et al.'s binarization at the matrix's Glorot scale, +-sqrt(6/(fan_in+fan_out))
+           ("ott-binary", "binary:H={glorot:.6g}"), ("siman-half", "siman"),
            ("siman-argmax", "siman:argmax"),
            # the released code's progressive magnitude clipping, 15 -> 0 over the whole run
            ("siman-half-clip", "siman:clip=15,clip_steps={steps}"))
@@ -72,7 +75,7 @@ def arm_options(suite, spec, decay, args):
         options["lr_scales"] = dict(s["lr_scales"])
     if decay:
         roles = {"weight": args.weight_decay}
-        if spec == "sign" or spec.startswith("siman"):
+        if spec == "sign" or spec.startswith(("siman", "binary")):
             roles["binary"] = args.weight_decay
         options.update(weight_decay=roles, weight_decay_mode="decoupled")
     return options
@@ -137,8 +140,10 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     steps = args.epochs * args.steps_per_epoch
+    rows_out, cols_in = {"V": (10, 128), "W": (128, 128)}[suite["matrix"]]
+    glorot = (6 / (rows_out + cols_in)) ** 0.5
     for method, spec in METHODS:
-        spec = spec.format(steps=steps)
+        spec = spec.format(steps=steps, glorot=glorot)
         for decay in (False, True):
             arm = f"{method}-{'wd' if decay else 'nowd'}"
             if args.only is not None and arm not in args.only:
