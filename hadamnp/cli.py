@@ -354,9 +354,11 @@ def _training_options(func):
                             "signs (1 = paper)."),
         click.option("--lr-scale", "lr_scale", multiple=True, metavar="ROLE=X",
                      help="Learning-rate multiplier of the parameters of a role (signs, "
-                          "weight, bias, scale, embedding); repeatable.  [default: 1]"),
+                          "weight, binary, bias, scale, embedding); repeatable.  "
+                          "[default: 1]"),
         click.option("--weight-decay", "weight_decay", multiple=True, metavar="ROLE=X",
-                     help="Weight decay of the parameters of a role; repeatable.  "
+                     help="Weight decay of the parameters of a role; repeatable. Binarized "
+                          "latent weights (role binary) are not decayed unless named.  "
                           "[default: 0]"),
         _preset_option("--weight-decay-mode", key="weight_decay_mode",
                        type=click.Choice(["l2", "decoupled"]),
@@ -658,11 +660,13 @@ def _compare_lines(result, a):
               help="Only the first N batches.  [default: the whole split]")
 @click.option("--batch-size", type=int, default=None,
               help="Sequences per batch.  [default: the run's eval_batch_size]")
-@click.option("--engine", type=click.Choice(["float", "integer", "c"]), default="float",
-              show_default=True,
-              help="float: the trained model; integer: its integer-only conversion (as "
-                   "exported), next to the float figures; c: also a runner built from "
-                   "the exported header (--runner), checked against the Python engine.")
+@click.option("--engine", type=click.Choice(["float", "packed", "integer", "c"]),
+              default="float", show_default=True,
+              help="float: the trained model; packed: its fully binary layers by "
+                   "XNOR-popcount on packed bits (model binary-rnn; the same logits "
+                   "exactly); integer: its integer-only conversion (as exported), next to "
+                   "the float figures; c: also a runner built from the exported header "
+                   "(--runner), checked against the Python engine.")
 @_integer_options
 @click.option("--runner", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --engine c: the runner executable (examples/c/hadamrnn_int.c "
@@ -695,10 +699,14 @@ def eval_command(path, which, split, batches, batch_size, engine, bits_act, cali
         position = ckpt.position
         click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
                    f"step {position['global_step']} (epoch {position['epoch']}), {resolved}")
-        if engine == "float":
+        if engine in ("float", "packed"):
+            packed = None
+            if engine == "packed":
+                from hadamnp.deploy.packed import packed_engine as packed
             result, _, _ = evaluate_run(file, split, batches, batch_size, data_dir,
-                                        npz=npz, text=text)
-            click.echo(f"{split}  " + figures(result))
+                                        npz=npz, text=text, engine=packed)
+            click.echo(f"{split}  " + figures(result)
+                       + ("  [packed engine]" if engine == "packed" else ""))
             return
         from hadamnp.deploy.check import compare, run_runner
 

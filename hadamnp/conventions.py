@@ -57,7 +57,10 @@ def sign(x):
     ndarray, same shape and dtype as ``x``, values in {-1, +1}.
     """
     x = np.asarray(x)
-    return np.where(x >= 0, 1, -1).astype(x.dtype, copy=False)
+    s = (x >= 0).astype(x.dtype)  # 2 [x >= 0] - 1: several times faster than np.where
+    s *= 2
+    s -= 1
+    return s
 
 
 def round_half_even(x):

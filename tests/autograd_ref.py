@@ -12,11 +12,10 @@ graph reachable from the output topologically (this ordered list is the tape) an
 in reverse, accumulating gradients. Broadcasting in elementwise ops follows NumPy; the
 backward sums the gradient back down to each operand's shape ("unbroadcast").
 
-Primitives: ``add``, ``sub``, ``mul``, ``neg``, ``matmul``, ``transpose``, ``reshape``,
-``relu``, ``sigmoid``, ``tanh``, ``sum``, ``mean``, ``getitem`` (basic and advanced indexing,
-repeated indices accumulate), ``stack``, ``log_softmax``, ``ste`` (forward a given value,
-backward identity).
-``cross_entropy`` is composed from them.
+Primitives: ``add``, ``sub``, ``mul``, ``div``, ``neg``, ``sqrt``, ``matmul``,
+``transpose``, ``reshape``, ``relu``, ``sigmoid``, ``tanh``, ``sum``, ``mean``, ``getitem``
+(basic and advanced indexing, repeated indices accumulate), ``stack``, ``log_softmax``,
+``ste`` (forward a given value, backward identity). ``cross_entropy`` is composed from them.
 """
 
 import numpy as np
@@ -103,6 +102,12 @@ class Tensor:
 
     def __rmul__(self, other):
         return mul(other, self)
+
+    def __truediv__(self, other):
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        return div(other, self)
 
     def __neg__(self):
         return neg(self)
@@ -217,6 +222,21 @@ def mul(a, b):
     return _make(a.value * b.value, (a, b),
                  lambda g: (_unbroadcast(g * b.value, a.shape),
                             _unbroadcast(g * a.value, b.shape)))
+
+
+def div(a, b):
+    """Elementwise ``a / b`` with NumPy broadcasting."""
+    a, b = as_tensor(a), as_tensor(b)
+    return _make(a.value / b.value, (a, b),
+                 lambda g: (_unbroadcast(g / b.value, a.shape),
+                            _unbroadcast(-g * a.value / (b.value * b.value), b.shape)))
+
+
+def sqrt(a):
+    """Elementwise ``sqrt(a)`` (``a > 0``)."""
+    a = as_tensor(a)
+    root = np.sqrt(a.value)
+    return _make(root, (a,), lambda g: (g / (2 * root),))
 
 
 def neg(a):

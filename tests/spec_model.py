@@ -524,3 +524,159 @@ def cell_forward_loss(cell, params, x, y, *, quant, peepholes=False, many_to_man
     grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
     states = {k: np.stack(v, axis=1) for k, v in states.items()}
     return float(value.value), logits.value.copy(), states, grads, effective
+
+
+# --------------------------------------------------------------------------------------------
+# SiMaN weight binarization and the binary RNN, written from the SiMaN method specification
+# and hadamnp's documented decisions (docs/siman.md): per-row standardization with the
+# population variance and 1e-5 inside the square root, ties of magnitude ranked by position,
+# sign(0) = +1, the ApproxSign surrogate max(0, 2 - 2|z|).
+#
+#   z       = (M - mean_row) / sqrt(var_row + 1e-5)
+#   B_oj    = 1 for the k_o largest |z_oj| (k_o = N // 2, or argmax_k S_k / sqrt(k))
+#   Q(M)    = alpha_o (2 B_oj - 1)         forward value; gradient as alpha_o |z_oj| (STE)
+#
+#   binary RNN:  a_t = sign(std(h_{t-1}))  (forward), ApproxSign (backward)
+#                h_t = Q(W) a_t + Q(U) x_t + b,  y_t = Q(V) relu(h_t) + c,  h_0 = 0
+# --------------------------------------------------------------------------------------------
+
+SIMAN_EPS = 1e-5
+
+
+def parse_quantizer(spec):
+    """A hadamnp quantizer spec as ``("none",)``, ``("sign",)``, ``("uniform", k)`` or
+    ``("siman", rule)``; any other spec (or option) is not in this spec model."""
+    name, _, args = spec.partition(":")
+    if name in ("none", "sign") and not args:
+        return (name,)
+    if name == "uniform" and args.isdigit():
+        return ("uniform", int(args))
+    if name == "siman" and args in ("", "half", "argmax"):
+        return ("siman", args or "half")
+    raise ValueError(f"no spec-model quantizer for {spec!r}")
+
+
+def abs_(a):
+    """``|a|`` composed as relu(a) + relu(-a) (derivative 0 at 0)."""
+    return ag.relu(a) + ag.relu(-a)
+
+
+def standardize_rows(M):
+    """Per-row standardization of a Tensor (R, N): ``(M - mean) / sqrt(var + 1e-5)``."""
+    R, N = M.shape
+    centred = M - ag.reshape(ag.mean(M, axis=1), (R, 1))
+    sigma = ag.sqrt(ag.mean(centred * centred, axis=1) + SIMAN_EPS)
+    return centred / ag.reshape(sigma, (R, 1))
+
+
+def siman_code(X, rule):
+    """{0, 1} code (R, N) of the magnitudes X (ndarray): ones on the k largest of each row,
+    equal magnitudes ranked by position."""
+    B = np.zeros(X.shape)
+    for o, row in enumerate(X):
+        ranked = sorted(range(row.size), key=lambda j: (-row[j], j))
+        if rule == "half":
+            k = row.size // 2
+        else:
+            sums = np.cumsum([row[j] for j in ranked])
+            k = 1 + int(np.argmax(sums / np.sqrt(np.arange(1, row.size + 1))))
+        B[o, ranked[:k]] = 1
+    return B
+
+
+def quantized(leaves, name, spec):
+    """``(Tensor Q(M), forward value)`` of weight ``name`` under quantizer ``spec``; the
+    leaves hold ``name`` and, for SiMaN, ``name + ".alpha"``."""
+    kind = parse_quantizer(spec)
+    M = leaves[name]
+    if kind[0] == "none":
+        return M, M.value.copy()
+    if kind[0] == "sign":
+        value = sign_pm1(M.value)
+        return ag.ste(M, value), value
+    if kind[0] == "uniform":
+        value = quantize(M.value, kind[1])
+        return ag.ste(M, value), value
+    z = standardize_rows(M)
+    code = 2 * siman_code(np.abs(z.value), kind[1]) - 1
+    alpha = leaves[name + ".alpha"]
+    Q = ag.reshape(alpha, (M.shape[0], 1)) * ag.ste(abs_(z), code)
+    return Q, Q.value.copy()
+
+
+def _leaves(params):
+    return {k: ag.Tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
+            for k, v in params.items()}
+
+
+def quantized_rnn_forward_loss(params, x, y, *, recurrence_kind, block_size, quant_in,
+                               quant_rec, quant_out, many_to_many, recurrence="linear"):
+    """HadamRNN-style models whose matrices take any :func:`parse_quantizer` spec (SiMaN
+    included): ``recurrence_kind`` ``"hadamard"`` (``u`` with the sign quantizer) or
+    ``"dense"`` (``W`` with ``quant_rec``).
+
+    Returns
+    -------
+    loss, logits, h, grads (keys of ``params``), effective : dict of the forward values of
+        ``W_signs``/``W_q``, ``U_q``, ``V_q``
+    """
+    leaves = _leaves(params)
+    U_q, U_value = quantized(leaves, "U", quant_in)
+    V_q, V_value = quantized(leaves, "V", quant_out)
+    if recurrence_kind == "hadamard":
+        assert parse_quantizer(quant_rec) == ("sign",), quant_rec
+        u = leaves["u"]
+        signs = sign_pm1(u.value)
+        s = ag.ste(u, signs)
+        W = ag.reshape(s, (u.shape[0], 1)) * block_basis(u.shape[0], block_size)
+        effective = {"W_signs": signs}
+    else:
+        W, value = quantized(leaves, "W", quant_rec)
+        effective = {"W_q": value}
+    loss, logits, h = unroll(W, U_q, leaves["b"], V_q, leaves["c"],
+                             np.asarray(x, dtype=np.float64), np.asarray(y),
+                             many_to_many=many_to_many, recurrence=recurrence)
+    loss.backward()
+    effective.update(U_q=U_value, V_q=V_value)
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
+    return float(loss.value), logits.value.copy(), h.value.copy(), grads, effective
+
+
+def approx_sign_ste(z):
+    """``sign(z)`` forward (sign(0) = +1), derivative ``max(0, 2 - 2|z|)`` backward: the STE
+    onto the smooth ApproxSign ``2c - c|c|``, ``c = clip(z, -1, 1)``."""
+    c = z - ag.relu(z - 1.0) + ag.relu(-z - 1.0)
+    return ag.ste(2.0 * c - c * abs_(c), sign_pm1(z.value))
+
+
+def binary_rnn_forward_loss(params, x, y, *, quant_in, quant_rec, quant_out, standardize,
+                            many_to_many):
+    """The binary RNN (equations above) on the autograd; returns like
+    :func:`quantized_rnn_forward_loss` (``effective``: ``W_q``, ``U_q``, ``V_q``)."""
+    leaves = _leaves(params)
+    W_q, W_value = quantized(leaves, "W", quant_rec)
+    U_q, U_value = quantized(leaves, "U", quant_in)
+    V_q, V_value = quantized(leaves, "V", quant_out)
+    x = np.asarray(x, dtype=np.float64)
+    nb, T, _ = x.shape
+    n, d_out = W_q.shape[0], V_q.shape[0]
+    h = ag.as_tensor(np.zeros((nb, n)))
+    states, outputs = [], []
+    for t in range(T):
+        a = approx_sign_ste(standardize_rows(h) if standardize else h)
+        h = a @ W_q.T + x[:, t, :] @ U_q.T + leaves["b"]
+        states.append(h)
+        if many_to_many or t == T - 1:
+            outputs.append(ag.relu(h) @ V_q.T + leaves["c"])
+    y = np.asarray(y)
+    if many_to_many:
+        logits = ag.stack(outputs, axis=1)
+        loss = ag.cross_entropy(ag.reshape(logits, (nb * T, d_out)), y.reshape(-1))
+    else:
+        logits = outputs[0]
+        loss = ag.cross_entropy(logits, y)
+    loss.backward()
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
+    effective = {"W_q": W_value, "U_q": U_value, "V_q": V_value}
+    return (float(loss.value), logits.value.copy(), ag.stack(states, axis=1).value.copy(),
+            grads, effective)

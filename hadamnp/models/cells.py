@@ -108,7 +108,8 @@ class CellLayer:
 
         self.clipped = set()  # names of the weights whose latent values are always clipped
 
-        def weight(name, shape, spec, option, W0, init, role="weight", param="dense"):
+        # role None: "binary" for a one-bit quantizer, else "weight" (models/weights.py)
+        def weight(name, shape, spec, option, W0, init, role=None, param="dense"):
             quantizer = bind_scale(spec, W0, option)
             if clip_shadow and quantizer.name != "none":
                 self.clipped.add(prefix + name)

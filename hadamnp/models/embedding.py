@@ -37,7 +37,7 @@ from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models import protocol
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.size import ModelSize
-from hadamnp.models.weights import Weight
+from hadamnp.models.weights import Weight, weight_diagnostics
 
 __all__ = ["EmbeddingConfig", "EmbeddedConfig", "Embedded", "embed",
            "embedded_from_description", "TABLE"]
@@ -274,6 +274,23 @@ class Embedded:
             np.add.at(dtable, ids[keep], dembedded[keep])
         grads.update(self.table.backward(params, dtable))
         return {name: grads[name] for name in params}
+
+    def project_params(self, params, step):
+        """Training-time rewrites (:mod:`hadamnp.models.protocol`): the table's, then the
+        wrapped model's if it has them."""
+        out = self.table.project(params, step)
+        inner = getattr(self.inner, "project_params", None)
+        if inner is not None:
+            out.update(inner(self._inner_params(params), step))
+        return out
+
+    def diagnostics(self, params, cache=None, grads=None):
+        """Code statistics of a binarized table (``ones.E``...), then the wrapped model's."""
+        out = weight_diagnostics([self.table], params)
+        inner = getattr(self.inner, "diagnostics", None)
+        if inner is not None:
+            out.update(inner(self._inner_params(params)))
+        return out
 
     def weights(self, params):
         """``E_q`` (V, d), the effective table, then the wrapped model's weights."""

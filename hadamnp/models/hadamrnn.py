@@ -30,7 +30,7 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.recurrences import RECURRENCES, make_recurrence
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight
+from hadamnp.models.weights import Weight, project_weights, weight_diagnostics
 
 DTYPES = ("float32", "float64")
 
@@ -222,6 +222,15 @@ class HadamRNN:
         return {**self.recurrence.effective(params, rng),
                 "U_q": self.U.effective(params, rng), "V_q": self.V.effective(params, rng)}
 
+    def project_params(self, params, step):
+        """Training-time rewrites of the weight matrices before step ``step`` (e.g. SiMaN's
+        progressive clipping; see :mod:`hadamnp.models.protocol`), ``{}`` for most models."""
+        return project_weights(self._weights, params, step)
+
+    @property
+    def _weights(self):
+        return (*self.recurrence.weights, self.U, self.V)
+
     def state_buffer(self, batch, seq_len):
         """A reusable ``(T // store_every, n, B)`` buffer for :meth:`forward`'s
         ``states_out``."""
@@ -305,7 +314,7 @@ class HadamRNN:
             out["x"] = grads["x"].transpose(2, 0, 1)  # (B, T, d_in)
         return out
 
-    def diagnostics(self, params, cache, grads):
+    def diagnostics(self, params, cache=None, grads=None):
         """Model-specific training diagnostics (the loop logs them on logged steps).
 
         The loop itself reports what the parameter roles give (sign flips, ``|u|``, the
@@ -315,25 +324,26 @@ class HadamRNN:
         Parameters
         ----------
         params : dict, the parameters of the step's forward pass
-        cache : dict returned by :meth:`forward` for them
+        cache : dict returned by :meth:`forward` for them, or ``None`` (no state figures)
         grads : dict returned by :meth:`backward` (unused by this family)
 
         Returns
         -------
         dict of JSON numbers/lists:
-            ``alpha.<weight>``, ``codes.<weight>`` for each quantized matrix with a scale
-            (``U``, ``V``; ``W`` of a quantized dense recurrence): the per-tensor scale and
-            the count of entries at each integer code, lowest code first;
-            ``h_absmax``: ``max |h_t,i|`` over the batch, the steps and the units;
-            ``h_rms_last``: the root mean square of the last state ``h_T``.
+            ``<figure>.<weight>`` of the weight matrices
+            (:meth:`hadamnp.models.weights.Weight.diagnostics`): ``alpha``/``codes`` of a
+            quantized matrix with a scale (the per-tensor scale and the count of entries at
+            each integer code, lowest code first), ``ones``/``entropy``/``kstar`` of a
+            one-bit one;
+            with a cache, ``h_absmax``: ``max |h_t,i|`` over the batch, the steps and the
+            units, and ``h_rms_last``: the root mean square of the last state ``h_T``.
             With ``store_every = k > 1`` both read the states the cache keeps (steps
             ``k, 2k, ...``: recomputing the others would cost the memory ``k`` saves), and
             ``h_rms_last`` is left out unless ``k`` divides ``T``.
         """
-        out = {}
-        for name, weight in (("U", self.U), ("V", self.V), *self.recurrence.weights()):
-            out.update({f"{key}.{name}": value
-                        for key, value in weight.diagnostics(params).items()})
+        out = weight_diagnostics(self._weights, params)
+        if cache is None:
+            return out
         h = cache["h"]  # (T/k, n, B); max and min read it once each without a temporary
         out["h_absmax"] = float(max(h.max(), -h.min()))
         if cache["x"].shape[0] % self.config.store_every == 0:

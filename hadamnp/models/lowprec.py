@@ -36,7 +36,7 @@ from hadamnp.models.lowprec_quantizers import glorot_bound
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight
+from hadamnp.models.weights import Weight, project_weights, weight_diagnostics
 
 DTYPES = ("float32", "float64")
 QUANT_OPTIONS = ("quant_in", "quant_rec", "quant_bias", "quant_out")
@@ -108,8 +108,10 @@ class CellConfig:
         for good once the shadow values are clipped there: refuse it, naming the option."""
         for option, W0 in self.bounds().items():
             quantizer = bind_scale(getattr(self, option), W0, option)
+            if quantizer.name == "none" or hasattr(quantizer, "param_specs"):
+                continue  # no fixed grid: a quantizer owning its scale (siman) learns it
             edge = np.array([-W0, W0])
-            if quantizer.name != "none" and not np.any(quantizer.forward(edge)):
+            if not np.any(quantizer.forward(edge)):
                 raise ConfigError(
                     f"{option}: {getattr(self, option)!r} maps every value of the clipping "
                     f"range [-W0, W0] = [{-W0:.4g}, {W0:.4g}] to 0; choose a finer grid "
@@ -207,6 +209,20 @@ class LowPrecisionRNN:
         ``V``; the peephole vectors under their own names."""
         return {**self.layer.weights(params, rng), "V_q": self.V.effective(params, rng)}
 
+    @property
+    def _weights(self):
+        return (*self.layer.weight_objects, self.V)
+
+    def project_params(self, params, step):
+        """Training-time rewrites of the weights before step ``step`` (e.g. SiMaN's
+        progressive clipping; :mod:`hadamnp.models.protocol`), ``{}`` for most models."""
+        return project_weights(self._weights, params, step)
+
+    def diagnostics(self, params, cache=None, grads=None):
+        """Code statistics of the binarized matrices (``ones.W_hi``, ``entropy.W_hi``,
+        ``kstar.W_hi``...); ``cache`` and ``grads`` are not needed."""
+        return weight_diagnostics(self._weights, params)
+
     def state_buffer(self, batch, seq_len):
         """Reusable state and workspace arrays for :meth:`forward`'s ``states_out``."""
         return self.layer.state_buffer(batch, seq_len, self.config.dtype)
@@ -298,9 +314,11 @@ class LowPrecisionRNN:
         bits["scales"] += self.V.scale_bits()
         specs = self.param_specs()
         count = protocol.param_count(specs)
+        # scales a quantizer owns (SiMaN's alpha) have no counterpart in the float32 model
+        owned = protocol.param_count({k: s for k, s in specs.items() if s.role == "scale"})
         return ModelSize(parameters=count,
                          trainable=protocol.param_count(specs, trainable_only=True),
-                         bits=bits, float32_parameters=count)
+                         bits=bits, float32_parameters=count - owned)
 
     def describe(self):
         return {"name": self.name, "config": self.config.to_dict()}

@@ -23,6 +23,8 @@ Parameter roles
     ==============  ==============================================================
     ``signs``       latent weights of which only the sign is used (HadamRNN's ``u``)
     ``weight``      latent full-precision weight matrices, quantized or not
+    ``binary``      latent weights of a binarized (one bit per entry) matrix: SiMaN,
+                    sign-quantized weights; no weight decay unless the run names the role
     ``bias``        biases
     ``scale``       learnable scales (e.g. a per-row scale of a binarized matrix)
     ``embedding``   token embedding tables
@@ -33,6 +35,22 @@ Training and evaluation
     ``forward(params, x, rng=rng)`` is a *training* forward: stochastic quantizers draw
     from ``rng``. With ``rng=None`` (the default) every quantizer is deterministic; that is
     the evaluation, export and golden-file forward.
+
+Optional members (the training loop and deploy use them when a model has them)
+    ``project_params(params, step) -> {name: array}``
+        Parameters to rewrite before the forward pass of optimizer step ``step`` (0-based,
+        the steps done so far): training-time projections of the stored weights such as
+        SiMaN's progressive magnitude clipping. New arrays; ``{}`` when nothing changes.
+        A deterministic function of ``(params, step)``, so resumed runs stay bit-identical.
+    ``diagnostics(params, cache=None, grads=None) -> {name: float}``
+        Extra figures logged with the step and epoch records of ``metrics.jsonl``, keys
+        ``<figure>.<parameter>`` (e.g. ``ones.W``, ``entropy.W``: the fraction of ones and
+        the bit entropy of a binary code). ``cache``/``grads`` may be given by callers that
+        have them; figures of the parameters alone ignore them.
+    ``binary_layers(params) -> {layer: {0, 1} code (n_out, n_in)}`` and
+    ``forward(..., products={layer: f})``
+        Fully binary layers (binary weight codes applied to sign activations) and a way to
+        compute their products another way (``hadamnp eval --engine packed``).
 
 Token inputs
     A model whose ``forward`` takes integer token ids ``(B, T)`` instead of features says
@@ -55,7 +73,7 @@ import numpy as np
 from hadamnp._checks import check_finite, check_ndim
 from hadamnp.errors import ConfigError, ShapeError
 
-ROLES = ("signs", "weight", "bias", "scale", "embedding", "frozen")
+ROLES = ("signs", "weight", "binary", "bias", "scale", "embedding", "frozen")
 
 __all__ = ["ROLES", "ParamSpec", "ModelConfig", "Model", "check_params", "check_inputs",
            "param_count"]

@@ -22,6 +22,10 @@ spec                       forward ``Q(M)``                         surrogate ``
 ``uniform:k``              ``alpha/c * clip(rint(M c/alpha),        ``dMq`` (alpha held
                            -c, c-1)``, ``c = 2^(k-1)``,             constant)
                            ``alpha = max|M|``; k = 1 ternary
+``siman[:argmax]``         ``diag(alpha) (2B - 1)``, ``B`` = 1 on   ``J_std^T (sign(z) *
+                           the top half (``argmax``: top ``k*``)    alpha dMq)``, STE to the
+                           magnitudes of each standardized row      standardized magnitudes;
+                           ``z``; ``alpha`` learnable (per row)     ``dalpha = sum dMq (2B-1)``
 ``binary[-stochastic]``    ``±H`` (``H = 1``); stochastic: ``+H``     ``dMq`` (identity STE)
                            w.p. ``clip((M/H + 1)/2, 0, 1)``
 ``ternary[-stochastic]``   ``{-W0, 0, W0}``, thresholds ``±W0/2``;    ``dMq``
@@ -33,6 +37,10 @@ spec                       forward ``Q(M)``                         surrogate ``
 
 The last four rows are Ott et al.'s quantizers (:mod:`hadamnp.models.lowprec_quantizers`
 has their exact definitions; ``W0`` is the Glorot bound of the matrix).
+
+``siman`` lives in :mod:`hadamnp.models.siman` (imported at the end of this module, so every
+spec name is known wherever quantizers are); it owns the parameter ``alpha``
+(:mod:`hadamnp.models.weights`).
 
 A quantizer also states what its output costs to store (``code_bits(entries)`` for the
 codes, ``scale_bits()`` for the scales stored beside them), used by the model-size
@@ -309,3 +317,7 @@ def uniform_spec(bits):
         raise ConfigError(f"bits must be a non-negative integer (0 = full precision), "
                           f"got {bits!r}")
     return "none" if bits == 0 else f"uniform:{int(bits)}"
+
+
+# Families in modules of their own register themselves on import.
+from hadamnp.models import siman  # noqa: E402,F401  (registers "siman")

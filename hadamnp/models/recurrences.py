@@ -24,7 +24,8 @@ Interface (``kernels`` is :mod:`hadamnp.kernels.recurrence` or its reference twi
     rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad,
                  store_every, b)          -> grads (own + U, b, V, c, and x if input_grad)
     rec.bits()                            {"W": storage bits}, plus ``scale_bits()``
-    rec.weights()                         ((name, Weight), ...) of its weight matrices
+    rec.weights                           its :class:`~hadamnp.models.weights.Weight`
+                                          objects (``()`` for the Hadamard recurrence)
 """
 
 import numpy as np
@@ -52,6 +53,7 @@ class HadamardRecurrence:
     """
 
     name = "hadamard"
+    weights = ()  # the latent signs u are not a Weight: the block pattern is fixed
 
     def __init__(self, n, m, quantizer):
         if not isinstance(quantizer, Sign):
@@ -86,10 +88,6 @@ class HadamardRecurrence:
         grads["u"] = self.quantizer.backward(params["u"], grads.pop("s"))
         return grads
 
-    def weights(self):
-        """``(name, Weight)`` pairs of the recurrence (none: the signs are no Weight)."""
-        return ()
-
     def bits(self):
         """``n`` sign bits: the block pattern is fixed, only the signs are stored."""
         return {"W": self.quantizer.code_bits(self.n)}
@@ -118,6 +116,7 @@ class DenseRecurrence:
     def __init__(self, n, quantizer):
         self.n = n
         self.weight = Weight("W", (n, n), _orthogonal_init, quantizer=quantizer)
+        self.weights = (self.weight,)
 
     def param_specs(self):
         return self.weight.param_specs()
@@ -142,10 +141,6 @@ class DenseRecurrence:
                                        input_grad=input_grad)
         grads.update(self.weight.backward(params, grads.pop("W")))
         return grads
-
-    def weights(self):
-        """``(name, Weight)`` pairs of the recurrence: the dense ``W``."""
-        return (("W", self.weight),)
 
     def bits(self):
         return {"W": self.weight.code_bits()}

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from hadamnp.errors import ConfigError, HadamnpError
+from hadamnp.models.binary_rnn import BinaryRNN, BinaryRNNConfig
 from hadamnp.models.embedding import embedded_from_description
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.models.lowprec import GRUConfig, LowPrecisionRNN, LSTMConfig, RNNConfig
@@ -211,6 +212,8 @@ _BUILTIN = (
      "sparse ternary block-Hadamard recurrence (block size m < n, default n/4)"),
     ("dense", HadamRNN, HadamRNNConfig, {"recurrence": "dense"}, None,
      "dense recurrent W (full precision by default), the HadamRNN baseline"),
+    ("binary-rnn", BinaryRNN, BinaryRNNConfig, None, None,
+     "SiMaN binary recurrent layer: {0,1}-coded W times sign(standardized h), FP U and V"),
     ("rnn", LowPrecisionRNN, RNNConfig, {}, None,
      "vanilla tanh RNN, weights/biases quantized per group (Ott et al. quantizers)"),
     ("gru", LowPrecisionRNN, GRUConfig, {}, None,

@@ -479,7 +479,7 @@ def default_run_dir(config, root="runs"):
 
 
 def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir=None, *,
-                 npz=None, text=None):
+                 npz=None, text=None, engine=None):
     """Evaluate the checkpoint of a run (``path``: run directory or checkpoint file).
 
     Parameters
@@ -493,6 +493,9 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
     data_dir, npz, text : str, optional
         MNIST directory, ``.npz`` archive or text file, when it moved since training
         (:func:`relocate`).
+    engine : callable ``engine(model, params) -> model``, optional
+        The model to evaluate in place of the restored one (e.g.
+        :class:`hadamnp.deploy.packed.PackedModel`); may refuse the model with an error.
 
     Returns
     -------
@@ -506,6 +509,8 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
     config = relocate(config, data_dir, npz, text)
     model = model_from_checkpoint(ckpt, config, file)
     check_restored_params(model, ckpt.params, file)
+    if engine is not None:  # checked before the data are loaded
+        model = engine(model, ckpt.params)
     task = build_task(config)
     result = evaluate(model, ckpt.params, task, split, batch_size or config.eval_batch_size,
                       max_batches, loss=run_loss(config, task))

@@ -4,6 +4,7 @@ The loop talks to the model only through the model protocol
 (:mod:`hadamnp.models.protocol`). One optimizer step on batch ``i`` of epoch ``e``, global
 step ``k``::
 
+    [params |= model.project_params(params, k)]         optional: e.g. SiMaN clipping
     logits, cache = model.forward(params, x, rng=r_k)   x, y = batch (seed, e, i)
     loss, dlogits = L(logits, y)                        the run's loss (run_loss: the
                                                         task's by default), a mean over
@@ -36,6 +37,12 @@ an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
 configuration, the model and task descriptions, the running sums of the epoch in progress
 and the length of ``metrics.jsonl`` that belongs to it.
+
+Optional model members (:mod:`hadamnp.models.protocol`). ``project_params(params, k)``
+rewrites parameters before the forward pass of step ``k`` (a deterministic function of the
+parameters and ``k``, so the schedule needs no state of its own and resumes exactly);
+``diagnostics(params)`` adds its figures (flat keys such as ``ones.W``) to the logged step
+records (parameters after the update) and to the epoch records.
 
 Interruption. Each step works on copies and then replaces the whole training state with
 one assignment, so a ``KeyboardInterrupt`` (Ctrl-C) arriving anywhere leaves a consistent
@@ -429,6 +436,8 @@ class _Run:
         record.update(spikes=state.watch[0], flip_spikes=state.watch[1])
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
+        if self.config.diagnostics:
+            record.update(self._diagnostics(state.params))
         offset = self.log.write(record)
         warnings = epoch_warnings(record, state.history)
         for message in warnings:
@@ -449,6 +458,12 @@ class _Run:
             emit({"event": "warning", "epoch": epoch, "step": state.step, "message": message})
         return False
 
+    def _diagnostics(self, params):
+        """The model's optional ``diagnostics`` figures of the epoch's final parameters
+        (no cache: weight figures only), or ``{}``."""
+        diagnostics = getattr(self.model, "diagnostics", None)
+        return diagnostics(params) if diagnostics is not None else {}
+
     def _prune(self, epoch):
         """Delete the end-of-epoch snapshots older than the last ``keep_last``."""
         keep = self.config.keep_last
@@ -462,8 +477,11 @@ class _Run:
         """One optimizer step on copies; return the new state and its metrics record."""
         config, model, groups = self.config, self.model, self.groups
         rng = derived_rng(config.seed, QUANT_STREAM, state.step)  # stochastic quantizers
-        logits, cache = model.forward(state.params,
-                                      model_inputs(self.task, x, config.dtype, model),
+        current = state.params
+        project = getattr(model, "project_params", None)  # optional protocol member
+        if project is not None:
+            current = {**current, **project(current, state.step)}
+        logits, cache = model.forward(current, model_inputs(self.task, x, config.dtype, model),
                                       states_out=self._state_buffer(x), rng=rng)
         loss, dlogits = self.loss(logits, y)
         if not np.isfinite(loss):
@@ -472,14 +490,14 @@ class _Run:
                 f"{state.epoch}, batch {state.batch}); lower the learning rate or clip "
                 f"gradients (clip_grad_norm)")
         metrics = self.loss.score(logits, y)
-        grads = model.backward(state.params, cache, dlogits)
+        grads = model.backward(current, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
         logged = (state.step + 1) % config.log_every == 0
-        diagnostics = (gradient_diagnostics(model, groups, state.params, grads, cache)
+        diagnostics = (gradient_diagnostics(model, groups, current, grads, cache)
                        if logged and config.diagnostics else None)
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
-        params = {name: value.copy() for name, value in state.params.items()}
+        params = {name: value.copy() for name, value in current.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
         self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
                             opt_state, lr, lr_scales=groups.lr_scales,
@@ -499,7 +517,7 @@ class _Run:
             record["grad_norm"] = grad_norm
         if diagnostics is not None:
             record.update(diagnostics)
-            record.update(update_diagnostics(groups, state.params, params))
+            record.update(update_diagnostics(groups, current, params))
         offset = state.offset
         if logged:
             offset = self.log.write(record)

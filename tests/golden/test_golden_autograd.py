@@ -76,6 +76,9 @@ OP_CASES = {
     "mul_bcast": (lambda a, b: a * b, [(2, 3, 1), (3, 5)]),
     "mul_self": (lambda a: a * a * a, [(5,)]),
     "neg": (lambda a: -a, [(2, 3)]),
+    "div_bcast": (lambda a, b: a / b, [(3, 4), (4,)]),
+    "rdiv_scalar": (lambda a: 2.0 / a, [(3,)]),
+    "sqrt": (lambda a: ag.sqrt(a * a + 0.5), [(2, 5)]),
     "matmul_2d": (lambda a, b: a @ b, [(3, 4), (4, 2)]),
     "matmul_batched_bcast": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)]),
     "transpose_2d": (lambda a: a.T, [(3, 4)]),
@@ -322,6 +325,50 @@ def test_spec_quantizer_ste_passes_effective_weight_gradient(n, m, mtm):
         assert err < FD_RTOL, f"STE grad {name} vs FD w.r.t. Q({name}): rel err {err:.3e}"
 
 
+def test_spec_siman_ste_is_the_gradient_of_the_surrogate():
+    """The spec model's SiMaN weight: forward alpha (2B - 1) with half ones per row; gradient
+    = finite differences of the surrogate sum(G * alpha |z(M)|), z by plain NumPy."""
+    rng = np.random.default_rng(21)
+    M, alpha, G = rng.standard_normal((3, 6)), rng.uniform(0.5, 2, 3), rng.standard_normal((3, 6))
+    leaves = {"W": ag.Tensor(M.copy(), requires_grad=True),
+              "W.alpha": ag.Tensor(alpha.copy(), requires_grad=True)}
+    Q, value = sm.quantized(leaves, "W", "siman")
+    ag.tsum(Q * G).backward()
+    assert set(np.unique(np.abs(value / alpha[:, None]))) == {1.0}
+    assert ((value > 0).sum(axis=1) == 3).all()
+
+    def surrogate():
+        c = M - M.mean(axis=1, keepdims=True)
+        z = c / np.sqrt((c * c).mean(axis=1, keepdims=True) + 1e-5)
+        return float(np.sum(G * alpha[:, None] * np.abs(z)))
+
+    assert rel_err(leaves["W"].grad, numeric_grad(surrogate, M)) < FD_RTOL
+    np.testing.assert_allclose(leaves["W.alpha"].grad,
+                               np.sum(G * value / alpha[:, None], axis=1), rtol=1e-14)
+
+
+def test_spec_siman_argmax_code_is_the_best_angle():
+    rng = np.random.default_rng(22)
+    X = np.abs(rng.laplace(size=(5, 7)))
+    B = sm.siman_code(X, "argmax")
+    for row, code in zip(X, B):
+        cos = lambda b: row @ b / np.sqrt(b.sum())  # noqa: E731
+        best = max((np.array(b) for b in np.ndindex(*(2,) * 7) if any(b)), key=cos)
+        assert cos(code) == pytest.approx(cos(best), rel=1e-12)
+
+
+def test_spec_approx_sign_ste():
+    rng = np.random.default_rng(23)
+    z = rng.uniform(-2, 2, size=(4, 5))
+    z[0, 0] = 0.0
+    leaf = ag.Tensor(z.copy(), requires_grad=True)
+    G = rng.standard_normal(z.shape)
+    out = sm.approx_sign_ste(leaf)
+    ag.tsum(out * G).backward()
+    np.testing.assert_array_equal(out.value, np.where(z >= 0, 1.0, -1.0))
+    np.testing.assert_allclose(leaf.grad, G * np.maximum(0, 2 - 2 * np.abs(z)), rtol=1e-14)
+
+
 def test_spec_model_validates_inputs():
     params, x, y = _problem(0, 8, 3, 5, 4, 2, False)
     kw = dict(block_size=8, bits_in=4, bits_out=4, many_to_many=False)
@@ -451,6 +498,9 @@ def spec_case(meta):
     name, config = meta["model"]["name"], dict(meta["model"]["config"])
     if name in sm.CELL_GATES:
         return name, cell_case(name, config, read_embedding(meta, config))
+    if name == "binary-rnn" or any(config.get(k, "").startswith("siman")
+                                   for k in ("quant_in", "quant_out", "quant_rec")):
+        return name, quantized_case(name, config)
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
              "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
              "many_to_many", "dtype"}
@@ -474,6 +524,94 @@ def spec_case(meta):
                       embedding=embedding)
 
 
+def quantized_case(name, config):
+    """Spec-model options of a SiMaN golden file (``binary-rnn``, or a HadamRNN-style model
+    with a SiMaN-quantized matrix), read field by field."""
+    assert config["dtype"] == "float64"
+    n = config["hidden_size"]
+    case = dict(n=n, d_in=config["input_size"], d_out=config["output_size"],
+                many_to_many=config["many_to_many"], quantized=True,
+                **{k: config[k] for k in ("quant_in", "quant_rec", "quant_out")})
+    for key in ("quant_in", "quant_rec", "quant_out"):
+        sm.parse_quantizer(config[key])  # only quantizers the spec model implements
+    if name == "binary-rnn":
+        known = {"input_size", "hidden_size", "output_size", "quant_in", "quant_rec",
+                 "quant_out", "standardize", "many_to_many", "dtype"}
+        assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+        return {**case, "standardize": config["standardize"]}
+    known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
+             "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
+             "many_to_many", "dtype"}
+    assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert name in ("hadamrnn", "block-hadamrnn", "dense"), name
+    kind = config["recurrence"]
+    assert kind == ("dense" if name == "dense" else "hadamard"), (name, kind)
+    m = n if kind == "dense" else config["block_size"]
+    return {**case, "recurrence_kind": kind, "m": m,
+            "recurrence": "nonlinear" if config["nonlinear"] else "linear"}
+
+
+def quantized_golden_errors(arrays, meta, family, case):
+    """:func:`golden_errors` for the cases of :func:`quantized_case` (cross-entropy, feature
+    inputs)."""
+    assert meta["loss"] == "cross_entropy" and "embedding" not in meta["model"], meta
+    n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
+    hadamard = case.get("recurrence_kind") == "hadamard"
+    one_bit = lambda spec: sm.parse_quantizer(spec)[0] in ("sign", "siman")  # noqa: E731
+    roles, shapes = {}, {}
+    for name, spec, shape in ((None if hadamard else "W", case["quant_rec"], (n, n)),
+                              ("U", case["quant_in"], (n, d_in)),
+                              ("V", case["quant_out"], (d_out, n))):
+        if name is None:
+            roles["u"], shapes["u"] = "signs", (n,)
+            continue
+        roles[name], shapes[name] = ("binary" if one_bit(spec) else "weight"), shape
+        if sm.parse_quantizer(spec)[0] == "siman":
+            roles[name + ".alpha"], shapes[name + ".alpha"] = "scale", (shape[0],)
+    roles.update(b="bias", c="bias")
+    shapes.update(b=(n,), c=(d_out,))
+    assert meta["param_roles"] == {k: roles[k] for k in meta["param_roles"]}, meta
+    assert set(meta["param_roles"]) == set(roles), (meta["param_roles"], roles)
+    weight_keys = ("weight.W_signs" if hadamard else "weight.W_q", "weight.U_q", "weight.V_q")
+    expected_keys = {"x", "y", "state.h", "logits", "loss", *weight_keys,
+                     *(f"param.{k}" for k in roles), *(f"grad.{k}" for k in roles)}
+    assert set(arrays) == expected_keys, (
+        f"golden keys differ: missing {sorted(expected_keys - set(arrays))}, "
+        f"extra {sorted(set(arrays) - expected_keys)}")
+    x, y = arrays["x"], arrays["y"]
+    nb, T, _ = x.shape
+    expected_shapes = {"x": (nb, T, d_in), "y": (nb, T) if mtm else (nb,),
+                       weight_keys[0]: (n,) if hadamard else (n, n), "weight.U_q": (n, d_in),
+                       "weight.V_q": (d_out, n), "state.h": (nb, T, n),
+                       "logits": (nb, T, d_out) if mtm else (nb, d_out), "loss": ()}
+    for k, shape in shapes.items():
+        expected_shapes[f"param.{k}"] = expected_shapes[f"grad.{k}"] = shape
+    for key, shape in expected_shapes.items():
+        assert arrays[key].shape == shape, f"{key}: shape {arrays[key].shape}, expected {shape}"
+        want = np.int64 if key == "y" else np.float64
+        assert arrays[key].dtype == want, f"{key}: dtype {arrays[key].dtype}, expected {want}"
+    params = {k: arrays[f"param.{k}"] for k in roles}
+    specs = {k: case[k] for k in ("quant_in", "quant_rec", "quant_out")}
+    if family == "binary-rnn":
+        loss, logits, h, grads, effective = sm.binary_rnn_forward_loss(
+            params, x, y, standardize=case["standardize"], many_to_many=mtm, **specs)
+    else:
+        loss, logits, h, grads, effective = sm.quantized_rnn_forward_loss(
+            params, x, y, recurrence_kind=case["recurrence_kind"], block_size=case["m"],
+            many_to_many=mtm, recurrence=case["recurrence"], **specs)
+    reference = {f"weight.{k}": v for k, v in effective.items()}
+    reference.update({"state.h": h, "logits": logits, "loss": np.asarray(loss)})
+    reference.update({f"grad.{k}": g for k, g in grads.items()})
+    errors = {}
+    for key, ref in reference.items():
+        errors[key] = rel_err(arrays[key], ref)
+        scale = max(float(np.max(np.abs(ref))), TINY)
+        np.testing.assert_allclose(
+            arrays[key], ref, rtol=RTOL, atol=1e-12 * scale,
+            err_msg=f"golden {key} vs spec autograd (norm-wise rel err {errors[key]:.3e})")
+    return errors
+
+
 def golden_errors(arrays, meta):
     """Recompute a golden file (v1 or v2) with the spec model; return
     ``{key: norm-wise rel error}``.
@@ -488,6 +626,8 @@ def golden_errors(arrays, meta):
     family, case = spec_case(meta)
     if family in sm.CELL_GATES:
         return cell_golden_errors(arrays, meta, family, case, loss)
+    if case.get("quantized"):
+        return quantized_golden_errors(arrays, meta, family, case)
     embedding = case["embedding"]
     dense = family == "dense"
     names = (sm.DENSE_PARAM_NAMES if dense else sm.PARAM_NAMES) + (("E",) if embedding else ())
@@ -611,8 +751,10 @@ def cell_golden_errors(arrays, meta, cell, case, loss):
     assert set(arrays) == expected, (
         f"golden keys differ: missing {sorted(expected - set(arrays))}, "
         f"extra {sorted(set(arrays) - expected)}")
+    one_bit = {g for g, (kind, _) in case["quant"].items() if kind == "binary"}
     roles = {k: "embedding" if k == "E" else "bias" if k == "c" or k == "b" or
-             k.startswith("b_") else "weight" for k in names}
+             k.startswith("b_") else "binary" if sm.cell_group(k) in one_bit else "weight"
+             for k in names}
     assert meta["param_roles"] == roles, meta["param_roles"]
     n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
     x, y = arrays["x"], arrays["y"]
@@ -717,6 +859,13 @@ GOLDEN_CASES = [  # (model, options, many_to_many, seq_len, seed)
     ("lstm", dict(hidden_size=4, peepholes=True, quant_in="exponential-stochastic",
                   quant_rec="exponential", quant_bias="exponential-stochastic",
                   quant_out="exponential"), False, 5, 25),
+    ("dense", dict(hidden_size=8, quant_rec="siman", quant_in="none"), True, 5, 9),
+    ("dense", dict(hidden_size=4, quant_rec="siman:argmax", quant_out="siman"), False, 4, 10),
+    ("hadamrnn", dict(hidden_size=8, quant_in="siman", quant_out="siman:argmax"), True, 5, 11),
+    ("binary-rnn", dict(hidden_size=7), False, 6, 12),
+    ("binary-rnn", dict(hidden_size=5, quant_rec="siman:argmax", standardize=False,
+                        quant_out="uniform:4"), True, 5, 13),
+    ("binary-rnn", dict(hidden_size=6, quant_rec="sign", quant_in="siman"), True, 4, 14),
 ]
 CASE_IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[1].items())}" for c in GOLDEN_CASES]
 
