@@ -29,7 +29,7 @@ from hadamnp._checks import (
     check_state_buffer,
     check_store_every,
 )
-from hadamnp.errors import ConfigError, ShapeError
+from hadamnp.errors import ConfigError
 from hadamnp.reference.hadamard import block_hadamard
 
 
