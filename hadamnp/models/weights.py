@@ -16,10 +16,28 @@ weight, e.g. ``U``). A parametrization with several parameters names them
 ``<weight>.<part>`` (e.g. ``U.A``, ``U.B`` for low-rank factors), so they stay unique
 inside the model and readable in checkpoints and golden files.
 
-A parametrization provides ``param_specs(name, shape, role)``, ``init(rng, name, shape,
-dtype, init_matrix)``, ``matrix(params, name, shape)``, ``backward(params, name, shape,
-dM)`` (gradients of its parameters), ``code_entries(shape)`` (how many values it stores)
-and ``describe()``.
+A parametrization provides ``param_specs(name, shape, role)`` (raising
+:class:`ConfigError` for a shape it cannot represent), ``init(rng, name, shape, dtype,
+init_matrix)``, ``matrix(params, name, shape)``, ``backward(params, name, shape, dM)``
+(gradients of its parameters), ``code_entries(shape)`` (how many values it stores) and
+``describe()``. Besides ``dense``, :mod:`hadamnp.models.structured` registers ``ldr:r``
+(Toeplitz-like) and ``lowrank:k``.
+
+Shared parameters
+    Several weights may read one parameter, e.g. low-rank gate matrices ``W_g = A_g P``
+    sharing the projection ``P``: ``Weight(..., shared={"B": "P_h"})`` stores the part
+    ``B`` under the model-level name ``P_h`` instead of ``<weight>.B``. Every weight reading
+    it lists it in its ``param_specs()`` and returns a gradient for it from ``backward``;
+    the model declares it once and *sums* those gradients
+    (:func:`accumulate`), initialises the group together
+    (:func:`hadamnp.models.structured.init_shared`) and counts its storage once
+    (:func:`storage_bits`).
+
+Storage
+    An unquantized weight deploys its parameters (``code_entries`` float32 values); a
+    quantized one deploys ``Q(M)``, whose ``m n`` codes are no longer structured. A shared
+    part is stored once by the model, so a weight's own bits exclude it; sharing therefore
+    requires an unquantized weight.
 """
 
 import dataclasses
@@ -32,7 +50,9 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 
 __all__ = ["Dense", "Weight", "PARAMETRIZATIONS", "register_parametrization",
-           "get_parametrization", "parametrization_spec"]
+           "get_parametrization", "parametrization_spec", "accumulate", "storage_bits"]
+
+FLOAT_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ register_parametrization(Dense)
 
 def get_parametrization(spec):
     """The parametrization described by ``spec`` (``"dense"``, or ``"name:arg,key=value"``)."""
+    import hadamnp.models.structured  # noqa: F401  (registers ldr and lowrank)
     from hadamnp.models.quantizers import parse_spec
 
     if spec is None:
@@ -113,10 +134,19 @@ class Weight:
     quantizer, parametrization : spec strings or objects
     role : str, the parameter role (default ``"weight"``)
     bound : float or None, the latent clipping bound of the dense parameter
+    shared : dict part -> parameter name, optional
+        Parts of the parametrization stored under a model-level name shared with other
+        weights (see the module docstring), e.g. ``{"B": "P_h"}``.
+
+    Raises
+    ------
+    ConfigError
+        A shape the parametrization cannot represent, an unknown shared part, or a shared
+        part on a quantized weight.
     """
 
     def __init__(self, name, shape, init_matrix, quantizer="none", parametrization="dense",
-                 role="weight", bound=None):
+                 role="weight", bound=None, shared=None):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.init_matrix = init_matrix
@@ -124,19 +154,44 @@ class Weight:
         self.parametrization = get_parametrization(parametrization)
         self.role = role
         self.bound = bound
+        self.shared = dict(shared or {})
+        own = self.parametrization.param_specs(self.name, self.shape, self.role)
+        # local parameter name (as the parametrization names it) -> name in the model
+        self._names = {key: key for key in own}
+        for part, target in self.shared.items():
+            local = f"{name}.{part}"
+            if local not in own:
+                raise ConfigError(f"weight {name!r}: parametrization "
+                                  f"{parametrization_spec(self.parametrization)!r} has no "
+                                  f"part {part!r} to share (parts: "
+                                  f"{', '.join(k.rpartition('.')[2] for k in own)})")
+            self._names[local] = target
+        if self.shared and quantizer_spec(self.quantizer) != "none":
+            raise ConfigError(f"weight {name!r} shares {sorted(self.shared)} but is "
+                              f"quantized ({quantizer_spec(self.quantizer)}): a quantized "
+                              f"matrix is deployed as Q(M), so a shared factor saves nothing")
+
+    def _rename(self, values):
+        return {self._names[key]: value for key, value in values.items()}
+
+    def _local(self, params):
+        return {key: params[target] for key, target in self._names.items()}
 
     def param_specs(self):
         specs = self.parametrization.param_specs(self.name, self.shape, self.role)
         if self.bound is not None and self.name in specs:
             specs[self.name] = dataclasses.replace(specs[self.name], bound=self.bound)
-        return specs
+        return self._rename(specs)
 
     def init(self, rng, dtype):
-        return self.parametrization.init(rng, self.name, self.shape, dtype, self.init_matrix)
+        """Initial parameters of this weight alone (a weight with shared parts is
+        initialised with its group by the model instead)."""
+        return self._rename(self.parametrization.init(rng, self.name, self.shape, dtype,
+                                                      self.init_matrix))
 
     def latent(self, params):
         """The full-precision matrix ``M`` (before quantization)."""
-        return self.parametrization.matrix(params, self.name, self.shape)
+        return self.parametrization.matrix(self._local(params), self.name, self.shape)
 
     def effective(self, params, rng=None):
         """``Q(M)``, the matrix the forward pass uses (``rng``: stochastic quantizers)."""
@@ -144,13 +199,23 @@ class Weight:
 
     def backward(self, params, dMq):
         """Gradients of this weight's parameters from the gradient w.r.t. ``Q(M)``."""
-        M = self.latent(params)
-        return self.parametrization.backward(params, self.name, self.shape,
-                                             self.quantizer.backward(M, dMq))
+        local = self._local(params)
+        M = self.parametrization.matrix(local, self.name, self.shape)
+        return self._rename(self.parametrization.backward(local, self.name, self.shape,
+                                                          self.quantizer.backward(M, dMq)))
+
+    def parameter_count(self):
+        """Values of this weight's own parameters (shared parts excluded)."""
+        specs = self.param_specs()
+        return (self.parametrization.code_entries(self.shape)
+                - sum(int(np.prod(specs[target].shape)) for target in self.shared.values()))
 
     def code_bits(self):
-        """Deployed bits of the codes (quantized entries of every stored value)."""
-        return self.quantizer.code_bits(self.parametrization.code_entries(self.shape))
+        """Deployed bits of the codes: ``Q(M)`` (all entries) when quantized, else the
+        weight's own parameters (shared parts are counted once by the model)."""
+        if quantizer_spec(self.quantizer) != "none":
+            return self.quantizer.code_bits(int(np.prod(self.shape)))
+        return self.quantizer.code_bits(self.parameter_count())
 
     def scale_bits(self):
         return self.quantizer.scale_bits()
@@ -158,3 +223,22 @@ class Weight:
     def describe(self):
         return {"quantizer": quantizer_spec(self.quantizer),
                 "parametrization": parametrization_spec(self.parametrization)}
+
+
+def accumulate(grads, more):
+    """Add the gradients ``more`` into ``grads`` (in place), summing those of a parameter
+    read by several weights; returns ``grads``."""
+    for key, value in more.items():
+        grads[key] = grads[key] + value if key in grads else value
+    return grads
+
+
+def storage_bits(weights):
+    """Deployed bits of ``weights``: each one's :meth:`Weight.code_bits` plus every shared
+    parameter once, in float32."""
+    shared = {}
+    for w in weights:
+        specs = w.param_specs()
+        shared.update({target: specs[target].shape for target in w.shared.values()})
+    return (sum(w.code_bits() for w in weights)
+            + FLOAT_BITS * sum(int(np.prod(shape)) for shape in shared.values()))
