@@ -432,10 +432,15 @@ def spec_case(meta):
             many_to_many=meta["many_to_many"], recurrence=meta["recurrence"], embedding=None)
     missing = [k for k in V2_META_KEYS if k not in meta]
     assert not missing, f"meta lacks required fields {missing}"
-    name, config = meta["model"]["name"], dict(meta["model"]["config"])
+    name = meta["model"]["name"]
+    # param_in / param_out were added after the first v2 files: dense when absent
+    config = {"param_in": "dense", "param_out": "dense", **meta["model"]["config"]}
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
-             "quant_in", "quant_out", "quant_rec", "nonlinear", "many_to_many", "dtype"}
+             "quant_in", "quant_out", "quant_rec", "param_in", "param_out", "nonlinear",
+             "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert config["param_in"] == config["param_out"] == "dense", \
+        f"no spec-model parametrization of U, V other than dense: {config}"
     assert config["dtype"] == "float64"
     n = config["hidden_size"]
     if name in ("hadamrnn", "block-hadamrnn"):
