@@ -4,6 +4,8 @@ Each helper raises a specific :mod:`hadamnp.errors` exception whose message name
 the argument and the offending value.
 """
 
+import operator
+
 import numpy as np
 
 from hadamnp.errors import ConfigError, NonFiniteError, ShapeError, SizeError
@@ -14,6 +16,23 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def is_power_of_two(n):
     """True when the integer ``n`` is 1, 2, 4, 8, ..."""
     return n >= 1 and (n & (n - 1)) == 0
+
+
+def check_integer(value, name):
+    """Return ``value`` as a Python int; raise ``TypeError`` unless it is an integer.
+
+    Accepts ``int``, NumPy integer scalars and 0-d integer arrays (whatever has
+    ``__index__``); refuses bools (flags, not counts) and floats, even integral ones such as
+    ``70.0``, so that a size is never truncated or guessed.
+    """
+    if type(value) is int:  # the usual case (a bool's type is bool, not int)
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
 def check_power_of_two(n, name):
@@ -86,6 +105,18 @@ def float_dtype(dtype):
     return dt
 
 
+def check_unpacked_dtype(dtype, signs):
+    """Return ``np.dtype(dtype)``; raise ``TypeError`` unless it holds unpacked values exactly:
+    -1 and +1 (``signs``: signed integer, float or complex) or 0 and 1 (also bool and
+    unsigned). An unsigned dtype would turn -1 into 255 silently."""
+    dt = np.dtype(dtype)
+    if dt.kind not in ("ifc" if signs else "biufc"):
+        held = ("-1 and +1 (a signed integer or float dtype)" if signs
+                else "0 and 1 (a bool, integer or float dtype)")
+        raise TypeError(f"dtype must hold {held}, got {dt}")
+    return dt
+
+
 def check_sign_vector(s, name="s"):
     """Return the sign vector ``s`` as int64; raise unless it is ±1 of a power-of-two length.
 
@@ -108,3 +139,49 @@ def check_sign_vector(s, name="s"):
             f"value(s), first {s[first].item()!r} at index {first}"
         )
     return s.astype(np.int64)
+
+
+def check_sequence_args(x, V, n, **arrays):
+    """Validate sequence-kernel arguments against ``x`` (T, d_in, B) and ``V`` (d_out, n).
+
+    The shared contract of :mod:`hadamnp.kernels.recurrence` and its reference twin.
+    ``arrays`` maps argument names (``s``, ``W``, ``U``, ``b``, ``c``, ``h``, ``g``) to
+    arrays; each must be an ndarray with its documented shape (:class:`ShapeError`) and the
+    dtype of ``x``, which must be float32 or float64 (``TypeError``); ``x`` must be finite
+    (:class:`NonFiniteError`). Returns ``(T, d_in, B)``.
+    """
+    for name, a in (("x", x), ("V", V), *arrays.items()):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    check_float(x, "x")
+    check_ndim(x, 3, "x", "(T, d_in, B)")
+    check_finite(x, "x")
+    T, d_in, B = x.shape
+    check_ndim(V, 2, "V", "(d_out, n)")
+    d_out = V.shape[0]
+    expected = {"s": [(n,)], "W": [(n, n)], "U": [(n, d_in)], "b": [(n,)], "c": [(d_out,)],
+                "h": [(T, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
+    for name, a in (("V", V), *arrays.items()):
+        shapes = expected.get(name, [(d_out, n)])
+        if a.shape not in shapes:
+            raise ShapeError(f"{name} has shape {a.shape}, expected "
+                             + " or ".join(str(shape) for shape in shapes))
+        if a.dtype != x.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
+    return T, d_in, B
+
+
+def check_state_buffer(h_out, shape, dtype):
+    """Raise unless ``h_out`` can receive the states: an ndarray of ``dtype`` (``TypeError``)
+    and ``shape`` (:class:`ShapeError`), C-contiguous and writable (``ValueError``)."""
+    if not isinstance(h_out, np.ndarray):
+        raise TypeError(f"h_out must be a numpy.ndarray, got {type(h_out).__name__}")
+    if h_out.dtype != dtype:
+        raise TypeError(f"h_out has dtype {h_out.dtype}, expected {np.dtype(dtype)} (the dtype "
+                        "of x)")
+    if h_out.shape != shape:
+        raise ShapeError(f"h_out has shape {h_out.shape}, expected {shape}")
+    if not h_out.flags.c_contiguous:
+        raise ValueError(f"h_out must be C-contiguous, got strides {h_out.strides}")
+    if not h_out.flags.writeable:
+        raise ValueError("h_out is read-only")

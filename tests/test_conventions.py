@@ -98,3 +98,29 @@ def test_array_checks():
         _checks.check_ndim(np.zeros(3), 2, "x", "(B, T)")
     with pytest.raises(ShapeError, match="x has 3 columns.*expected 4"):
         _checks.check_axis(np.zeros((2, 3)), 1, 4, "x", "columns")
+
+
+@pytest.mark.parametrize("value", [0, 7, -3, np.int8(7), np.uint64(7), np.array(7), 2 ** 70])
+def test_check_integer_accepts_integers(value):
+    got = _checks.check_integer(value, "n")
+    assert type(got) is int and got == int(value)
+
+
+@pytest.mark.parametrize("value", [True, False, np.True_, 7.0, np.float64(7), 7.5, "7", None,
+                                   np.array([7])])
+def test_check_integer_refuses_everything_else(value):
+    with pytest.raises(TypeError, match="n must be an integer"):
+        _checks.check_integer(value, "n")
+
+
+def test_check_unpacked_dtype():
+    for dtype in (np.int8, np.int64, np.float32, np.complex128):
+        assert _checks.check_unpacked_dtype(dtype, signs=True) == np.dtype(dtype)
+    for dtype in (bool, np.uint8, np.int16, np.float64):
+        assert _checks.check_unpacked_dtype(dtype, signs=False) == np.dtype(dtype)
+    for dtype in (bool, np.uint8, np.uint64, "U4", object):
+        with pytest.raises(TypeError, match=r"-1 and \+1"):
+            _checks.check_unpacked_dtype(dtype, signs=True)
+    for dtype in ("U4", object, "M8[s]"):
+        with pytest.raises(TypeError, match="0 and 1"):
+            _checks.check_unpacked_dtype(dtype, signs=False)

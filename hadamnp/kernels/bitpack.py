@@ -33,7 +33,8 @@ Bit-planes (two's complement)
 Implementation notes
     One scalar popcount helper, :func:`popcount64`, lowers to LLVM ``ctpop`` (a single
     ``popcnt``). The product kernels work on explicit 8-lane ``uint64`` vectors (LLVM
-    ``<8 x i64>``, a private Numba type below): LLVM's auto-vectoriser on AVX-512 machines
+    ``<8 x i64>``, a private Numba type); the helper and the vector type live with their
+    audit notes in :mod:`hadamnp.kernels._machine`. LLVM's auto-vectoriser on AVX-512 machines
     prefers 256-bit registers, and the 512-bit ``vpopcntq`` halves the work of the
     popcount-bound inner loops. On machines without AVX-512 LLVM splits the same vectors
     into narrower ones; results are identical. The ``matvec`` kernels vectorise over the
@@ -44,224 +45,31 @@ Implementation notes
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
 
-from hadamnp._checks import check_finite, check_sign_vector
+from hadamnp._checks import (
+    check_finite,
+    check_integer,
+    check_sign_vector,
+    check_unpacked_dtype,
+)
 from hadamnp.errors import ShapeError, SizeError
+from hadamnp.kernels._machine import (
+    popcount64,
+    v_broadcast,
+    v_lane,
+    v_load,
+    v_scale_add,
+    v_splat,
+    v_store,
+    v_sum8,
+    v_xor_popcount_add,
+)
 
 WORD_BITS = 64
 MAX_PLANES = 32
 
 # XNOR products are the bit-plane formula with one plane of weight -2 (a.b = n - 2 popcount).
 _XNOR_WEIGHTS = np.array([-2], dtype=np.int64)
-
-_I64 = ir.IntType(64)
-_I32 = ir.IntType(32)
-_VEC = ir.VectorType(_I64, 8)
-
-
-# ---------------------------------------------------------------------------------------
-# popcount
-# ---------------------------------------------------------------------------------------
-
-
-@intrinsic
-def _ctpop_i64(typingctx, x):
-    """LLVM ``ctpop`` of a 64-bit integer, returned as int64 (avoids uint64 -> float mixing)."""
-    if not (isinstance(x, types.Integer) and x.bitwidth == 64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-
-    return types.int64(x), codegen
-
-
-@numba.njit(cache=True, inline="always")
-def popcount64(x):
-    """Number of set bits of a 64-bit integer ``x`` (int64). The one popcount of hadamnp."""
-    return _ctpop_i64(x)
-
-
-# ---------------------------------------------------------------------------------------
-# 8-lane uint64 vectors: a minimal private SIMD layer for the product kernels
-# ---------------------------------------------------------------------------------------
-
-
-class _Lanes8(types.Type):
-    """Numba type of an LLVM ``<8 x i64>`` value (eight 64-bit lanes held in one register)."""
-
-    def __init__(self):
-        super().__init__(name="lanes8_i64")
-
-
-_lanes8 = _Lanes8()
-
-
-@register_model(_Lanes8)
-class _Lanes8Model(models.PrimitiveModel):
-    """Data model: the value is the LLVM vector itself (kept in a register, not memory)."""
-
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _VEC)
-
-
-def _is_i64_vector_array(arr):
-    return (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"
-        and isinstance(arr.dtype, types.Integer)
-        and arr.dtype.bitwidth == 64
-    )
-
-
-def _splat(builder, value):
-    vec = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(_I32, 0))
-    zeros = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
-    return builder.shuffle_vector(vec, ir.Constant(_VEC, ir.Undefined), zeros)
-
-
-def _element_pointer(context, builder, arrty, arr, start):
-    data = context.make_array(arrty)(context, builder, arr).data
-    return builder.gep(data, [start])
-
-
-@intrinsic
-def _v_splat(typingctx, value):
-    """Eight copies of the integer ``value``."""
-    if not isinstance(value, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        v = context.cast(builder, args[0], signature.args[0], types.int64)
-        return _splat(builder, v)
-
-    return _lanes8(value), codegen
-
-
-@intrinsic
-def _v_load(typingctx, arr, start):
-    """Lanes ``arr[start : start + 8]`` of a contiguous 1-D 64-bit integer array (unchecked)."""
-    if not _is_i64_vector_array(arr):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        return builder.load(builder.bitcast(ptr, _VEC.as_pointer()), align=8)
-
-    return _lanes8(arr, types.intp), codegen
-
-
-@intrinsic
-def _v_broadcast(typingctx, arr, index):
-    """Eight copies of ``arr[index]`` of a contiguous 1-D 64-bit integer array (unchecked)."""
-    if not _is_i64_vector_array(arr):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        return _splat(builder, builder.load(ptr, align=8))
-
-    return _lanes8(arr, types.intp), codegen
-
-
-@intrinsic
-def _v_store(typingctx, arr, start, v):
-    """``arr[start : start + 8] = v``, truncating the lanes to int32 for an int32 ``arr``."""
-    ok = (
-        isinstance(arr, types.Array)
-        and arr.ndim == 1
-        and arr.layout == "C"
-        and arr.dtype in (types.int32, types.int64)
-    )
-    if not ok:
-        return None
-
-    def codegen(context, builder, signature, args):
-        arrty = signature.args[0]
-        ptr = _element_pointer(context, builder, arrty, args[0], args[1])
-        value = args[2]
-        if arrty.dtype == types.int32:
-            value = builder.trunc(value, ir.VectorType(_I32, 8))
-        builder.store(value, builder.bitcast(ptr, value.type.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.none(arr, types.intp, v), codegen
-
-
-@intrinsic
-def _v_xor_popcount_add(typingctx, acc, a, x):
-    """``acc + popcount(a XOR x)`` lane by lane; ``a`` is a vector or a broadcast uint64."""
-    if not (acc == _lanes8 and x == _lanes8 and (a == _lanes8 or a == types.uint64)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        acc_v, a_v, x_v = args
-        if signature.args[1] != _lanes8:
-            a_v = _splat(builder, a_v)
-        ctpop = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.ctpop.v8i64"
-        )
-        return builder.add(acc_v, builder.call(ctpop, [builder.xor(a_v, x_v)]))
-
-    return _lanes8(acc, a, x), codegen
-
-
-@intrinsic
-def _v_scale_add(typingctx, acc, v, c):
-    """``acc + c * v`` lane by lane (int64 wrap-around arithmetic), ``c`` a scalar."""
-    if not (acc == _lanes8 and v == _lanes8 and isinstance(c, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        c_v = _splat(builder, context.cast(builder, args[2], signature.args[2], types.int64))
-        return builder.add(args[0], builder.mul(args[1], c_v))
-
-    return _lanes8(acc, v, c), codegen
-
-
-@intrinsic
-def _v_lane(typingctx, v, k):
-    """Lane ``k`` of ``v`` as int64."""
-    if v != _lanes8 or not isinstance(k, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        k_i32 = builder.trunc(context.cast(builder, args[1], signature.args[1], types.int64), _I32)
-        return builder.extract_element(args[0], k_i32)
-
-    return types.int64(v, k), codegen
-
-
-def _mask(indices):
-    return ir.Constant(ir.VectorType(_I32, 8), indices)
-
-
-@intrinsic
-def _v_sum8(typingctx, v0, v1, v2, v3, v4, v5, v6, v7):
-    """Lane ``r`` of the result is the sum of the eight lanes of ``v_r`` (transpose-add)."""
-    if any(v != _lanes8 for v in (v0, v1, v2, v3, v4, v5, v6, v7)):
-        return None
-
-    def pairwise(builder, a, b, lo, hi):
-        return builder.add(builder.shuffle_vector(a, b, _mask(lo)),
-                           builder.shuffle_vector(a, b, _mask(hi)))
-
-    def codegen(context, builder, signature, args):
-        # Each level halves the number of vectors and doubles how many rows share one:
-        # level 1 interleaves row pairs, level 2 row quadruples, level 3 all eight rows.
-        even, odd = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
-        level1 = [pairwise(builder, args[r], args[r + 1], even, odd) for r in range(0, 8, 2)]
-        lo2, hi2 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
-        level2 = [pairwise(builder, level1[r], level1[r + 1], lo2, hi2) for r in (0, 2)]
-        lo3, hi3 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
-        return pairwise(builder, level2[0], level2[1], lo3, hi3)
-
-    return _lanes8(v0, v1, v2, v3, v4, v5, v6, v7), codegen
 
 
 # ---------------------------------------------------------------------------------------
@@ -398,7 +206,7 @@ def _group_sum8(Wf, row, nw, Pf, start, chunk_end):
     ``Wf`` is the flattened W and ``row`` the flat index of the first of 8 rows; ``Pf[start:]``
     is the other operand. One vector accumulator per row, then one transpose-add.
     """
-    a0 = _v_splat(0)
+    a0 = v_splat(0)
     a1 = a0
     a2 = a0
     a3 = a0
@@ -407,16 +215,16 @@ def _group_sum8(Wf, row, nw, Pf, start, chunk_end):
     a6 = a0
     a7 = a0
     for c in range(0, chunk_end, 8):
-        x = _v_load(Pf, start + c)
-        a0 = _v_xor_popcount_add(a0, _v_load(Wf, row + c), x)
-        a1 = _v_xor_popcount_add(a1, _v_load(Wf, row + nw + c), x)
-        a2 = _v_xor_popcount_add(a2, _v_load(Wf, row + 2 * nw + c), x)
-        a3 = _v_xor_popcount_add(a3, _v_load(Wf, row + 3 * nw + c), x)
-        a4 = _v_xor_popcount_add(a4, _v_load(Wf, row + 4 * nw + c), x)
-        a5 = _v_xor_popcount_add(a5, _v_load(Wf, row + 5 * nw + c), x)
-        a6 = _v_xor_popcount_add(a6, _v_load(Wf, row + 6 * nw + c), x)
-        a7 = _v_xor_popcount_add(a7, _v_load(Wf, row + 7 * nw + c), x)
-    return _v_sum8(a0, a1, a2, a3, a4, a5, a6, a7)
+        x = v_load(Pf, start + c)
+        a0 = v_xor_popcount_add(a0, v_load(Wf, row + c), x)
+        a1 = v_xor_popcount_add(a1, v_load(Wf, row + nw + c), x)
+        a2 = v_xor_popcount_add(a2, v_load(Wf, row + 2 * nw + c), x)
+        a3 = v_xor_popcount_add(a3, v_load(Wf, row + 3 * nw + c), x)
+        a4 = v_xor_popcount_add(a4, v_load(Wf, row + 4 * nw + c), x)
+        a5 = v_xor_popcount_add(a5, v_load(Wf, row + 5 * nw + c), x)
+        a6 = v_xor_popcount_add(a6, v_load(Wf, row + 6 * nw + c), x)
+        a7 = v_xor_popcount_add(a7, v_load(Wf, row + 7 * nw + c), x)
+    return v_sum8(a0, a1, a2, a3, a4, a5, a6, a7)
 
 
 @numba.njit(cache=True, inline="always")
@@ -456,7 +264,7 @@ def _xnor_rows(W, x, n_in, out):
     chunk_end = nw - nw % 8
     for i in range(0, n_out - n_out % 8, 8):
         s = _group_sum8(Wf, i * nw, nw, x, 0, chunk_end)
-        _v_store(out, i, _v_scale_add(_v_splat(n_in), s, -2))
+        v_store(out, i, v_scale_add(v_splat(n_in), s, -2))
     return _rows_finish(W, x, _XNOR_WEIGHTS, n_in, n_in, out)
 
 
@@ -484,8 +292,8 @@ def _bitplane_rows(W, planes, n_in, out):
     for j in range(k + 1):
         for i in range(0, n_out - n_out % 8, 8):
             s = _group_sum8(Wf, i * nw, nw, Pf, j * nw, chunk_end)
-            acc = _v_splat(0) if j == 0 else _v_load(out, i)
-            _v_store(out, i, _v_scale_add(acc, s, weights[j]))
+            acc = v_splat(0) if j == 0 else v_load(out, i)
+            v_store(out, i, v_scale_add(acc, s, weights[j]))
     return _rows_finish(W, Pf, weights, n_in, 0, out)
 
 
@@ -540,10 +348,10 @@ def _lane_tiles(planes, n_in):
 def _store_tile_row(out_row, b0, B, v):
     """Store the 8 lanes of ``v`` at columns ``b0 ...`` of ``out_row``, clipped at ``B``."""
     if b0 + 8 <= B:
-        _v_store(out_row, b0, v)
+        v_store(out_row, b0, v)
     else:
         for lane in range(B - b0):
-            out_row[b0 + lane] = _v_lane(v, lane)
+            out_row[b0 + lane] = v_lane(v, lane)
 
 
 @numba.njit(cache=True)
@@ -568,16 +376,16 @@ def _lanes_product(W, planes, weights, n_in, xnor, out):
         row = i * nw
         for t in range(T.shape[0]):
             b0 = t * _LANES
-            s00 = _v_splat(offsets[i])
+            s00 = v_splat(offsets[i])
             s01 = s00
-            s10 = _v_splat(offsets[i + 1])
+            s10 = v_splat(offsets[i + 1])
             s11 = s10
-            s20 = _v_splat(offsets[i + 2])
+            s20 = v_splat(offsets[i + 2])
             s21 = s20
-            s30 = _v_splat(offsets[i + 3])
+            s30 = v_splat(offsets[i + 3])
             s31 = s30
             for j in range(k):
-                a00 = _v_splat(0)
+                a00 = v_splat(0)
                 a01 = a00
                 a10 = a00
                 a11 = a00
@@ -587,29 +395,29 @@ def _lanes_product(W, planes, weights, n_in, xnor, out):
                 a31 = a00
                 tile = (t * k + j) * nw * _LANES
                 for w in range(nw):
-                    x0 = _v_load(Tf, tile + w * _LANES)
-                    x1 = _v_load(Tf, tile + w * _LANES + 8)
-                    w0 = _v_broadcast(Wf, row + w)
-                    w1 = _v_broadcast(Wf, row + nw + w)
-                    w2 = _v_broadcast(Wf, row + 2 * nw + w)
-                    w3 = _v_broadcast(Wf, row + 3 * nw + w)
-                    a00 = _v_xor_popcount_add(a00, w0, x0)
-                    a01 = _v_xor_popcount_add(a01, w0, x1)
-                    a10 = _v_xor_popcount_add(a10, w1, x0)
-                    a11 = _v_xor_popcount_add(a11, w1, x1)
-                    a20 = _v_xor_popcount_add(a20, w2, x0)
-                    a21 = _v_xor_popcount_add(a21, w2, x1)
-                    a30 = _v_xor_popcount_add(a30, w3, x0)
-                    a31 = _v_xor_popcount_add(a31, w3, x1)
+                    x0 = v_load(Tf, tile + w * _LANES)
+                    x1 = v_load(Tf, tile + w * _LANES + 8)
+                    w0 = v_broadcast(Wf, row + w)
+                    w1 = v_broadcast(Wf, row + nw + w)
+                    w2 = v_broadcast(Wf, row + 2 * nw + w)
+                    w3 = v_broadcast(Wf, row + 3 * nw + w)
+                    a00 = v_xor_popcount_add(a00, w0, x0)
+                    a01 = v_xor_popcount_add(a01, w0, x1)
+                    a10 = v_xor_popcount_add(a10, w1, x0)
+                    a11 = v_xor_popcount_add(a11, w1, x1)
+                    a20 = v_xor_popcount_add(a20, w2, x0)
+                    a21 = v_xor_popcount_add(a21, w2, x1)
+                    a30 = v_xor_popcount_add(a30, w3, x0)
+                    a31 = v_xor_popcount_add(a31, w3, x1)
                 c = weights[j]
-                s00 = _v_scale_add(s00, a00, c)
-                s01 = _v_scale_add(s01, a01, c)
-                s10 = _v_scale_add(s10, a10, c)
-                s11 = _v_scale_add(s11, a11, c)
-                s20 = _v_scale_add(s20, a20, c)
-                s21 = _v_scale_add(s21, a21, c)
-                s30 = _v_scale_add(s30, a30, c)
-                s31 = _v_scale_add(s31, a31, c)
+                s00 = v_scale_add(s00, a00, c)
+                s01 = v_scale_add(s01, a01, c)
+                s10 = v_scale_add(s10, a10, c)
+                s11 = v_scale_add(s11, a11, c)
+                s20 = v_scale_add(s20, a20, c)
+                s21 = v_scale_add(s21, a21, c)
+                s30 = v_scale_add(s30, a30, c)
+                s31 = v_scale_add(s31, a31, c)
             _store_tile_row(out[i], b0, B, s00)
             _store_tile_row(out[i], b0 + 8, B, s01)
             _store_tile_row(out[i + 1], b0, B, s10)
@@ -622,18 +430,18 @@ def _lanes_product(W, planes, weights, n_in, xnor, out):
         row = i * nw
         for t in range(T.shape[0]):
             b0 = t * _LANES
-            s0 = _v_splat(offsets[i])
+            s0 = v_splat(offsets[i])
             s1 = s0
             for j in range(k):
-                a0 = _v_splat(0)
+                a0 = v_splat(0)
                 a1 = a0
                 tile = (t * k + j) * nw * _LANES
                 for w in range(nw):
-                    wi = _v_broadcast(Wf, row + w)
-                    a0 = _v_xor_popcount_add(a0, wi, _v_load(Tf, tile + w * _LANES))
-                    a1 = _v_xor_popcount_add(a1, wi, _v_load(Tf, tile + w * _LANES + 8))
-                s0 = _v_scale_add(s0, a0, weights[j])
-                s1 = _v_scale_add(s1, a1, weights[j])
+                    wi = v_broadcast(Wf, row + w)
+                    a0 = v_xor_popcount_add(a0, wi, v_load(Tf, tile + w * _LANES))
+                    a1 = v_xor_popcount_add(a1, wi, v_load(Tf, tile + w * _LANES + 8))
+                s0 = v_scale_add(s0, a0, weights[j])
+                s1 = v_scale_add(s1, a1, weights[j])
             _store_tile_row(out[i], b0, B, s0)
             _store_tile_row(out[i], b0 + 8, B, s1)
     return out
@@ -645,8 +453,15 @@ def _lanes_product(W, planes, weights, n_in, xnor, out):
 
 
 def n_words(n):
-    """Number of uint64 words holding ``n`` packed elements: ``ceil(n / 64)``."""
-    return (int(n) + WORD_BITS - 1) // WORD_BITS
+    """Number of uint64 words holding ``n`` packed elements: ``ceil(n / 64)``.
+
+    ``n`` must be an integer ``>= 0`` (``TypeError`` for bools and floats, ``SizeError`` if
+    negative).
+    """
+    n = check_integer(n, "n (number of packed elements)")
+    if n < 0:
+        raise SizeError(f"n (number of packed elements) must be >= 0, got {n}")
+    return (n + WORD_BITS - 1) // WORD_BITS
 
 
 def _as_values(x, name, allow_bool):
@@ -731,7 +546,8 @@ def _unpack(packed, n, minus_one, dtype):
     packed = _check_packed(packed, "packed", None)
     if packed.ndim == 0:
         raise ShapeError("packed must have at least one axis (the word axis), got a scalar")
-    n = int(n)
+    n = check_integer(n, "n (number of packed elements)")
+    dtype = check_unpacked_dtype(dtype, signs=minus_one)
     if n < 1:
         raise SizeError(f"n (number of packed elements) must be >= 1, got {n}")
     if packed.shape[-1] != n_words(n):
@@ -757,8 +573,9 @@ def unpack_signs(packed, n, dtype=np.int8):
     Parameters
     ----------
     packed : ndarray (..., ceil(n / 64)), uint64, zero padding bits
-    n : int, number of elements per packed row
-    dtype : numpy dtype of the result
+    n : int, number of elements per packed row (bools and floats such as 70.0 are refused)
+    dtype : numpy dtype of the result, able to hold -1: a signed integer, float or complex
+        dtype (``unpack_bits`` also takes bool and unsigned dtypes)
 
     Returns
     -------
@@ -766,6 +583,11 @@ def unpack_signs(packed, n, dtype=np.int8):
 
     Raises
     ------
+    TypeError
+        If ``packed`` is not a uint64 ndarray, ``n`` is not an integer, or ``dtype`` cannot
+        hold the values.
+    SizeError
+        If ``n < 1``.
     ShapeError
         If the word count does not match ``n``.
     ValueError
@@ -860,15 +682,13 @@ def hadamard_packed(s):
 
 
 def _check_packed(a, name, ndim):
-    """``a`` as a C-contiguous uint64 ndarray of ``ndim`` axes (any when None)."""
-    if type(a) is not np.ndarray or a.dtype != _UINT64:
+    """``a`` as a plain C-contiguous uint64 ndarray of ``ndim`` axes (any when None)."""
+    if not isinstance(a, np.ndarray) or a.dtype != _UINT64:
         dtype = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{name} must be a uint64 ndarray of packed words, got {dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ShapeError(f"{name} must have {ndim} axes, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    return a
+    return np.ascontiguousarray(a)
 
 
 def _check_product(W_packed, n_in, x, x_name, x_ndim):
@@ -908,11 +728,19 @@ def _check_out(out, shape, dtype):
     """A fresh ``(shape, dtype)`` array, or ``out`` after checking it matches."""
     if out is None:
         return np.empty(shape, dtype=dtype)
-    if type(out) is not np.ndarray or out.dtype != dtype or not out.flags.c_contiguous:
+    if type(out) is np.ndarray and out.dtype == dtype and out.shape == shape and out.flags.carray:
+        return out  # the usual case, in four attribute tests
+    if not isinstance(out, np.ndarray) or out.dtype != dtype:
         got = out.dtype if isinstance(out, np.ndarray) else type(out).__name__
-        raise TypeError(f"out must be a C-contiguous {np.dtype(dtype)} ndarray, got {got}")
+        raise TypeError(f"out must be a {np.dtype(dtype)} ndarray, got {got}")
     if out.shape != shape:
         raise ShapeError(f"out has shape {out.shape}, expected {shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"out is not aligned to its {out.itemsize}-byte elements")
     return out
 
 
@@ -960,7 +788,8 @@ def xnor_matmul(W_packed, X_packed, n_in, out=None):
     """
     W, X, n_in = _check_product(W_packed, n_in, X_packed, "X_packed", 2)
     out = _check_out(out, (W.shape[0], X.shape[0]), _INT32)
-    return _lanes_product(W, X.reshape(X.shape[0], 1, -1), _XNOR_WEIGHTS, n_in, True, out)
+    planes = X.reshape(X.shape[0], 1, X.shape[1])  # one plane per vector (B may be 0)
+    return _lanes_product(W, planes, _XNOR_WEIGHTS, n_in, True, out)
 
 
 def bitplane_matvec(W_packed, planes, n_in, out=None):

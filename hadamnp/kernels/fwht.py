@@ -11,7 +11,11 @@ Two memory layouts are served:
   code once per time step.
 - :func:`fwht` is the public, validating transform along the last axis of any array
   (rows of length ``n``: the ``(batch, n)`` layout); :func:`fwht_rows_inplace` is its
-  kernel without validation, for compiled code.
+  in-place kernel, for compiled code.
+
+Both in-place kernels are callable from Python and from compiled code. From Python they
+check their arguments before dispatch (a few attribute tests on the usual path) and raise
+one-line errors; compiled callers get the same checks at typing time.
 
 How it is fast
 --------------
@@ -36,29 +40,50 @@ once per group of up to ``log2(8 W)`` stages, ``W`` being the lanes of a 512-bit
   block by block before the wider stages sweep the whole array.
 
 Numba runs LLVM's loop vectoriser but not its SLP vectoriser, so the register-level
-blocks are small LLVM-IR intrinsics on ``<W x float>`` vectors: generic vector IR that
-LLVM lowers to AVX-512, AVX2, SSE or NEON. Single thread, no ``fastmath``: every output is
+blocks are small LLVM-IR intrinsics on ``<W x float>`` vectors, kept with their audit notes
+in :mod:`hadamnp.kernels._machine`: generic vector IR that LLVM lowers to AVX-512, AVX2,
+SSE or NEON. Single thread, no ``fastmath``: every output is
 produced by the same IEEE additions and subtractions, in the same stage order, as the
 reference. Inside a register the butterfly is computed as ``x[k ^ h] + sign_k * x[k]``
 with a constant ``sign_k = ±1`` (``llvm.fmuladd``); the product by ±1 is exact, so the
 fused and unfused forms both give the correctly rounded sum or difference.
 """
 
-import operator
-
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.core import types
+from numba.core.errors import TypingError
+from numba.extending import overload
 
-from hadamnp._checks import check_block_size, check_finite, check_float, check_power_of_two
+from hadamnp._checks import (
+    check_block_size,
+    check_finite,
+    check_float,
+    check_integer,
+    check_power_of_two,
+)
 from hadamnp.errors import ShapeError, SizeError
+from hadamnp.kernels._machine import (
+    VECTOR_BYTES,
+    address,
+    block1,
+    block2,
+    block4,
+    block8,
+    block16,
+    block32,
+    block64,
+    block128,
+    lanes,
+    nonfinite_vector,
+    strided2,
+    strided2_pair,
+    strided4,
+    strided4_pair,
+    strided8,
+    strided8_pair,
+)
 
-# Lanes W per vector: one 512-bit register. Narrower targets split each vector in LLVM.
-_VECTOR_BYTES = 64
-_LANES = {types.float32: 16, types.float64: 8}
 # Data bytes in one cache block (leaves room in a 48 KiB L1 for lines straddling rows).
 _L1_BLOCK_BYTES = 32768
 # Stages fused in one strided pass at most (radix 8: 8 vectors in registers). Radix 16
@@ -67,214 +92,8 @@ _MAX_PASS_STAGES = 3
 
 
 # ---------------------------------------------------------------------------------------
-# Register-level building blocks: LLVM IR on <W x float> vectors
-#
-# The intrinsics and the compiled drivers below address the data through a typed pointer
-# (``CPointer(float32 | float64)``) plus element offsets, taken once from the arrays by
-# :func:`_address`. A pointer is a plain value, so passing it through the loops costs no
-# reference counting (passing the array to helpers inside loops made Numba emit an
-# ``NRT_incref`` call per iteration). Callers keep the arrays alive.
-# ---------------------------------------------------------------------------------------
-
-
-def _is_vector_pointer(p):
-    return isinstance(p, types.CPointer) and p.dtype in _LANES
-
-
-@intrinsic
-def _address(typingctx, a):
-    """Typed pointer to the first element of the C-contiguous float array ``a``."""
-    if not (isinstance(a, types.Array) and a.layout == "C" and a.dtype in _LANES):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return context.make_array(a)(context, builder, value=args[0]).data
-
-    return types.CPointer(a.dtype)(a), codegen
-
-
-@intrinsic
-def _lanes(typingctx, p):
-    """The number ``W`` of lanes per vector for the pointer's dtype (a constant)."""
-    if not _is_vector_pointer(p):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant(types.intp, _LANES[p.dtype])
-
-    return types.intp(p), codegen
-
-
-def _vector_pointers(builder, ptr, offsets, vecty):
-    """Pointers to the ``<W x T>`` vectors starting at element ``offsets`` of ``ptr``."""
-    return [builder.bitcast(builder.gep(ptr, [o], inbounds=True), vecty.as_pointer())
-            for o in offsets]
-
-
-def _offsets(builder, first, step, count):
-    """IR values ``first, first + step, ..., first + (count - 1) * step`` (``step`` an IR int)."""
-    offsets = [first]
-    for _ in range(count - 1):
-        offsets.append(builder.add(offsets[-1], step))
-    return offsets
-
-
-def _butterflies_across(builder, vecs):
-    """All stages between ``len(vecs)`` vectors (a power of two), in place on the list.
-
-    Stage ``hv`` maps vectors ``(v, v + hv)`` to ``(a + b, a - b)``.
-    """
-    hv = 1
-    while hv < len(vecs):
-        for v in range(len(vecs)):
-            if v & hv == 0:
-                a, b = vecs[v], vecs[v + hv]
-                vecs[v] = builder.fadd(a, b)
-                vecs[v + hv] = builder.fsub(a, b)
-        hv *= 2
-
-
-def _butterflies_within(builder, vec, stages):
-    """Stages ``h = 1, 2, ..., 2**(stages - 1)`` between the lanes of one vector.
-
-    Lane ``k`` becomes ``x[k ^ h] + x[k]`` when bit ``h`` of ``k`` is clear and
-    ``x[k ^ h] - x[k]`` when it is set: one lane permutation and one exact ``fmuladd``.
-    """
-    vecty = vec.type
-    W = vecty.count
-    bits = 32 if isinstance(vecty.element, ir.FloatType) else 64
-    fmuladd = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vecty, [vecty] * 3), f"llvm.fmuladd.v{W}f{bits}")
-    undef = ir.Constant(vecty, ir.Undefined)
-    for s in range(stages):
-        h = 1 << s
-        partner = ir.Constant(ir.VectorType(ir.IntType(32), W), [k ^ h for k in range(W)])
-        sign = ir.Constant(vecty, [-1.0 if k & h else 1.0 for k in range(W)])
-        vec = builder.call(fmuladd, [vec, sign, builder.shuffle_vector(vec, undef, partner)])
-    return vec
-
-
-def _any_nonfinite(builder, vecs):
-    """IR ``i1``: whether any lane of ``vecs`` is NaN or ±Inf.
-
-    ``llvm.is.fpclass`` (one ``vfpclassps`` on AVX-512, integer compares elsewhere) with
-    the test mask ``fcNan | fcInf`` = 0x3 | 0x204.
-    """
-    vecty = vecs[0].type
-    W = vecty.count
-    bits = 32 if isinstance(vecty.element, ir.FloatType) else 64
-    maskty = ir.VectorType(ir.IntType(1), W)
-    is_fpclass = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(maskty, [vecty, ir.IntType(32)]),
-        f"llvm.is.fpclass.v{W}f{bits}")
-    found = None
-    for v in vecs:
-        lanes = builder.call(is_fpclass, [v, ir.Constant(ir.IntType(32), 0x207)])
-        found = lanes if found is None else builder.or_(found, lanes)
-    mask = builder.bitcast(found, ir.IntType(W))
-    return builder.icmp_unsigned("!=", mask, ir.Constant(ir.IntType(W), 0))
-
-
-def _contiguous_block(size):
-    """Intrinsic ``(src, dst, off) -> bool``: blocks of ``size`` contiguous elements.
-
-    Reads ``max(size, W)`` elements from ``src + off``, applies the full transform to
-    every block of ``size`` (``size <= 8 W``: at most 8 registers), writes them to
-    ``dst + off`` (``dst`` may be ``src``) and returns whether any element read was NaN or
-    Inf. ``size = 1`` is a checked copy.
-    """
-
-    def typer(typingctx, src, dst, off):
-        if not (_is_vector_pointer(src) and src == dst):
-            return None
-        W = _LANES[src.dtype]
-        n_vec = max(size // W, 1)
-        stages_within = min(size, W).bit_length() - 1
-        align = src.dtype.bitwidth // 8
-
-        def codegen(context, builder, signature, args):
-            src_p, dst_p, off_v = args
-            vecty = ir.VectorType(context.get_value_type(src.dtype), W)
-            offs = _offsets(builder, off_v, ir.Constant(off_v.type, W), n_vec)
-            vecs = [builder.load(p, align=align)
-                    for p in _vector_pointers(builder, src_p, offs, vecty)]
-            bad = _any_nonfinite(builder, vecs)
-            vecs = [_butterflies_within(builder, v, stages_within) for v in vecs]
-            _butterflies_across(builder, vecs)
-            for v, p in zip(vecs, _vector_pointers(builder, dst_p, offs, vecty)):
-                builder.store(v, p, align=align)
-            return bad
-
-        return types.boolean(src, dst, types.intp), codegen
-
-    typer.__name__ = f"_contiguous_block_{size}"
-    return intrinsic(typer)
-
-
-def _strided_block(radix, chunks):
-    """Intrinsic ``(p, off[, off2], stride)``: ``log2 radix`` stages across strided vectors.
-
-    For each of the ``chunks`` (1 or 2) start offsets, the ``radix`` vectors at
-    ``p + off + k * stride`` (``k < radix``) are transformed among themselves, in place.
-    With two chunks every vector is loaded before any is stored, so the chunks may overlap.
-    """
-
-    def codegen(context, builder, signature, args):
-        dtype = signature.args[0].dtype
-        ptr, *starts, stride = args
-        W = _LANES[dtype]
-        align = dtype.bitwidth // 8
-        vecty = ir.VectorType(context.get_value_type(dtype), W)
-        groups = []
-        for start in starts:
-            ptrs = _vector_pointers(builder, ptr, _offsets(builder, start, stride, radix), vecty)
-            groups.append((ptrs, [builder.load(q, align=align) for q in ptrs]))
-        for ptrs, vecs in groups:
-            _butterflies_across(builder, vecs)
-            for v, q in zip(vecs, ptrs):
-                builder.store(v, q, align=align)
-        return context.get_dummy_value()
-
-    if chunks == 1:
-        def typer(typingctx, p, off, stride):
-            if _is_vector_pointer(p):
-                return types.none(p, types.intp, types.intp), codegen
-            return None
-    else:
-        def typer(typingctx, p, off, off2, stride):
-            if _is_vector_pointer(p):
-                return types.none(p, types.intp, types.intp, types.intp), codegen
-            return None
-
-    typer.__name__ = f"_strided_block_{radix}x{chunks}"
-    return intrinsic(typer)
-
-
-@intrinsic
-def _nonfinite_vector(typingctx, p, off):
-    """Whether any of the ``W`` elements at ``p + off`` is NaN or Inf."""
-    if not _is_vector_pointer(p):
-        return None
-    W = _LANES[p.dtype]
-
-    def codegen(context, builder, signature, args):
-        ptr, off_v = args
-        vecty = ir.VectorType(context.get_value_type(p.dtype), W)
-        (vptr,) = _vector_pointers(builder, ptr, [off_v], vecty)
-        return _any_nonfinite(builder, [builder.load(vptr, align=p.dtype.bitwidth // 8)])
-
-    return types.boolean(p, types.intp), codegen
-
-
-_block1, _block2, _block4, _block8, _block16, _block32, _block64, _block128 = (
-    _contiguous_block(1 << s) for s in range(8))
-_strided2, _strided4, _strided8 = (_strided_block(r, 1) for r in (2, 4, 8))
-_strided2_pair, _strided4_pair, _strided8_pair = (_strided_block(r, 2) for r in (2, 4, 8))
-
-
-# ---------------------------------------------------------------------------------------
-# Compiled drivers. ``p`` is a pointer from _address; "the matrix (rows, B) at base" is the
-# elements p[base + i * B + j]; ``W`` lanes per vector (_lanes). Integer constants passed
+# Compiled drivers. ``p`` is a pointer from address(); "the matrix (rows, B) at base" is the
+# elements p[base + i * B + j]; ``W`` lanes per vector (lanes()). Integer constants passed
 # between compiled functions are wrapped in np.intp(): Numba would otherwise compile one
 # specialisation per literal value.
 # ---------------------------------------------------------------------------------------
@@ -287,25 +106,25 @@ def _contiguous_pass(src, dst, base, n, size):
     Needs ``n`` a multiple of ``max(size, W)`` and ``size <= 8 W`` (``size = 1``: a copy).
     Returns whether ``src[base:base+n]`` holds NaN/Inf.
     """
-    step = max(size, _lanes(src))
+    step = max(size, lanes(src))
     bad = False
     for off in range(base, base + n, step):
         if size == 128:
-            found = _block128(src, dst, off)
+            found = block128(src, dst, off)
         elif size == 64:
-            found = _block64(src, dst, off)
+            found = block64(src, dst, off)
         elif size == 32:
-            found = _block32(src, dst, off)
+            found = block32(src, dst, off)
         elif size == 16:
-            found = _block16(src, dst, off)
+            found = block16(src, dst, off)
         elif size == 8:
-            found = _block8(src, dst, off)
+            found = block8(src, dst, off)
         elif size == 4:
-            found = _block4(src, dst, off)
+            found = block4(src, dst, off)
         elif size == 2:
-            found = _block2(src, dst, off)
+            found = block2(src, dst, off)
         else:
-            found = _block1(src, dst, off)
+            found = block1(src, dst, off)
         bad |= found
     return bad
 
@@ -316,7 +135,7 @@ def _strided_pass(p, base, rows, B, h, radix):
 
     Needs ``B >= W``; half-widths ``h`` count rows.
     """
-    W = _lanes(p)
+    W = lanes(p)
     last = B - B % W - W          # start of the last full chunk of a row
     ragged = B % W != 0           # then one more chunk ends at lane B, overlapping it
     stride = h * B
@@ -325,26 +144,26 @@ def _strided_pass(p, base, rows, B, h, radix):
             row = base + i * B
             for j in range(row, row + last, W):
                 if radix == 8:
-                    _strided8(p, j, stride)
+                    strided8(p, j, stride)
                 elif radix == 4:
-                    _strided4(p, j, stride)
+                    strided4(p, j, stride)
                 else:
-                    _strided2(p, j, stride)
+                    strided2(p, j, stride)
             j, j_end = row + last, row + B - W
             if radix == 8:
                 if ragged:
-                    _strided8_pair(p, j, j_end, stride)
+                    strided8_pair(p, j, j_end, stride)
                 else:
-                    _strided8(p, j, stride)
+                    strided8(p, j, stride)
             elif radix == 4:
                 if ragged:
-                    _strided4_pair(p, j, j_end, stride)
+                    strided4_pair(p, j, j_end, stride)
                 else:
-                    _strided4(p, j, stride)
+                    strided4(p, j, stride)
             elif ragged:
-                _strided2_pair(p, j, j_end, stride)
+                strided2_pair(p, j, j_end, stride)
             else:
-                _strided2(p, j, stride)
+                strided2(p, j, stride)
 
 
 @numba.njit(inline="always")
@@ -371,7 +190,7 @@ def _blocked_stages(p, base, rows, B, h, m):
     The stages narrower than the largest block of ``P <= m`` rows fitting
     ``_L1_BLOCK_BYTES`` are finished block by block, then the rest sweep all rows.
     """
-    row_bytes = B * (_VECTOR_BYTES // _lanes(p))
+    row_bytes = B * (VECTOR_BYTES // lanes(p))
     P = h
     while P < m and 2 * P * row_bytes <= _L1_BLOCK_BYTES:  # double while it still fits
         P *= 2
@@ -390,7 +209,7 @@ def _row_transform(src, dst, base, n, m):
     passes over the row seen as an ``(n / W, W)`` matrix (half-width ``h`` elements =
     ``h / W`` rows).
     """
-    W = _lanes(src)
+    W = lanes(src)
     size = min(m, 8 * W)
     bad = _contiguous_pass(src, dst, base, n, size)
     if m > size:
@@ -422,9 +241,9 @@ def _rows(src, dst, n, m):
     ``src``, ``dst``: C-contiguous ``(R, n)`` arrays of one dtype; ``dst`` may be ``src``.
     Returns whether ``src`` holds NaN/Inf.
     """
-    src_p, dst_p = _address(src), _address(dst)
+    src_p, dst_p = address(src), address(dst)
     bad = False
-    if n < _lanes(src_p):
+    if n < lanes(src_p):
         for i in range(src.size):
             v = src_p[i]
             bad |= not np.isfinite(v)
@@ -440,12 +259,12 @@ def _rows(src, dst, n, m):
 @numba.njit(cache=True)
 def _has_nonfinite(a):
     """Whether the C-contiguous array ``a`` holds NaN or ±Inf (vector loads, scalar tail)."""
-    p = _address(a)
-    W = _lanes(p)
+    p = address(a)
+    W = lanes(p)
     n = a.size
     bad = False
     for off in range(0, n - W + 1, W):
-        bad |= _nonfinite_vector(p, off)
+        bad |= nonfinite_vector(p, off)
     for i in range(n - n % W, n):
         bad |= not np.isfinite(p[i])
     return bad
@@ -454,39 +273,20 @@ def _has_nonfinite(a):
 @numba.njit(cache=True)
 def _rows_inplace(a, m):
     n = a.shape[1]
-    if m < 1 or m & (m - 1) != 0 or n % m != 0:
-        raise SizeError("fwht_rows_inplace: block size m must be a power of two dividing n")
+    if n < 1 or n & (n - 1) != 0 or m < 1 or m & (m - 1) != 0 or n % m != 0:
+        raise SizeError("fwht_rows_inplace: the row length n must be a power of two and the "
+                        "block size m a power of two dividing n")
     _rows(a, a, n, m)
-
-
-@numba.njit(cache=True)
-def fwht_rows_inplace(a, m):
-    """Transform each row of ``a`` in place, independently over column blocks of ``m``.
-
-    The kernel behind :func:`fwht`, without its validation, for compiled code and for
-    benchmarks: ``a[r, k*m:(k+1)*m] <- S_m a[r, k*m:(k+1)*m]``. NaN/Inf are not checked.
-
-    Parameters
-    ----------
-    a : ndarray (R, n), float32 or float64, C-contiguous, ``n`` a power of two. Modified.
-    m : int
-        Block size: a power of two dividing ``n``.
-
-    Raises
-    ------
-    SizeError
-        If ``m`` is not a power of two dividing ``n``.
-    """
-    _rows_inplace(a, m)
 
 
 @numba.njit(cache=True)
 def _columns(a, m):
     n, B = a.shape
-    if m < 1 or m & (m - 1) != 0 or n % m != 0:
-        raise SizeError("fwht_columns_inplace: block size m must be a power of two dividing n")
-    p = _address(a)
-    W = _lanes(p)
+    if n < 1 or n & (n - 1) != 0 or m < 1 or m & (m - 1) != 0 or n % m != 0:
+        raise SizeError("fwht_columns_inplace: the column length n must be a power of two and "
+                        "the block size m a power of two dividing n")
+    p = address(a)
+    W = lanes(p)
     zero, one = np.intp(0), np.intp(1)
     if B >= W:
         _blocked_stages(p, zero, n, B, one, m)
@@ -496,32 +296,125 @@ def _columns(a, m):
         _radix2_inplace(p, zero, n, B, m)
 
 
-@numba.njit(cache=True, inline="always")
-def fwht_columns_inplace(a, m):
-    """Transform each column of ``a`` in place, independently over row blocks of ``m``.
+# ---------------------------------------------------------------------------------------
+# In-place kernels, callable from Python (validated) and from compiled code (typed)
+# ---------------------------------------------------------------------------------------
 
-    For use from compiled code (it is also callable from Python, without validation of
-    ``a``). ``a[k*m:(k+1)*m, j] <- S_m a[k*m:(k+1)*m, j]`` for every block ``k`` and
-    column ``j``: unnormalised, Sylvester order.
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_inplace(a, m, name, layout):
+    """``(a, m)`` as a plain ndarray and an int, or the one-line error that says why not."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: a must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: a must be float32 or float64, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ShapeError(f"{name}: a must have shape {layout}, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name}: a must be C-contiguous (it is transformed in place), got "
+                         f"strides {a.strides} for shape {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}: a is read-only (it is transformed in place)")
+    if not a.flags.aligned:
+        raise ValueError(f"{name}: a is not aligned to its {a.itemsize}-byte elements")
+    return np.asarray(a), check_integer(m, f"{name}: block size m")
+
+
+def _check_compiled_inplace(a, m, name):
+    """Typing-time twin of :func:`_check_inplace` for calls from compiled code."""
+    if not (isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and a.mutable
+            and a.dtype in (types.float32, types.float64)):
+        raise TypingError(f"{name}: a must be a writable C-contiguous 2-D float32 or float64 "
+                          f"array, got {a}")
+    if not isinstance(m, types.Integer):
+        raise TypingError(f"{name}: block size m must be an integer, got {m}")
+
+
+def fwht_rows_inplace(a, m):
+    """Transform each row of ``a`` in place, independently over column blocks of ``m``.
+
+    The kernel behind :func:`fwht` for compiled code and benchmarks:
+    ``a[r, k*m:(k+1)*m] <- S_m a[r, k*m:(k+1)*m]``. NaN/Inf are not checked. From Python
+    the arguments are checked before dispatch; compiled callers get the same checks at
+    typing time (a Numba ``TypingError``) and the size checks at run time.
 
     Parameters
     ----------
-    a : ndarray (n, B), float32 or float64, C-contiguous; ``n`` a power of two; any ``B``
-        (1, odd, ...). Modified in place.
+    a : ndarray (R, n), float32 or float64, C-contiguous and writable, ``n`` a power of two.
+        Modified.
+    m : int
+        Block size: a power of two dividing ``n``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not a float32/float64 ndarray or ``m`` not an integer (bools refused).
+    ShapeError
+        If ``a`` does not have two axes.
+    ValueError
+        If ``a`` is not C-contiguous or is read-only.
+    SizeError
+        If ``n`` is not a power of two or ``m`` not a power of two dividing ``n``.
+    """
+    # The usual call passes every test of the first line: a few attribute reads (the
+    # kernel itself takes well under a microsecond at batch 1).
+    if not (type(a) is np.ndarray and a.flags.carray and a.ndim == 2
+            and a.dtype in _FLOAT_DTYPES and type(m) is int):
+        a, m = _check_inplace(a, m, "fwht_rows_inplace", "(R, n)")
+    _rows_inplace(a, m)
+
+
+def fwht_columns_inplace(a, m):
+    """Transform each column of ``a`` in place, independently over row blocks of ``m``.
+
+    ``a[k*m:(k+1)*m, j] <- S_m a[k*m:(k+1)*m, j]`` for every block ``k`` and column ``j``:
+    unnormalised, Sylvester order. Made for compiled code (the sequence kernels call it
+    once per time step); from Python the arguments are checked before dispatch.
+
+    Parameters
+    ----------
+    a : ndarray (n, B), float32 or float64, C-contiguous and writable; ``n`` a power of
+        two; any ``B`` (0, 1, odd, ...). Modified in place.
     m : int
         Block size: a power of two dividing ``n`` (``m = n`` for the full transform).
 
     Raises
     ------
-    SizeError
-        If ``m`` is not a power of two dividing ``n`` (checked in compiled code).
+    TypeError, ShapeError, ValueError, SizeError
+        As :func:`fwht_rows_inplace` (from compiled code: ``TypingError`` for the first
+        three, ``SizeError`` at run time).
 
     Notes
     -----
-    Inlining puts only a call into the caller: the transform itself is compiled (and
-    cached) once per dtype in ``_columns``, so callers do not re-type it.
+    In compiled code the call is inlined and only calls ``_columns``, which is compiled
+    (and cached) once per dtype, so callers do not re-type the transform.
     """
+    if not (type(a) is np.ndarray and a.flags.carray and a.ndim == 2
+            and a.dtype in _FLOAT_DTYPES and type(m) is int):
+        a, m = _check_inplace(a, m, "fwht_columns_inplace", "(n, B)")
     _columns(a, m)
+
+
+@overload(fwht_rows_inplace, inline="always")
+def _fwht_rows_inplace_compiled(a, m):
+    _check_compiled_inplace(a, m, "fwht_rows_inplace")
+
+    def impl(a, m):
+        _rows_inplace(a, m)
+
+    return impl
+
+
+@overload(fwht_columns_inplace, inline="always")
+def _fwht_columns_inplace_compiled(a, m):
+    _check_compiled_inplace(a, m, "fwht_columns_inplace")
+
+    def impl(a, m):
+        _columns(a, m)
+
+    return impl
 
 
 # ---------------------------------------------------------------------------------------
@@ -552,12 +445,18 @@ def _same_memory(a, b):
 def fwht(x, block_size=None, out=None):
     """Unnormalised fast Walsh-Hadamard transform along the last axis.
 
+    Same contract as the reference twin :func:`hadamnp.reference.hadamard.fwht` (which has
+    no ``out``): same dtypes, results, and errors.
+
     Parameters
     ----------
-    x : array_like (..., n), float32 or float64, ``n`` a power of two
+    x : array_like (..., n), float32 or float64, ``n`` a power of two. Other dtypes are
+        refused, integers included (no silent wrap-around): convert explicitly, e.g.
+        ``x.astype(np.float64)``, exact for integers while ``n max|x| < 2**53``.
     block_size : int, optional
         Power of two ``m`` dividing ``n``; blocks of ``m`` consecutive entries are
-        transformed independently (Block-HadamRNN). Default ``n``.
+        transformed independently (Block-HadamRNN). Default ``n``. Bools and floats are
+        refused.
     out : ndarray (..., n), optional
         C-contiguous destination with the shape and dtype of ``x``; may be ``x`` itself
         (in place). If an error is raised after validation, ``out`` may have been written.
@@ -570,8 +469,8 @@ def fwht(x, block_size=None, out=None):
     Raises
     ------
     TypeError
-        If ``x`` is not float32/float64, ``block_size`` is not an integer, or ``out`` is
-        not an array of the dtype of ``x``.
+        If ``x`` is not float32/float64, ``block_size`` is not an integer (or is a bool), or
+        ``out`` is not an array of the dtype of ``x``.
     ShapeError
         If ``x`` is a scalar or ``out`` has another shape.
     SizeError
@@ -583,14 +482,7 @@ def fwht(x, block_size=None, out=None):
     if x.ndim == 0:
         raise ShapeError("x must have at least one axis (the transform axis), got a scalar")
     n = check_power_of_two(x.shape[-1], "transform length n (last axis of x)")
-    if block_size is None:
-        m = n
-    else:
-        try:
-            block_size = operator.index(block_size)
-        except TypeError:
-            raise TypeError(f"block_size must be an integer, got {block_size!r}") from None
-        m = check_block_size(n, block_size)
+    m = n if block_size is None else check_block_size(n, check_integer(block_size, "block_size"))
     src = np.ascontiguousarray(x)
     in_place = False
     if out is None:

@@ -17,8 +17,13 @@ use no ``fastmath`` and are deterministic).
 import numba
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_finite, check_ndim, check_power_of_two
-from hadamnp.errors import ShapeError
+from hadamnp._checks import (
+    check_block_size,
+    check_ndim,
+    check_power_of_two,
+    check_sequence_args,
+    check_state_buffer,
+)
 from hadamnp.kernels.fwht import fwht_columns_inplace
 
 
@@ -208,29 +213,6 @@ def _dense_backward(W, U_T, V, x_T, h, g, nonlinear, dU, dW, db, dV, dx):
         db[i] = db_lanes[i].sum()
 
 
-def _check_sequence_args(x, V, n, **arrays):
-    """Validate kernel-layout arguments against ``x`` (T, d_in, B) and ``V`` (d_out, n).
-
-    ``arrays`` maps argument names (``s``, ``W``, ``U``, ``b``, ``c``, ``h``, ``g``) to arrays;
-    each must have its documented shape and the dtype of ``x``. Returns ``(T, d_in, B)``.
-    """
-    check_ndim(x, 3, "x", "(T, d_in, B)")
-    check_finite(x, "x")
-    T, d_in, B = x.shape
-    check_ndim(V, 2, "V", "(d_out, n)")
-    d_out = V.shape[0]
-    expected = {"s": [(n,)], "W": [(n, n)], "U": [(n, d_in)], "b": [(n,)], "c": [(d_out,)],
-                "h": [(T, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
-    for name, a in (("V", V), *arrays.items()):
-        shapes = expected.get(name, [(d_out, n)])
-        if a.shape not in shapes:
-            raise ShapeError(f"{name} has shape {a.shape}, expected "
-                             + " or ".join(str(shape) for shape in shapes))
-        if a.dtype != x.dtype:
-            raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
-    return T, d_in, B
-
-
 def _contiguous(*arrays):
     return tuple(np.ascontiguousarray(a) for a in arrays)
 
@@ -243,9 +225,7 @@ def _state_buffer(h_out, T, n, B, dtype):
     """
     if h_out is None:
         return np.empty((T, n, B), dtype=dtype)
-    if h_out.shape != (T, n, B) or h_out.dtype != dtype or not h_out.flags.c_contiguous:
-        raise ShapeError(f"h_out must be a C-contiguous {np.dtype(dtype).name} array of shape "
-                         f"{(T, n, B)}, got {h_out.dtype.name} {h_out.shape}")
+    check_state_buffer(h_out, (T, n, B), dtype)
     return h_out
 
 
@@ -264,16 +244,26 @@ def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None
     nonlinear : bool, ``h_t = relu(W h_{t-1} + U x_t + b)`` instead of the linear recurrence
     many_to_many : bool, compute logits at every step (else only at the last)
     h_out : (T, n, B) array, optional
-        Buffer to write the states into (reused across batches to avoid page faults).
+        Buffer to write the states into (reused across batches to avoid page faults):
+        C-contiguous, writable, the dtype of ``x``.
 
     Returns
     -------
     h : (T, n, B) states
     logits : (T_out, d_out, B)
+
+    Raises
+    ------
+    TypeError
+        Non-float32/float64 ``x``, another dtype elsewhere, or an ``h_out`` that is not an
+        array of that dtype.
+    ShapeError, SizeError, NonFiniteError, ValueError
+        Wrong shapes; ``n``/``m`` not powers of two; NaN/Inf in ``x``; an ``h_out`` that is
+        not C-contiguous or is read-only. The reference twin raises the same errors.
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
-    T, _, B = _check_sequence_args(x, V, n, s=s, U=U, b=b, c=c)
+    T, _, B = check_sequence_args(x, V, n, s=s, U=U, b=b, c=c)
     T_out = T if many_to_many else 1
     s, U, b, V, c, x = _contiguous(s, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
@@ -307,7 +297,7 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     """
     n = check_power_of_two(s.shape[0], "hidden size n")
     m = check_block_size(n, m)
-    _check_sequence_args(x, V, n, s=s, U=U, h=h, g=g)
+    check_sequence_args(x, V, n, s=s, U=U, h=h, g=g)
     s, V, h, g = _contiguous(s, V, h, g)
     x_T = np.ascontiguousarray(x.transpose(0, 2, 1))  # (T, B, d_in): fast BLAS operand
     grads = {"s": np.zeros(n, x.dtype), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),
@@ -328,7 +318,7 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    T, _, B = _check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
     T_out = T if many_to_many else 1
     W, U, b, V, c, x = _contiguous(W, U, b, V, c, x)
     h = _state_buffer(h_out, T, n, B, x.dtype)
@@ -342,7 +332,7 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     (and ``x`` with ``input_grad``, as in :func:`hadamard_backward`)."""
     check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
-    _check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
+    check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
     W, V, h, g = _contiguous(W, V, h, g)
     x_T = np.ascontiguousarray(x.transpose(0, 2, 1))
     grads = {"W": np.zeros_like(W), "U": np.zeros_like(U), "b": np.zeros(n, x.dtype),

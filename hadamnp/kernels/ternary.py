@@ -21,8 +21,8 @@ import numpy as np
 
 from hadamnp._checks import check_block_size, check_finite, check_sign_vector
 from hadamnp.errors import ShapeError
-from hadamnp.kernels.bitpack import popcount64
-from hadamnp.reference.ternary import TernaryRows
+from hadamnp.kernels._machine import popcount64
+from hadamnp.reference.ternary import TernaryRows, check_column_count
 
 _BAD_PTR = 1
 _BAD_IDX = 2
@@ -237,6 +237,7 @@ def _lists(rows):
     the pointer structure and index range)."""
     if not isinstance(rows, TernaryRows):
         raise TypeError(f"rows must be a TernaryRows, got {type(rows).__name__}")
+    check_column_count(rows.n_in)
     arrays = []
     for name, dtype in (("plus_ptr", np.int64), ("plus_idx", np.int32),
                         ("minus_ptr", np.int64), ("minus_idx", np.int32)):

@@ -17,7 +17,12 @@ Products, with ``valid`` masking the padding bits of the last word:
 
 import numpy as np
 
-from hadamnp._checks import check_finite, check_sign_vector
+from hadamnp._checks import (
+    check_finite,
+    check_integer,
+    check_sign_vector,
+    check_unpacked_dtype,
+)
 from hadamnp.errors import ShapeError, SizeError
 from hadamnp.reference.hadamard import sylvester
 
@@ -29,8 +34,11 @@ _BYTE_COUNTS = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
 
 def n_words(n):
-    """Number of uint64 words holding ``n`` packed elements: ``ceil(n / 64)``."""
-    return (int(n) + WORD_BITS - 1) // WORD_BITS
+    """Number of uint64 words holding ``n >= 0`` packed elements: ``ceil(n / 64)``."""
+    n = check_integer(n, "n (number of packed elements)")
+    if n < 0:
+        raise SizeError(f"n (number of packed elements) must be >= 0, got {n}")
+    return (n + WORD_BITS - 1) // WORD_BITS
 
 
 def popcount(words):
@@ -136,13 +144,14 @@ def pack_bits(x):
     return _pack_bool(x == 1)
 
 
-def _check_unpack(packed, n):
-    packed = np.asarray(packed)
-    if packed.dtype != np.uint64:
-        raise TypeError(f"packed must be a uint64 ndarray of packed words, got {packed.dtype}")
+def _check_unpack(packed, n, dtype, signs):
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.uint64:
+        got = packed.dtype if isinstance(packed, np.ndarray) else type(packed).__name__
+        raise TypeError(f"packed must be a uint64 ndarray of packed words, got {got}")
     if packed.ndim == 0:
         raise ShapeError("packed must have at least one axis (the word axis), got a scalar")
-    n = int(n)
+    n = check_integer(n, "n (number of packed elements)")
+    check_unpacked_dtype(dtype, signs)
     if n < 1:
         raise SizeError(f"n (number of packed elements) must be >= 1, got {n}")
     if packed.shape[-1] != n_words(n):
@@ -156,16 +165,18 @@ def _check_unpack(packed, n):
 def unpack_signs(packed, n, dtype=np.int8):
     """Inverse of :func:`pack_signs`: ndarray (..., n) of ±1 in ``dtype``.
 
-    Raises ShapeError if the word count does not match ``n`` and ValueError if a padding
-    bit is set.
+    ``n`` must be an integer (bools and floats are refused) and ``dtype`` able to hold -1
+    (signed integer, float or complex). Raises TypeError for those, SizeError if ``n < 1``,
+    ShapeError if the word count does not match ``n`` and ValueError if a padding bit is set.
     """
-    packed, n = _check_unpack(packed, n)
+    packed, n = _check_unpack(packed, n, dtype, signs=True)
     return np.where(_unpack_bool(packed, n), -1, 1).astype(dtype)
 
 
 def unpack_bits(packed, n, dtype=np.uint8):
-    """Inverse of :func:`pack_bits`: ndarray (..., n) of 0/1 in ``dtype``."""
-    packed, n = _check_unpack(packed, n)
+    """Inverse of :func:`pack_bits`: ndarray (..., n) of 0/1 in ``dtype`` (bool, integer or
+    float); same checks as :func:`unpack_signs`."""
+    packed, n = _check_unpack(packed, n, dtype, signs=False)
     return _unpack_bool(packed, n).astype(dtype)
 
 
@@ -268,6 +279,12 @@ def _check_out(out, result):
         raise TypeError(f"out must be a {result.dtype} ndarray")
     if out.shape != result.shape:
         raise ShapeError(f"out has shape {out.shape}, expected {result.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"out is not aligned to its {out.itemsize}-byte elements")
     out[...] = result
     return out
 

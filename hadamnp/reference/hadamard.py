@@ -6,7 +6,13 @@ Sylvester ordering ``S[i, j] = (-1) ** popcount(i & j)``; transforms are unnorma
 
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_power_of_two
+from hadamnp._checks import (
+    check_block_size,
+    check_finite,
+    check_float,
+    check_integer,
+    check_power_of_two,
+)
 from hadamnp.errors import ShapeError
 
 
@@ -52,23 +58,41 @@ def fwht(x, block_size=None):
     Stage ``h = 1, 2, 4, ..., m/2`` replaces every pair ``(x[i], x[i + h])`` (``i`` in the
     first half of its ``2h``-block) by ``(x[i] + x[i + h], x[i] - x[i + h])``.
 
+    Same contract as the kernel twin :func:`hadamnp.kernels.fwht.fwht`: same dtypes,
+    results and errors.
+
     Parameters
     ----------
-    x : ndarray (..., n), float32 or float64 (integer arrays give the exact integer
-        transform, overflow aside), ``n`` a power of two
+    x : array_like (..., n), float32 or float64, ``n`` a power of two. Other dtypes are
+        refused, integers included (an unsigned or narrow integer transform would wrap
+        around silently): convert explicitly, e.g. ``x.astype(np.float64)``, exact for
+        integers while ``n max|x| < 2**53``.
     block_size : int, optional
         Power of two ``m`` dividing ``n``; the transform ``S_m`` is applied independently to
         each contiguous block of ``m`` entries. Defaults to ``n`` (the full transform).
+        Bools and floats are refused.
 
     Returns
     -------
     y : ndarray (..., n), same dtype: ``y = x @ (I_{n/m} ⊗ S_m)`` (the matrix is symmetric).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not float32/float64 or ``block_size`` is not an integer (or is a bool).
+    ShapeError
+        If ``x`` is a scalar.
+    SizeError
+        If ``n`` or ``block_size`` is not a power of two, or the block exceeds ``n``.
+    NonFiniteError
+        If ``x`` holds NaN or Inf.
     """
-    x = np.asarray(x)
+    x = check_float(x, "x")
     if x.ndim == 0:
         raise ShapeError("x must have at least one axis (the transform axis), got a scalar")
-    n = check_power_of_two(x.shape[-1], "transform length (last axis)")
-    m = n if block_size is None else check_block_size(n, block_size)
+    n = check_power_of_two(x.shape[-1], "transform length n (last axis of x)")
+    m = n if block_size is None else check_block_size(n, check_integer(block_size, "block_size"))
+    check_finite(x, "x")
     y = np.array(x, copy=True, order="C")  # C order: the reshapes below must be views
     lead = y.shape[:-1]
     h = 1

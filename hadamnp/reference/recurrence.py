@@ -13,10 +13,21 @@ Model (``W`` orthogonal; ``s = sign(u)``; ``S`` block-Sylvester with block size 
 
 Layout: ``x`` ``(T, d_in, B)``, ``h`` ``(T, n, B)``, logits and their gradients
 ``(T_out, d_out, B)`` with ``T_out = T`` (many-to-many) or ``1`` (many-to-one).
+
+Arguments are checked as by the kernels (:func:`hadamnp._checks.check_sequence_args`):
+float32 or float64 arrays of one dtype and the documented shapes, finite ``x``, and an
+``h_out`` that is a C-contiguous writable array of the states' shape and dtype.
 """
 
 import numpy as np
 
+from hadamnp._checks import (
+    check_block_size,
+    check_ndim,
+    check_power_of_two,
+    check_sequence_args,
+    check_state_buffer,
+)
 from hadamnp.reference.hadamard import block_hadamard
 
 
@@ -39,15 +50,19 @@ def dense_forward(W, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     x : (T, d_in, B) inputs
     nonlinear : bool, apply relu inside the recurrence
     many_to_many : bool, score every step (else only the last)
-    h_out : (T, n, B) array, optional, buffer for the states
+    h_out : (T, n, B) array, optional, buffer for the states (C-contiguous, writable, the
+        dtype of ``x``)
 
     Returns
     -------
     h : (T, n, B) states ``h_t``
     logits : (T_out, d_out, B)
     """
-    T, _, B = x.shape
+    check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, b=b, c=c)
+    if h_out is not None:
+        check_state_buffer(h_out, (T, n, B), x.dtype)
     h = np.zeros((T, n, B), dtype=x.dtype) if h_out is None else h_out
     prev = np.zeros((n, B), dtype=x.dtype)
     for t in range(T):
@@ -73,8 +88,9 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     dict with ``W`` (n, n), ``U`` (n, d_in), ``b`` (n,), ``V`` (d_out, n), ``c`` (d_out,),
     the gradients of the loss with respect to the matrices actually used (and ``x``).
     """
-    T, _, B = x.shape
+    check_ndim(W, 2, "W", "(n, n)")
     n = W.shape[0]
+    T, _, B = check_sequence_args(x, V, n, W=W, U=U, h=h, g=g)
     first_scored = T - g.shape[0]
     grads = {name: np.zeros_like(p) for name, p in (("W", W), ("U", U), ("V", V))}
     grads["b"] = np.zeros(n, dtype=x.dtype)
@@ -100,6 +116,8 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
 
 def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
     """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}."""
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
     return dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
                          nonlinear=nonlinear, many_to_many=many_to_many, h_out=h_out)
 
@@ -110,6 +128,8 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
     straight-through estimator passes on to the latent ``u``).
     """
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    check_sequence_args(x, V, s.shape[0], s=s, U=U, h=h, g=g)
     grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
                            input_grad=input_grad)
     dW = grads.pop("W")

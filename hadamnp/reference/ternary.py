@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hadamnp._checks import check_block_size, check_finite, check_sign_vector
-from hadamnp.errors import ShapeError
+from hadamnp._checks import check_block_size, check_finite, check_integer, check_sign_vector
+from hadamnp.errors import ShapeError, SizeError
 from hadamnp.reference.hadamard import block_hadamard
 
 
@@ -129,11 +129,20 @@ def block_hadamard_rows(s, m):
     return ternary_to_rows(s[:, None] * block_hadamard(s.shape[0], m, dtype=np.int64))
 
 
+def check_column_count(n_in):
+    """Return ``rows.n_in`` as an int; ``TypeError`` unless an integer (bools and floats such
+    as ``3.0`` refused), ``SizeError`` if negative."""
+    n_in = check_integer(n_in, "rows.n_in")
+    if n_in < 0:
+        raise SizeError(f"rows.n_in must be >= 0, got {n_in}")
+    return n_in
+
+
 def check_rows(rows):
     """Validate a :class:`TernaryRows` (dtypes, pointer structure, index range); return it."""
     if not isinstance(rows, TernaryRows):
         raise TypeError(f"rows must be a TernaryRows, got {type(rows).__name__}")
-    n_in = int(rows.n_in)
+    n_in = check_column_count(rows.n_in)
     for ptr_name, idx_name in (("plus_ptr", "plus_idx"), ("minus_ptr", "minus_idx")):
         ptr, idx = getattr(rows, ptr_name), getattr(rows, idx_name)
         if not isinstance(ptr, np.ndarray) or ptr.dtype != np.int64 or ptr.ndim != 1:

@@ -192,3 +192,57 @@ def test_popcount64_scalar_helper():
     expected = int(rb.popcount(words).sum())
     assert count(words) == expected, f"{count(words)} vs {expected}"
     assert count(np.array([~np.uint64(0), np.uint64(0)])) == 64
+
+
+# --- input contract (issue 14 and the twin audit) -------------------------------------------
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("n", [70.5, 70.0, np.float64(70), True, np.True_, "70", None])
+def test_unpack_refuses_non_integer_n(twin, n):
+    """``unpack_signs(packed, 70.5)`` used to unpack 70 elements (``int(n)``)."""
+    packed = kb.pack_signs(np.ones((2, 70), dtype=np.int8))
+    for unpack in (twin.unpack_signs, twin.unpack_bits):
+        with pytest.raises(TypeError, match=r"n \(number of packed elements\) must be an integer"):
+            unpack(packed, n)
+    assert_same(twin.unpack_signs(packed, np.int16(70)), np.ones((2, 70), np.int8), "np.int16 n")
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_n_words_takes_only_counts(twin):
+    assert [twin.n_words(n) for n in (0, 1, 64, np.int64(65))] == [0, 1, 1, 2]
+    for n in (70.5, 64.0, True, "64"):
+        with pytest.raises(TypeError, match="must be an integer"):
+            twin.n_words(n)
+    with pytest.raises(SizeError, match=">= 0, got -1"):
+        twin.n_words(-1)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint64, bool, "U2", object])
+def test_unpack_signs_refuses_dtypes_without_minus_one(twin, dtype):
+    """-1 came back as 255 in uint8 and as True in bool."""
+    packed = kb.pack_signs(np.array([[-1, 1, -1]]))
+    with pytest.raises(TypeError, match=r"dtype must hold -1 and \+1"):
+        twin.unpack_signs(packed, 3, dtype)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_unpack_result_dtypes(twin):
+    packed = kb.pack_signs(np.array([[-1, 1, -1]]))
+    for dtype in (np.int8, np.int64, np.float32, np.complex64):
+        assert_same(twin.unpack_signs(packed, 3, dtype), np.array([[-1, 1, -1]], dtype),
+                    f"unpack_signs {np.dtype(dtype)}")
+    for dtype in (bool, np.uint8, np.int32, np.float64):
+        assert_same(twin.unpack_bits(packed, 3, dtype), np.array([[1, 0, 1]], dtype),
+                    f"unpack_bits {np.dtype(dtype)}")
+    for dtype in ("U1", object):
+        with pytest.raises(TypeError, match="dtype must hold 0 and 1"):
+            twin.unpack_bits(packed, 3, dtype)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("packed", [np.uint64(5), [5], 5])
+def test_unpack_refuses_packed_that_is_not_an_array(twin, packed):
+    with pytest.raises(TypeError, match="packed must be a uint64 ndarray"):
+        twin.unpack_signs(packed, 3)

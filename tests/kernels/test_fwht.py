@@ -11,6 +11,7 @@ import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from numba.core.errors import TypingError
 from hypothesis import strategies as st
 
 from hadamnp.errors import NonFiniteError, ShapeError, SizeError
@@ -100,9 +101,10 @@ def test_fwht_bitwise_equals_same_dtype_reference(dtype):
 
 def test_fwht_integer_valued_input_is_exact():
     x = np.random.default_rng(5).integers(-3, 4, (7, 256))
-    want = reference.fwht(x)
+    want = x @ reference.sylvester(256, np.int64)
     for dtype in DTYPES:
         assert np.array_equal(fwht(x.astype(dtype)), want.astype(dtype))
+        assert np.array_equal(reference.fwht(x.astype(dtype)), want.astype(dtype))
 
 
 def test_fwht_non_contiguous_and_read_only_input():
@@ -262,6 +264,168 @@ def test_rows_inplace_kernel(dtype):
         assert_matches_reference(a, x, m, f"rows kernel n={n} R={R} m={m}")
     with pytest.raises(SizeError, match="power of two dividing n"):
         fwht_rows_inplace(np.ones((2, 8), dtype), 3)
+
+
+# --- input contract of the in-place kernels -------------------------------------------------
+# Issue 14: from Python they raised multi-page Numba TypingErrors for integer or
+# non-contiguous arrays, took m=True as 1, and wrote past the end of the array when the
+# transform length was not a power of two.
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+IN_PLACE = [pytest.param(fwht_rows_inplace, id="rows"),
+            pytest.param(fwht_columns_inplace, id="columns")]
+
+BAD_IN_PLACE_ARRAYS = {
+    "int64": (lambda: np.ones((8, 8), np.int64), TypeError,
+              "a must be float32 or float64, got dtype int64"),
+    "uint8": (lambda: np.ones((8, 8), np.uint8), TypeError, "float32 or float64, got dtype uint8"),
+    "bool": (lambda: np.ones((8, 8), bool), TypeError, "float32 or float64, got dtype bool"),
+    "float16": (lambda: np.ones((8, 8), np.float16), TypeError, "got dtype float16"),
+    "big-endian": (lambda: np.ones((8, 8), ">f8"), TypeError, "got dtype >f8"),
+    "transposed": (lambda: np.ones((8, 16), np.float32).T[:8], ValueError,
+                   "a must be C-contiguous"),
+    "every other row": (lambda: np.ones((16, 8))[::2], ValueError, "a must be C-contiguous"),
+    "every other column": (lambda: np.ones((8, 16))[:, ::2], ValueError, "C-contiguous"),
+    "read-only": (lambda: _read_only(np.ones((8, 8))), ValueError, "a is read-only"),
+    "1-D": (lambda: np.ones(8), ShapeError, r"a must have shape \(\w, \w\), got shape \(8,\)"),
+    "3-D": (lambda: np.ones((2, 8, 8)), ShapeError, r"got shape \(2, 8, 8\)"),
+    "list": (lambda: [[1.0] * 8] * 8, TypeError, "a must be a numpy.ndarray, got list"),
+}
+
+
+@pytest.mark.parametrize("kernel", IN_PLACE)
+@pytest.mark.parametrize("case", sorted(BAD_IN_PLACE_ARRAYS))
+def test_in_place_kernels_refuse_bad_arrays(case, kernel):
+    make, error, message = BAD_IN_PLACE_ARRAYS[case]
+    a = make()
+    keep = np.array(a, copy=True)
+    with pytest.raises(error, match=message) as info:
+        kernel(a, 8)
+    assert "\n" not in str(info.value), f"not a one-line message: {info.value}"
+    assert str(info.value).startswith(kernel.__name__), f"does not name the kernel: {info.value}"
+    assert np.array_equal(np.asarray(a), keep), "a was modified"
+
+
+@pytest.mark.parametrize("kernel", IN_PLACE)
+@pytest.mark.parametrize("m", [True, np.True_, 8.0, np.float64(8), 2.5, "8", None])
+def test_in_place_kernels_refuse_non_integer_blocks(kernel, m):
+    a = np.ones((8, 8))
+    with pytest.raises(TypeError, match="block size m must be an integer"):
+        kernel(a, m)
+    assert np.all(a == 1), "a was modified"
+
+
+@pytest.mark.parametrize("kernel", IN_PLACE)
+@pytest.mark.parametrize("m", [np.int64(4), np.uint8(4), np.array(4)])
+def test_in_place_kernels_take_numpy_integer_blocks(kernel, m):
+    x = np.random.default_rng(15).standard_normal((8, 8))
+    a, b = x.copy(), x.copy()
+    kernel(a, m)
+    kernel(b, 4)
+    assert np.array_equal(a, b), f"m={m!r} and m=4 differ"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, shape, m", [
+    (fwht_rows_inplace, (2, 12), 4), (fwht_rows_inplace, (1, 24), 8),
+    (fwht_rows_inplace, (3, 0), 1), (fwht_rows_inplace, (2, 48), 16),
+    (fwht_columns_inplace, (12, 1), 4), (fwht_columns_inplace, (12, 3), 4),
+    (fwht_columns_inplace, (24, 16), 8), (fwht_columns_inplace, (0, 5), 1)])
+def test_in_place_kernels_refuse_lengths_that_are_not_powers_of_two(kernel, shape, m, dtype):
+    """``n`` not a power of two but divisible by ``m`` used to pass the check; the vector
+    passes then read and wrote whole blocks past the end of the array."""
+    size = shape[0] * shape[1]
+    buf = np.full(size + 64, 7.0, dtype)
+    a = buf[:size].reshape(shape)
+    with pytest.raises(SizeError, match="must be a power of two"):
+        kernel(a, m)
+    assert np.all(buf[size:] == 7), "written past the end of the array"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_in_place_kernels_accept_empty_batches(dtype):
+    rows, cols = np.empty((0, 16), dtype), np.empty((16, 0), dtype)
+    fwht_rows_inplace(rows, 16)
+    fwht_columns_inplace(cols, 4)
+    assert rows.shape == (0, 16) and cols.shape == (16, 0)
+
+
+@numba.njit
+def rows_from_compiled_code(a, m):
+    fwht_rows_inplace(a, m)
+
+
+def test_in_place_kernels_are_typed_in_compiled_code():
+    """Compiled callers get the kernels (rows here; columns in the tests above) and a
+    TypingError naming the contract for arrays the kernels cannot take."""
+    x = np.random.default_rng(16).standard_normal((5, 64)).astype(np.float32)
+    a = x.copy()
+    rows_from_compiled_code(a, 16)
+    assert_matches_reference(a, x, 16, "rows kernel from compiled code")
+    for bad in (np.ones((8, 16))[:, ::2], np.ones((8, 8), np.int64), _read_only(np.ones((8, 8)))):
+        with pytest.raises(TypingError, match="writable C-contiguous 2-D float32 or float64"):
+            rows_from_compiled_code(bad, 8)
+        with pytest.raises(TypingError, match="writable C-contiguous 2-D float32 or float64"):
+            columns_per_step(bad[None], 8)
+    with pytest.raises(TypingError, match="block size m must be an integer"):
+        rows_from_compiled_code(a, 2.0)
+    with pytest.raises(SizeError, match="power of two"):
+        rows_from_compiled_code(np.ones((2, 12)), 4)
+
+
+# --- one contract for the twins ------------------------------------------------------------
+
+
+TWIN_BAD_INPUTS = {
+    "uint8 (wrapped around in the reference)": (np.array([1, 2, 3, 4], np.uint8), None,
+                                                TypeError),
+    "int64": (np.arange(8), None, TypeError),
+    "bool": (np.ones(8, bool), None, TypeError),
+    "float16": (np.ones(8, np.float16), None, TypeError),
+    "complex": (np.ones(8, complex), None, TypeError),
+    "object": (np.ones(8, object), None, TypeError),
+    "block_size True (1 in the kernel)": (np.ones(8), True, TypeError),
+    "block_size np.True_": (np.ones(8), np.True_, TypeError),
+    "block_size 2.0": (np.ones(8), 2.0, TypeError),
+    "block_size '2'": (np.ones(8), "2", TypeError),
+    "block_size 0": (np.ones(8), 0, SizeError),
+    "block_size 16 > n": (np.ones(8), 16, SizeError),
+    "length 6": (np.ones(6), None, SizeError),
+    "length 0": (np.ones((2, 0)), None, SizeError),
+    "scalar": (np.float64(1.0), None, ShapeError),
+    "NaN (passed through by the reference)": (np.array([1.0, np.nan]), None, NonFiniteError),
+    "-Inf": (np.array([[1.0, 2.0], [-np.inf, 0.0]], np.float32), 2, NonFiniteError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TWIN_BAD_INPUTS))
+def test_fwht_twins_refuse_the_same_inputs(case):
+    x, block_size, error = TWIN_BAD_INPUTS[case]
+    with pytest.raises(error) as kernel_error:
+        fwht(x, block_size)
+    with pytest.raises(error) as reference_error:
+        reference.fwht(x, block_size)
+    assert type(kernel_error.value) is type(reference_error.value), (
+        f"kernel {type(kernel_error.value).__name__}: {kernel_error.value}; "
+        f"reference {type(reference_error.value).__name__}: {reference_error.value}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fwht_twins_agree_on_awkward_valid_inputs(dtype):
+    rng = np.random.default_rng(17)
+    base = rng.standard_normal((6, 64)).astype(dtype)
+    cases = [(base.T[:16].T, None), (base[::2], np.int8(8)), (base[:, ::-1], 4),
+             (np.empty((0, 8), dtype), None), (np.empty((3, 0, 4), dtype), 2), (base[0, :1], 1),
+             (_read_only(base.copy()), np.uint64(16))]
+    for x, block_size in cases:
+        got, want = fwht(x, block_size), reference.fwht(x, block_size)
+        assert got.dtype == want.dtype and got.shape == want.shape, f"{x.shape} {block_size}"
+        assert np.array_equal(got, want), f"shape {x.shape} strides {x.strides} m={block_size}"
 
 
 # --- algebra (Hypothesis) ------------------------------------------------------------------

@@ -8,7 +8,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hadamnp.errors import ShapeError, SizeError
+from hadamnp.errors import NonFiniteError, ShapeError, SizeError
 from hadamnp.reference.hadamard import block_hadamard, fwht, sylvester
 
 POWERS = [1 << k for k in range(11)]  # 1 .. 1024
@@ -128,12 +128,33 @@ def test_fwht_equals_dense_product(n):
         assert_close(fwht(x, m), x @ block_hadamard(n, m), 1e-12, f"n={n} m={m}")
 
 
-def test_fwht_integer_input_is_exact():
+def test_fwht_of_integer_values_is_exact_in_float64():
     rng = np.random.default_rng(1)
     x = rng.integers(-1000, 1000, (5, 64))
-    y = fwht(x)
-    assert y.dtype == x.dtype
+    y = fwht(x.astype(np.float64))
+    assert y.dtype == np.float64
     assert np.array_equal(y, x @ sylvester(64, np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int64, np.uint64, bool, np.float16,
+                                   np.complex128, object])
+def test_fwht_refuses_other_dtypes(dtype):
+    """Issue 14: ``[1, 2, 3, 4]`` as uint8 came back as ``[10, 254, 252, 0]`` (wrapped)."""
+    name = np.dtype(dtype)
+    with pytest.raises(TypeError, match=f"x must be float32 or float64, got dtype {name}"):
+        fwht(np.array([1, 2, 3, 4]).astype(dtype))
+
+
+@pytest.mark.parametrize("block_size", [True, False, np.True_, 2.0, 2.5, "2"])
+def test_fwht_refuses_non_integer_block_size(block_size):
+    with pytest.raises(TypeError, match="block_size must be an integer"):
+        fwht(np.ones(8), block_size)
+    assert np.array_equal(fwht(np.ones(8), np.int8(2)), fwht(np.ones(8), 2))
+
+
+def test_fwht_refuses_non_finite_input():
+    with pytest.raises(NonFiniteError, match="x contains 2 NaN/Inf"):
+        fwht(np.array([1.0, np.nan, np.inf, 0.0]))
 
 
 def test_fwht_leading_shapes_and_layout():

@@ -238,25 +238,57 @@ def test_state_buffer_is_filled_and_returned(impl):
     np.testing.assert_array_equal(logits2, logits)
 
 
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
 BAD_STATE_BUFFERS = {
-    "wrong shape": np.empty((4, 8, 2)),
-    "wrong dtype": np.empty((4, 8, 3), np.float32),
-    "not contiguous": np.empty((4, 8, 6))[:, :, ::2],
+    "wrong shape": (np.empty((4, 8, 2)), ShapeError, "shape"),
+    "wrong dtype": (np.empty((4, 8, 3), np.float32), TypeError, "dtype float32"),
+    "not contiguous": (np.empty((4, 8, 6))[:, :, ::2], ValueError, "C-contiguous"),
+    "read-only": (_read_only(np.empty((4, 8, 3))), ValueError, "read-only"),
+    "not an array": ([[[0.0] * 3] * 8] * 4, TypeError, "numpy.ndarray"),
 }
 
 
+@pytest.mark.parametrize("impl", [kernels, reference], ids=["numba", "reference"])
 @pytest.mark.parametrize("case", sorted(BAD_STATE_BUFFERS))
-def test_state_buffer_is_validated(case):
+def test_state_buffer_is_validated(case, impl):
+    """Both twins refuse a state buffer they cannot fill (the kernel raised a Numba
+    TypingError for a read-only one; the reference accepted every case but the list)."""
+    buffer, error, named = BAD_STATE_BUFFERS[case]
     rng = np.random.default_rng(9)
     p = random_problem(rng, 8, 3, 4, 2, 3, np.float64)
-    with pytest.raises(ShapeError, match="h_out"):
-        kernels.hadamard_forward(random_signs(rng, 8, np.float64), 8, p["U"], p["b"], p["V"],
-                                 p["c"], p["x"], nonlinear=False, many_to_many=False,
-                                 h_out=BAD_STATE_BUFFERS[case])
-    with pytest.raises(ShapeError, match="h_out"):
-        kernels.dense_forward(np.eye(8), p["U"], p["b"], p["V"], p["c"], p["x"],
-                              nonlinear=False, many_to_many=False,
-                              h_out=BAD_STATE_BUFFERS[case])
+    with pytest.raises(error, match=f"h_out.*{named}"):
+        impl.hadamard_forward(random_signs(rng, 8, np.float64), 8, p["U"], p["b"], p["V"],
+                              p["c"], p["x"], nonlinear=False, many_to_many=False,
+                              h_out=buffer)
+    with pytest.raises(error, match=f"h_out.*{named}"):
+        impl.dense_forward(np.eye(8), p["U"], p["b"], p["V"], p["c"], p["x"],
+                           nonlinear=False, many_to_many=False, h_out=buffer)
+
+
+@pytest.mark.parametrize("impl", [kernels, reference], ids=["numba", "reference"])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float16, bool])
+def test_sequence_kernels_refuse_non_float_dtypes(dtype, impl):
+    """Integer arrays made the kernel raise a Numba TypingError page (float16: a
+    NotImplementedError) while the reference computed in integers; both refuse them now."""
+    rng = np.random.default_rng(10)
+    shapes = {k: v.shape for k, v in random_problem(rng, 8, 3, 4, 2, 3, np.float64).items()}
+    p = {k: np.ones(shape, dtype) for k, shape in shapes.items()}
+    s = np.ones(8, dtype)
+    name = np.dtype(dtype).name
+    with pytest.raises(TypeError, match=f"x must be float32 or float64, got dtype {name}"):
+        impl.hadamard_forward(s, 8, p["U"], p["b"], p["V"], p["c"], p["x"],
+                              nonlinear=True, many_to_many=True)
+    with pytest.raises(TypeError, match=f"x must be float32 or float64, got dtype {name}"):
+        impl.dense_forward(np.eye(8, dtype=dtype), p["U"], p["b"], p["V"], p["c"], p["x"],
+                           nonlinear=True, many_to_many=True)
+    h = np.zeros((4, 8, 3), dtype)
+    with pytest.raises(TypeError, match=f"x must be float32 or float64, got dtype {name}"):
+        impl.hadamard_backward(s, 8, p["U"], p["V"], p["x"], h, np.zeros((4, 2, 3), dtype),
+                               nonlinear=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -157,3 +157,21 @@ def test_product_errors(twin):
         twin.ternary_matmul(falling, np.ones((3, 2)))
     with pytest.raises(TypeError, match="plus_idx must be a 1-D int32"):
         twin.ternary_matvec(rows._replace(plus_idx=rows.plus_idx.astype(np.int64)), np.ones(3))
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("n_in", [3.0, np.float32(3), True, "3", 3.5])
+def test_rows_refuse_a_non_integer_column_count(twin, n_in):
+    """``n_in = 3.0`` was accepted by both twins (and 3.5 compared against shapes)."""
+    rows = rt.ternary_to_rows(np.array([[1, 0, -1], [0, 1, 1]]))._replace(n_in=n_in)
+    with pytest.raises(TypeError, match="rows.n_in must be an integer"):
+        twin.ternary_matvec(rows, np.ones(3))
+    with pytest.raises(TypeError, match="rows.n_in must be an integer"):
+        twin.ternary_matmul(rows, np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_rows_refuse_a_negative_column_count(twin):
+    rows = rt.ternary_to_rows(np.zeros((2, 0)))._replace(n_in=-1)
+    with pytest.raises(SizeError, match="rows.n_in must be >= 0, got -1"):
+        twin.ternary_matvec(rows, np.ones(0))

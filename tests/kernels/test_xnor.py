@@ -1,7 +1,5 @@
 """XNOR-popcount and bit-plane products: kernels vs NumPy reference vs integer matmul."""
 
-import llvmlite.binding as llvm
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -192,29 +190,51 @@ def test_non_contiguous_operands():
     assert_same(kb.xnor_matmul(Wp, Xp, 130), dense(W, X[::2].T).astype(np.int32), "strided")
 
 
-def host_has(feature):
-    return f"+{feature}" in llvm.get_host_cpu_features().flatten().split(",")
+# --- input contract (the twin audit) ---------------------------------------------------------
 
 
-def fresh_asm(kernel, *args):
-    """Assembly of a non-cached copy of ``kernel`` (cached code cannot be inspected)."""
-    copy = numba.njit(kernel.py_func)
-    copy(*args)
-    return copy.inspect_asm(copy.signatures[0])
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_empty_batch(twin):
+    """B = 0 gave ``(n_out, 0)`` in the reference and a reshape error in the kernel."""
+    Wp = kb.pack_signs(np.ones((4, 70), dtype=np.int8))
+    assert_same(twin.xnor_matmul(Wp, np.zeros((0, 2), np.uint64), 70),
+                np.zeros((4, 0), np.int32), "xnor_matmul B=0")
+    assert_same(twin.bitplane_matmul(Wp, np.zeros((0, 3, 2), np.uint64), 70),
+                np.zeros((4, 0), np.int64), "bitplane_matmul B=0")
 
 
-def test_kernels_use_hardware_popcount():
-    if not host_has("popcnt"):
-        pytest.skip("host CPU has no popcnt instruction")
-    rng = np.random.default_rng(5)
-    W = rng.integers(0, 2**63, (16, 8), dtype=np.uint64)
-    X = rng.integers(0, 2**63, (3, 1, 8), dtype=np.uint64)
-    rows_asm = fresh_asm(kb._xnor_rows, W, X[0, 0], 512, np.empty(16, dtype=np.int32))
-    lanes_asm = fresh_asm(kb._lanes_product, W, X, kb._XNOR_WEIGHTS, 512, True,
-                          np.empty((16, 3), dtype=np.int32))
-    if host_has("avx512vpopcntdq"):
-        for name, asm in (("_xnor_rows", rows_asm), ("_lanes_product", lanes_asm)):
-            assert "vpopcntq" in asm and "zmm" in asm, f"{name}: no 512-bit vpopcntq emitted"
-    else:
-        for name, asm in (("_xnor_rows", rows_asm), ("_lanes_product", lanes_asm)):
-            assert "popcnt" in asm, f"{name}: no popcnt instruction emitted"
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_out_must_be_contiguous_and_writable(twin):
+    """A read-only ``out`` gave a Numba TypingError in the kernel; a strided one was refused
+    by the kernel (TypeError) and filled by the reference."""
+    rng = np.random.default_rng(12)
+    Wp = kb.pack_signs(random_signs(rng, (9, 70)))
+    Xp = kb.pack_signs(random_signs(rng, (4, 70)))
+    for out, error, message in ((np.empty(18, np.int32)[::2], ValueError, "C-contiguous"),
+                                (_read_only(np.empty(9, np.int32)), ValueError, "read-only")):
+        with pytest.raises(error, match=message):
+            twin.xnor_matvec(Wp, Xp[0], 70, out=out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        twin.xnor_matmul(Wp, Xp, 70, out=np.empty((4, 9), np.int32).T)
+    with pytest.raises(ValueError, match="read-only"):
+        twin.bitplane_matmul(Wp, kb.pack_bitplanes(np.zeros((4, 70), np.int64), 2), 70,
+                             out=_read_only(np.empty((9, 4), np.int64)))
+
+
+class Tagged(np.ndarray):
+    """An ndarray subclass (like ``np.memmap``) holding packed words."""
+
+
+@pytest.mark.parametrize("twin", [kb, rb], ids=["kernel", "reference"])
+def test_packed_operands_may_be_ndarray_subclasses(twin):
+    rng = np.random.default_rng(13)
+    W, X = random_signs(rng, (9, 70)), random_signs(rng, (4, 70))
+    Wp, Xp = kb.pack_signs(W), kb.pack_signs(X)
+    got = twin.xnor_matmul(Wp.view(Tagged), Xp.view(Tagged), 70)
+    assert_same(np.asarray(got), dense(W, X.T).astype(np.int32), "subclass operands")
+    assert_same(twin.unpack_signs(Xp.view(Tagged), 70), X, "unpack a subclass")
