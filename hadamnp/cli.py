@@ -615,6 +615,28 @@ def info(path, input_size, output_size, list_registry, **options):
                f"[{parts}]")
     click.echo(f"float32        {size.float32_bits:,} bits = {size.float32_bits / 8192:.2f} KiB")
     click.echo(f"compression    {size.compression_ratio:.2f}x smaller than float32")
+    _echo_matrices(size.matrices)
+
+
+def _echo_matrices(matrices):
+    """Per-matrix parameter counts (``ModelSize.matrices``), with each one's ratio to its
+    dense float32 count."""
+    if not matrices:
+        return
+    click.echo(f"matrices       {'name':<14} {'shape':>11}  {'parametrization':<16} "
+               f"{'quantizer':<12} {'parameters':>10} {'dense':>10} {'ratio':>8}")
+    for name, m in matrices.items():
+        shape = "x".join(str(d) for d in m["shape"])
+        if m["parametrization"] == "shared":
+            click.echo(f"               {name:<14} {shape:>11}  {'shared':<16} {'':<12} "
+                       f"{m['parameters']:>10,} {'':>10} {'':>8}  read by "
+                       f"{', '.join(m['readers'])}")
+            continue
+        ratio = m["dense"] / m["parameters"] if m["parameters"] else float("inf")
+        extra = f"  + shared {', '.join(m['shared'])}" if m["shared"] else ""
+        click.echo(f"               {name:<14} {shape:>11}  {m['parametrization']:<16} "
+                   f"{m['quantizer']:<12} {m['parameters']:>10,} {m['dense']:>10,} "
+                   f"{ratio:>7.1f}x{extra}")
 
 
 def _echo_deployment(report):

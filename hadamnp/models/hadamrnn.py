@@ -30,7 +30,7 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.recurrences import RECURRENCES, make_recurrence
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight, parametrization_spec
+from hadamnp.models.weights import Weight, matrix_table, parametrization_spec
 
 DTYPES = ("float32", "float64")
 
@@ -315,9 +315,15 @@ class HadamRNN:
                 "alpha": (self.U.scale_bits() + self.V.scale_bits()
                           + self.recurrence.scale_bits())}
         specs = self.param_specs()
+        recurrent = {"W": {"shape": [n, n], "parametrization": cfg.recurrence,
+                           "quantizer": cfg.quant_rec,
+                           "parameters": protocol.param_count(self.recurrence.param_specs()),
+                           "dense": n * n, "shared": []}}
         return ModelSize(parameters=protocol.param_count(specs),
                          trainable=protocol.param_count(specs, trainable_only=True),
-                         bits=bits, float32_parameters=n * d_in + d_out * n + n * n + n + d_out)
+                         bits=bits, float32_parameters=n * d_in + d_out * n + n * n + n + d_out,
+                         matrices={**matrix_table([self.U]), **recurrent,
+                                   **matrix_table([self.V])})
 
     def describe(self):
         return {"name": self.name, "config": self.config.to_dict()}

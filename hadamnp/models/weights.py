@@ -50,7 +50,8 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 
 __all__ = ["Dense", "Weight", "PARAMETRIZATIONS", "register_parametrization",
-           "get_parametrization", "parametrization_spec", "accumulate", "storage_bits"]
+           "get_parametrization", "parametrization_spec", "accumulate", "storage_bits",
+           "matrix_table"]
 
 FLOAT_BITS = 32
 
@@ -242,3 +243,30 @@ def storage_bits(weights):
         shared.update({target: specs[target].shape for target in w.shared.values()})
     return (sum(w.code_bits() for w in weights)
             + FLOAT_BITS * sum(int(np.prod(shape)) for shape in shared.values()))
+
+
+def matrix_table(weights):
+    """Per-matrix parameter counts of ``weights`` (``ModelSize.matrices``).
+
+    Returns
+    -------
+    dict name -> ``{"shape", "parametrization", "quantizer", "parameters", "dense",
+    "shared"}`` per weight, then one entry ``{"shape", "parametrization": "shared",
+    "parameters", "readers"}`` per shared parameter.
+    """
+    table, shared = {}, {}
+    for w in weights:
+        specs = w.param_specs()
+        table[w.name] = {"shape": list(w.shape),
+                         "parametrization": parametrization_spec(w.parametrization),
+                         "quantizer": quantizer_spec(w.quantizer),
+                         "parameters": w.parameter_count(),
+                         "dense": int(np.prod(w.shape)),
+                         "shared": sorted(w.shared.values())}
+        for target in w.shared.values():
+            entry = shared.setdefault(target, {"shape": list(specs[target].shape),
+                                               "parametrization": "shared",
+                                               "parameters": int(np.prod(specs[target].shape)),
+                                               "readers": []})
+            entry["readers"].append(w.name)
+    return {**table, **shared}
