@@ -939,28 +939,19 @@ def plot(runs, metrics, log_y, list_metrics, out):
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="Short budgets: every comparison in under two minutes.")
+@click.option("--quick", is_flag=True, help="Short budgets: every comparison in a few minutes.")
 @click.option("--threads", type=click.Choice(["1", "2"]), default="1", show_default=True,
               help="Threads for Numba, OpenMP and BLAS (set before NumPy loads).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="JSON-lines output (default bench/results/latest.jsonl).")
+              help="JSON-lines output (default: a new file in the temporary directory).")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write a PNG of FWHT time vs n (needs matplotlib).")
 def bench(quick, threads, json_path, plot):
-    """Run the benchmarks in bench/ (a source checkout) and print figures vs targets."""
+    """Run the benchmarks (hadamnp.bench) and print figures vs targets."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    import hadamnp
-
-    # bench/ lives beside the package in the repository, not inside the installed package.
-    runner = Path(hadamnp.__file__).resolve().parent.parent / "bench" / "run_all.py"
-    if not runner.is_file():
-        raise click.ClickException(
-            f"benchmark scripts not found at {runner}: `hadamnp bench` needs a source checkout "
-            "of hadamnp installed with `pip install -e .` (a wheel does not ship bench/)")
-    args = [sys.executable, str(runner), "--threads", threads]
+    args = [sys.executable, "-m", "hadamnp.bench", "--threads", threads]
     args += ["--quick"] if quick else []
     args += ["--json", json_path] if json_path else []
     args += ["--plot", plot] if plot else []

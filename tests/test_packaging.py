@@ -57,9 +57,17 @@ def build_wheel(tmp_path):
     return wheel
 
 
-def test_wheel_contains_the_data(tmp_path):
+BENCH_MODULES = ("__init__", "__main__", "harness", "runner", "fwht", "binary", "integer",
+                 "training")
+
+
+def test_wheel_contains_the_data_and_the_bench(tmp_path):
+    """The MNIST files (installed to share/hadamnp/data) and hadamnp.bench (so `hadamnp
+    bench` works after `pip install .`) are in the wheel; no Numba cache file is."""
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
+    missing = [m for m in BENCH_MODULES if f"hadamnp/bench/{m}.py" not in names]
+    assert not missing, f"wheel lacks hadamnp/bench modules {missing}"
     data = sorted(n.split("/data/", 1)[1] for n in names if ".data/data/" in n)
     assert data == sorted(f"share/hadamnp/{path}" for path in DATA_FILES)
     assert "hadamnp/_numba_cache.py" in names

@@ -437,7 +437,7 @@ def spec_case(meta):
     config = {"param_in": "dense", "param_out": "dense", **meta["model"]["config"]}
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
              "quant_in", "quant_out", "quant_rec", "param_in", "param_out", "nonlinear",
-             "many_to_many", "dtype"}
+             "store_every", "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
     assert config["param_in"] == config["param_out"] == "dense", \
         f"no spec-model parametrization of U, V other than dense: {config}"

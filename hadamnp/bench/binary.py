@@ -14,7 +14,9 @@ Jobs (single thread; the ±1 / ternary matrices are the same for every implement
   :func:`pack_bitplanes`), which a per-step caller pays on top of the product.
 - ``ternary block n=512 m=128``: the Block-HadamRNN step ``diag(s) (I ⊗ S_m) h`` (QQP
   configuration, 25 % nonzeros) with :func:`hadamnp.kernels.ternary.ternary_matvec` /
-  ``_matmul`` (float32) vs ``scipy.sparse`` CSR and dense float32 BLAS.
+  ``_matmul`` (float32) vs ``scipy.sparse`` CSR, dense float32 BLAS and hadamnp's own block
+  FWHT (``s * fwht(x, block_size=m)``, or the column kernel for B = 100), which computes the
+  same product with ``n log2 m`` additions.
 
 Threads: run as a script, ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``
 default to 1 *before* NumPy is imported (BLAS reads them once; an ``OPENBLAS_CORETYPE``
@@ -24,24 +26,22 @@ installed, and the row field ``blas_threads`` says which of the two applied.
 
 ``compile_s`` is the first call's excess over the warm median (JIT compile or Numba cache
 load). ``hadamnp_speedup`` = the alternative's median / hadamnp's median.
-Run: ``python bench/bench_binary.py [--quick]``.
+Run: ``python -m hadamnp.bench.binary [--quick]``.
 """
 
 import contextlib
 import os
 import sys
-from pathlib import Path
 
 if __name__ == "__main__":
     for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
-                      print_table, time_call)
+from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
+                                   machine_facts, make_row, print_table, time_call)
 
 BENCH = "binary"
 TARGETS_S = {
@@ -68,6 +68,7 @@ def _signs(rng, shape):
 
 
 def _measure(rows, case, impl, fn, quick, **extra):
+    """Time ``fn`` and append its row (the hadamnp row carries the case's target)."""
     timing = time_call(fn, budget_s=budget(quick), min_repeats=3 if quick else 7)
     target = TARGETS_S.get(case) if impl == "hadamnp" else None
     rows.append(make_row(BENCH, case, impl, timing, target_s=target, **extra))
@@ -139,6 +140,7 @@ def ternary_rows(quick, common):
     import scipy.sparse
 
     from hadamnp.kernels import ternary
+    from hadamnp.kernels.fwht import fwht, fwht_columns_inplace
     from hadamnp.reference.ternary import rows_to_dense
 
     rng = np.random.default_rng(2)
@@ -152,12 +154,30 @@ def ternary_rows(quick, common):
         x = np.ascontiguousarray(X[:, 0])
         case = f"ternary block n={BLOCK_N} m={BLOCK_M} B={B} f32"
         extra = {**common, "nonzeros": int(csr.nnz)}
+        s_f = s.astype(np.float32)
         if B == 1:
+            y = np.empty_like(x)
+
+            def block_fwht():
+                np.multiply(s_f, fwht(x, block_size=BLOCK_M, out=y), out=y)
+
             _measure(rows, case, "hadamnp", lambda: ternary.ternary_matvec(T, x), quick, **extra)
+            _measure(rows, case, "hadamnp-block-fwht", block_fwht, quick,
+                     note="s * fwht(x, block_size=m, out=y)", **extra)
             _measure(rows, case, "scipy-csr", lambda: csr @ x, quick, **extra)
             _measure(rows, case, "f32-blas sgemv", lambda: M @ x, quick, **extra)
         else:
+            Y = np.empty_like(X)
+            s_col = s_f[:, None]
+
+            def block_fwht():
+                np.copyto(Y, X)
+                fwht_columns_inplace(Y, BLOCK_M)
+                np.multiply(s_col, Y, out=Y)
+
             _measure(rows, case, "hadamnp", lambda: ternary.ternary_matmul(T, X), quick, **extra)
+            _measure(rows, case, "hadamnp-block-fwht", block_fwht, quick,
+                     note="copy, fwht_columns_inplace(m), times s", **extra)
             _measure(rows, case, "scipy-csr", lambda: csr @ X, quick, **extra)
             _measure(rows, case, "f32-blas sgemm", lambda: M @ X, quick, **extra)
     return rows

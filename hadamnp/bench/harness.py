@@ -1,4 +1,4 @@
-"""Shared timing harness for the ``bench/`` scripts.
+"""Shared timing harness of the :mod:`hadamnp.bench` modules.
 
 Every figure is measured the same way (STYLE.md, "Honest benchmarks"):
 
@@ -17,7 +17,7 @@ Rows are plain dicts (JSON-serialisable), so scripts can return them, :func:`pri
 can show them and :func:`write_jsonl` can store them next to :func:`machine_facts`.
 
 Only NumPy is imported at module level; thread-count environment variables must therefore
-be set (as ``bench/run_all.py --threads`` does) before this module is imported.
+be set (as ``python -m hadamnp.bench --threads N`` does) before this module is imported.
 """
 
 import json
@@ -164,6 +164,25 @@ def memory_bandwidth(quick=False, nbytes=None):
     np.copyto(dst, src)
     best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(3 if quick else 10))
     return 2 * nbytes / best
+
+
+def copy_time(nbytes, quick=False):
+    """Least seconds to copy ``nbytes`` between two buffers of that size (``np.copyto``).
+
+    The bandwidth bound of a pass that reads its input and writes its output once, at the
+    cache level where a working set of that size lives; measured in the calling run, best
+    of repeats (the least disturbed by other load).
+    """
+    src = np.ones(max(nbytes // 8, 1))
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    reps = max(1, min(10_000, int(2e6 // max(nbytes, 1))))
+
+    def copies():
+        for _ in range(reps):
+            np.copyto(dst, src)
+
+    return min(_timed(copies) for _ in range(5 if quick else 20)) / reps
 
 
 def _timed(fn):
@@ -325,8 +344,8 @@ def _cell(row, key):
     return str(value)
 
 
-DEFAULT_COLUMNS = ("case", "impl", "median_s", "iqr_s", "min_s", "compile_s", "repeats",
-                   "elements_per_s", "bound_fraction", "hadamnp_speedup", "target_s",
+DEFAULT_COLUMNS = ("case", "impl", "threads", "median_s", "iqr_s", "min_s", "compile_s",
+                   "repeats", "elements_per_s", "bound_fraction", "hadamnp_speedup", "target_s",
                    "meets_target", "note")
 
 

@@ -14,29 +14,35 @@ Python call and argument checks are amortised over T. Implementations:
 - ``sgemv-only``: one ``W @ h`` float32 NumPy/BLAS call (the issue's 13.7 us
   alternative for n = 512), timed per call.
 
+A second job, ``step n=N B=1 (one call per step)``, times what an application stepping a
+model in real time pays per step, Python call included: ``hadamnp-float-step`` is
+:func:`hadamnp.kernels.recurrence.hadamard_step` (weights validated and packed once by
+``hadamard_step_weights``; issue 16 target <= 1 us for n = 512, float32), beside one
+``hadamard_forward`` call of T = 1 (all checks, every call) and one sgemv.
+
 ``compile_s`` is the first call's excess over the warm median (JIT compile or cache load),
-reported separately and not divided by T. Run: ``python bench/bench_integer.py [--quick]``.
+reported separately and not divided by T. Every row is single-threaded (``threads``).
+Run: ``python -m hadamnp.bench.integer [--quick]``.
 """
 
 import os
 import sys
-from pathlib import Path
 
 if __name__ == "__main__":
     # Single-thread figures; must precede the NumPy import (BLAS reads it once).
     for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
-                      print_table, time_call)
+from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
+                                   machine_facts, make_row, print_table, time_call)
 
 BENCH = "integer"
 SIZES = (128, 512, 2048)
 TARGETS_S = {512: 2e-6}
+STEP_TARGETS_S = {512: 1e-6}
 D_IN, D_OUT, A = 1, 10, 12
 PER_STEP_FIELDS = ("median_s", "min_s", "q1_s", "q3_s", "iqr_s")
 
@@ -91,23 +97,38 @@ def run_size(n, T, quick, threads):
         timing = per_step(time_call(fn, budget_s=b_s, min_repeats=3 if quick else 7), steps)
         rows.append(make_row(BENCH, case, impl, timing, target_s=TARGETS_S.get(n)
                              if impl == "hadamnp-int" else None, **common))
-    return add_ratios(rows, subject_impl="hadamnp-int")
-
-
-def _threads():
-    value = os.environ.get("OMP_NUM_THREADS") or os.environ.get("NUMBA_NUM_THREADS")
-    return int(value) if value and value.isdigit() else os.cpu_count()
+    rows = add_ratios(rows, subject_impl="hadamnp-int")
+    # One call per step, from Python.
+    weights = recurrence.hadamard_step_weights(s, n, U, b, V, c, nonlinear=False)
+    h, logits, x1 = np.zeros(n, np.float32), np.empty(D_OUT, np.float32), x_k[0, :, 0].copy()
+    x_one = x_k[:1]
+    step_case = f"step n={n} B=1 (one call per step)"
+    step_jobs = [
+        ("hadamnp-float-step", lambda: recurrence.hadamard_step(weights, h, x1, logits),
+         STEP_TARGETS_S.get(n), "hadamard_step: weights packed once, state in place"),
+        ("hadamnp-forward-T1", lambda: recurrence.hadamard_forward(
+            s, n, U, b, V, c, x_one, nonlinear=False, many_to_many=False), None,
+         "hadamard_forward with T = 1: validates every call"),
+        ("sgemv-only", lambda: W @ h0, None, "W @ h, one BLAS call"),
+    ]
+    step_rows = []
+    for impl, fn, target, note in step_jobs:
+        timing = time_call(fn, budget_s=b_s, min_repeats=3 if quick else 7)
+        step_rows.append(make_row(BENCH, step_case, impl, timing, target_s=target, note=note,
+                                  **common))
+    return rows + add_ratios(step_rows, subject_impl="hadamnp-float-step")
 
 
 def main(quick=False):
     """Time every size; print the table; return the rows (list of dicts)."""
-    threads = _threads()
+    threads = 1
     T = 200 if quick else 1000
     rows = []
     for n in SIZES:
         rows += run_size(n, T, quick, threads)
-    print_table(rows, f"recurrent step latency, batch 1, {threads} thread(s), per step "
-                      f"(T={T} steps per call); hadamnp_speedup = other / hadamnp-int")
+    print_table(rows, f"recurrent step latency, batch 1, {threads} thread, per step "
+                      f"(T={T} steps per call, or one call per step); hadamnp_speedup = "
+                      "other / hadamnp-int (or / hadamnp-float-step)")
     return rows
 
 

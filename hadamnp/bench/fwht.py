@@ -1,40 +1,49 @@
 """FWHT speed: hadamnp's Numba kernels vs dense BLAS ``x @ H``, a plain radix-2 njit loop and,
-when importable, the C SIMD packages ``fht-cpu`` (``from fht import fht``) and ``ffht``.
+when installed, the C SIMD packages ``fht-cpu`` (``import fht_cpu``) and ``ffht``
+(``pip install ffht-unofficial``; it needs ``numpy`` and ``pybind11`` at build time, so
+``pip install pybind11 wheel && pip install --no-build-isolation ffht-unofficial``).
 
 Jobs: the unnormalised transform of ``B`` rows of length ``n`` (float32 and float64; ``B`` =
 1 and 100; full run n = 2^6 .. 2^20, with ``B = 100`` up to n = 2^16 to bound memory and
-run time; ``--quick``: n = 64, 512, 4096). Every row of one case does the same job:
+run time; ``--quick``: n = 64, 512, 4096), and the small batches B = 2..15 at n = 512
+(float32) in both layouts. Every row of one case does the same job, single thread:
 
 - ``hadamnp``: the public ``fwht(x, out=y)`` on the ``(B, n)`` layout: validation (dtype,
   sizes, NaN/Inf), out of place into a preallocated ``y``. This is the figure held against
   the targets of issue 2 (n=512: 17 us; n=4096: 150 us; float32, B=100);
 - ``hadamnp-alloc``: ``fwht(x)``, allocating its result;
 - ``hadamnp-rows-inplace``: the kernel ``fwht_rows_inplace`` (no validation), in place;
+- ``hadamnp-overhead`` (B = 1): ``hadamnp`` minus ``hadamnp-rows-inplace``, what the public
+  call adds to the kernel call (issue 16 target: at most 0.3x the kernel);
 - ``hadamnp-columns``: ``fwht_columns_inplace`` on the ``(n, B)`` layout of the sequence
-  kernels, in place;
+  kernels, in place (issue 16 target for B = 2..15: within 1.2x of the row layout);
 - ``blas-dense``: ``np.matmul(x, H, out=y)`` with ``H = scipy.linalg.hadamard(n)`` (n <= 4096);
 - ``njit-radix2``: the textbook three-loop radix-2 FWHT under ``@njit``, in place;
-- ``fht-cpu`` / ``ffht``: the packages' in-place calls, skipped with a message when absent.
+- ``fht-cpu``: ``fht_cpu.fht`` in place, ``num_threads=1`` (a 1-D call for B = 1);
+- ``ffht``: ``ffht.fht_`` in place, one 2-D call (``nthreads=1``).
 
 In-place calls are repeated on the same buffer, so its values grow by sqrt(n) per call and
 end as Inf/NaN; additions cost the same on any values here (no subnormals can arise), and
 the out-of-place rows show the same work on finite data. Each implementation's output is
 first checked against the NumPy reference (``check`` column).
 
-Timing (``_harness.time_call``): the first call is timed alone (``compile_s`` = first call
-minus the warm median: JIT compile or on-disk cache load); the cold JIT compile time of the
-kernels is measured separately in a fresh interpreter with an empty Numba cache. Then one
-warm-up call and samples until ~1 s (quick: ~0.15 s); median, IQR, min, elements/s, and
-``hadamnp_speedup`` = alternative / hadamnp median.
+Bound: ``bound_s`` is the time to copy ``B n`` elements between two buffers (``np.copyto``,
+measured in the same run at the same working-set size): any out-of-place transform reads
+its input and writes its output once, so ``bound_fraction`` = copy time / median says how
+close a row comes to the bandwidth of the cache level the data lives in.
 
-Threads: single thread. Run as a script, ``--threads N`` (default 1) sets
-``NUMBA_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS``
-before NumPy is imported; imported as a module (``bench/run_all.py``), the caller's
-settings apply. The hadamnp kernels are single-threaded either way. A 2-thread BLAS figure
-for n = 512 and 4096 (float32, B = 100) is measured in a child interpreter
-(``blas-dense-2thr``).
+Timing (:func:`hadamnp.bench.harness.time_call`): the first call is timed alone
+(``compile_s`` = first call minus the warm median: JIT compile or on-disk cache load); the
+cold JIT compile time of the kernels is measured separately in a fresh interpreter with an
+empty Numba cache. Then one warm-up call and samples until ~1 s (quick: ~0.15 s); median,
+IQR, min, elements/s, and ``hadamnp_speedup`` = alternative / hadamnp median.
 
-Usage: ``python bench/bench_fwht.py [--quick] [--threads N] [--json FILE]``.
+Threads: every row is single-threaded (``threads`` column); run as a module, ``--threads N``
+(default 1) sets the thread variables before NumPy is imported. No 2-thread BLAS row: on a
+2-core machine shared with other jobs it measured contention, not BLAS (a 2-thread
+comparison is made for the training step, where both runs share one process and data).
+
+Usage: ``python -m hadamnp.bench.fwht [--quick] [--json FILE]``.
 """
 
 import json
@@ -42,9 +51,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
 THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "MKL_NUM_THREADS")
 
@@ -58,17 +65,16 @@ if __name__ == "__main__":
     # Thread counts must be set before NumPy/BLAS and Numba are imported.
     for _var in THREAD_ENV_VARS:
         os.environ[_var] = _arg_value(sys.argv, "--threads", "1")
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
 
 import argparse  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.linalg  # noqa: E402
-from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
-                      print_table, skip_row, time_call, write_jsonl)
 
+from hadamnp.bench.harness import (add_ratios, budget, copy_time, format_facts,  # noqa: E402
+                                   machine_facts, make_row, print_table, skip_row, time_call,
+                                   write_jsonl)
 from hadamnp.kernels.fwht import fwht, fwht_columns_inplace, fwht_rows_inplace  # noqa: E402
 from hadamnp.reference.hadamard import fwht as reference_fwht  # noqa: E402
 
@@ -76,10 +82,11 @@ BENCH = "fwht"
 TARGETS = {("float32", 512, 100): 17e-6, ("float32", 4096, 100): 150e-6}
 DENSE_MAX_N = 4096
 BATCH100_MAX_N = 1 << 16
-TWO_THREAD_CASES = (("float32", 512, 100), ("float32", 4096, 100))
+SMALL_BATCHES = tuple(range(2, 16))
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
-COLUMNS = ("case", "impl", "median_s", "iqr_s", "min_s", "compile_s", "repeats",
-           "elements_per_s", "hadamnp_speedup", "target_s", "meets_target", "check", "note")
+COLUMNS = ("case", "impl", "threads", "median_s", "iqr_s", "min_s", "compile_s", "repeats",
+           "elements_per_s", "bound_fraction", "hadamnp_speedup", "target_s", "meets_target",
+           "check", "note")
 
 
 def case_name(dtype, n, B):
@@ -87,7 +94,7 @@ def case_name(dtype, n, B):
 
 
 def sizes(quick):
-    """``(dtype, n, B)`` cases of the run."""
+    """``(dtype, n, B)`` cases of the run (all implementations)."""
     ns = [64, 512, 4096] if quick else [1 << k for k in range(6, 21)]
     return [(dtype, n, B) for dtype in ("float32", "float64") for n in ns for B in (1, 100)
             if B == 1 or n <= BATCH100_MAX_N]
@@ -131,28 +138,27 @@ def _optional(module_name):
 
 
 def _package_calls(B):
-    """``{impl: (in-place call on a (B, n) array returning the result, note)}`` of the packages.
+    """``{impl: (in-place call on a (B, n) array returning it, note) or None}``.
 
-    ``fht-cpu``: ``fht(x)`` transforms in place (2-D: along the last axis). ``ffht``: the
-    in-place ``fht_`` of the FFHT-unofficial fork, else the original ``fht`` (1-D only: rows
-    one by one from Python).
+    Each package is called the fastest documented way: ``fht_cpu.fht`` with
+    ``num_threads=1`` (its 1-D entry point for one row) and one 2-D ``ffht.fht_`` call.
     """
     calls = {"fht-cpu": None, "ffht": None}
-    fht_cpu = _optional("fht")
-    if fht_cpu is not None and hasattr(fht_cpu, "fht"):
+    fht_cpu = _optional("fht_cpu")
+    if fht_cpu is not None:
         def fht_cpu_call(a):
-            fht_cpu.fht(a[0]) if B == 1 else fht_cpu.fht(a, axis=-1)
+            if B == 1:
+                fht_cpu.fht(a[0])
+            else:
+                fht_cpu.fht(a, axis=-1, num_threads=1)
             return a
-        calls["fht-cpu"] = (fht_cpu_call, "in place")
+        calls["fht-cpu"] = (fht_cpu_call, "fht_cpu.fht in place, num_threads=1")
     ffht = _optional("ffht")
-    if ffht is not None:
-        inplace = getattr(ffht, "fht_", None) or ffht.fht
-
+    if ffht is not None and hasattr(ffht, "fht_"):
         def ffht_call(a):
-            for row in a:
-                inplace(row)
+            ffht.fht_(a, 1)
             return a
-        calls["ffht"] = (ffht_call, "in place, rows from a Python loop")
+        calls["ffht"] = (ffht_call, "ffht.fht_ in place, one 2-D call, nthreads=1")
     return calls
 
 
@@ -173,89 +179,87 @@ def _via_columns(n):
     return call
 
 
-def run_case(dtype, n, B, quick, threads, announced):
+class _Case:
+    """Shared inputs and the row builder of one ``(dtype, n, B)`` case."""
+
+    def __init__(self, dtype, n, B, quick):
+        rng = np.random.default_rng(n + B)
+        self.x = rng.standard_normal((B, n)).astype(dtype)
+        self.want = reference_fwht(self.x.astype(np.float64))
+        self.dtype, self.n, self.B, self.quick = dtype, n, B, quick
+        self.case = case_name(dtype, n, B)
+        self.bound_s = copy_time(self.x.nbytes, quick)
+        self.rows = []
+
+    def add(self, impl, fn_timed, fn_checked, note=None, **extra):
+        check = _check(fn_checked, self.x, self.want, self.dtype)
+        timing = time_call(fn_timed, budget_s=budget(self.quick),
+                           min_repeats=3 if self.quick else 5)
+        self.rows.append(make_row(BENCH, self.case, impl, timing, elements=self.n * self.B,
+                                  bound_s=self.bound_s, check=check,
+                                  **({"note": note} if note else {}), n=self.n, B=self.B,
+                                  dtype=self.dtype, threads=1, **extra))
+        return self.rows[-1]
+
+
+def run_case(dtype, n, B, quick, announced):
     """Rows of every implementation for one ``(dtype, n, B)`` case.
 
     ``announced``: set of the packages whose absence was already printed (updated).
     """
-    rng = np.random.default_rng(n + B)
-    x = rng.standard_normal((B, n)).astype(dtype)
-    want = reference_fwht(x.astype(np.float64))
-    case = case_name(dtype, n, B)
-    common = {"n": n, "B": B, "dtype": dtype, "threads": threads}
-    elements = n * B
-    b = budget(quick)
-    rows = []
-
-    def add(impl, fn_timed, fn_checked, note=None, **extra):
-        check = _check(fn_checked, x, want, dtype)
-        timing = time_call(fn_timed, budget_s=b, min_repeats=3 if quick else 5)
-        rows.append(make_row(BENCH, case, impl, timing, elements=elements, check=check,
-                             **({"note": note} if note else {}), **common, **extra))
-
+    c = _Case(dtype, n, B, quick)
+    x = c.x
     out = np.empty_like(x)
-    add("hadamnp", lambda: fwht(x, out=out), fwht, target_s=TARGETS.get((dtype, n, B)))
-    add("hadamnp-alloc", lambda: fwht(x), fwht)
+    public = c.add("hadamnp", lambda: fwht(x, out=out), fwht, target_s=TARGETS.get((dtype, n, B)))
+    c.add("hadamnp-alloc", lambda: fwht(x), fwht)
     rows_buf = x.copy()
-    add("hadamnp-rows-inplace", lambda: fwht_rows_inplace(rows_buf, n),
-        _in_place(fwht_rows_inplace, n), note="kernel, no validation")
+    kernel = c.add("hadamnp-rows-inplace", lambda: fwht_rows_inplace(rows_buf, n),
+                   _in_place(fwht_rows_inplace, n), note="kernel, no validation")
+    if B == 1:
+        overhead = max(public["median_s"] - kernel["median_s"], 0.0)
+        c.rows.append({"bench": BENCH, "case": c.case, "impl": "hadamnp-overhead",
+                       "median_s": overhead, "n": n, "B": B, "dtype": dtype, "threads": 1,
+                       "note": "hadamnp - hadamnp-rows-inplace (medians of this run)"})
     cols = x.T.copy()  # a copy even for B = 1, where x.T is already C-contiguous
-    add("hadamnp-columns", lambda: fwht_columns_inplace(cols, n), _via_columns(n),
-        note="(n, B) layout, in place")
+    c.add("hadamnp-columns", lambda: fwht_columns_inplace(cols, n), _via_columns(n),
+          note="(n, B) layout, in place")
     if n <= DENSE_MAX_N:
         H = scipy.linalg.hadamard(n).astype(dtype)
-        add("blas-dense", lambda: np.matmul(x, H, out=out), lambda a: a @ H,
-            note="x @ H, BLAS")
+        c.add("blas-dense", lambda: np.matmul(x, H, out=out), lambda a: a @ H,
+              note="x @ H, BLAS, 1 thread")
     radix2_buf = x.copy()
-    add("njit-radix2", lambda: njit_radix2(radix2_buf), _in_place(njit_radix2),
-        note="plain radix-2 loops")
+    c.add("njit-radix2", lambda: njit_radix2(radix2_buf), _in_place(njit_radix2),
+          note="plain radix-2 loops")
     for impl, call in _package_calls(B).items():
         if call is None:
             reason = f"{impl} not importable (optional, not installed)"
             if impl in announced:  # print the message once per run
-                rows.append({"bench": BENCH, "case": case, "impl": impl, "median_s": None,
-                             "note": reason, "skipped": True})
+                c.rows.append({"bench": BENCH, "case": c.case, "impl": impl, "median_s": None,
+                               "note": reason, "skipped": True})
             else:
-                rows.append(skip_row(BENCH, case, impl, reason))
+                c.rows.append(skip_row(BENCH, c.case, impl, reason))
                 announced.add(impl)
             continue
         fn, note = call
         package_buf = x.copy()
-        add(impl, lambda: fn(package_buf), fn, note=note)
-    ours = rows[0]
-    print(f"[{BENCH}] {case}: hadamnp median {ours['median_s'] * 1e6:.3g} us, min "
-          f"{ours['min_s'] * 1e6:.3g} us (check {ours['check']})",
-          flush=True)
-    return rows
+        c.add(impl, lambda: fn(package_buf), fn, note=note)
+    print(f"[{BENCH}] {c.case}: hadamnp median {public['median_s'] * 1e6:.3g} us, min "
+          f"{public['min_s'] * 1e6:.3g} us (check {public['check']})", flush=True)
+    return c.rows
 
 
-def dense_rows(cases, quick, threads):
-    """``blas-dense`` rows only (for the child interpreter measuring 2-thread BLAS)."""
+def small_batch_rows(quick):
+    """Row vs column layout, n = 512 float32, B = 2..15 (in place, kernels only)."""
     rows = []
-    for dtype, n, B in cases:
-        x = np.random.default_rng(n + B).standard_normal((B, n)).astype(dtype)
-        H = scipy.linalg.hadamard(n).astype(dtype)
-        out = np.empty_like(x)
-        timing = time_call(lambda: np.matmul(x, H, out=out), budget_s=budget(quick))
-        rows.append(make_row(BENCH, case_name(dtype, n, B), f"blas-dense-{threads}thr", timing,
-                             elements=n * B, n=n, B=B, dtype=dtype, threads=threads,
-                             note=f"x @ H, BLAS with {threads} threads"))
+    for B in SMALL_BATCHES:
+        c = _Case("float32", 512, B, quick)
+        rows_buf, cols = c.x.copy(), c.x.T.copy()
+        c.add("hadamnp-rows-inplace", lambda: fwht_rows_inplace(rows_buf, 512),
+              _in_place(fwht_rows_inplace, 512), note="(B, n) layout, in place")
+        c.add("hadamnp-columns", lambda: fwht_columns_inplace(cols, 512), _via_columns(512),
+              note="(n, B) layout, in place")
+        rows += c.rows
     return rows
-
-
-def two_thread_blas_rows(quick):
-    """Run :func:`dense_rows` with 2 BLAS threads in a child interpreter; return its rows."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rows.json"
-        env = {**os.environ, **{v: "2" for v in THREAD_ENV_VARS}}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--dense-only", "--threads", "2",
-               "--rows-out", str(path)] + (["--quick"] if quick else [])
-        result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"[{BENCH}] 2-thread BLAS run failed:\n{result.stderr[-2000:]}")
-            return [skip_row(BENCH, case_name(*c), "blas-dense-2thr", "child run failed")
-                    for c in TWO_THREAD_CASES]
-        return json.loads(path.read_text())
 
 
 _COLD_COMPILE_SCRIPT = """
@@ -292,11 +296,6 @@ def cold_compile_rows():
             for what, seconds in json.loads(result.stdout).items()]
 
 
-def _threads():
-    value = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
-    return int(value) if value and value.isdigit() else None
-
-
 def main(quick=False, json_path=None):
     """Time every case; print the tables; return the rows (list of dicts).
 
@@ -307,20 +306,21 @@ def main(quick=False, json_path=None):
     json_path : str or Path, optional
         Also write the rows as JSON lines (first line: machine facts).
     """
-    threads = _threads()
     rows = cold_compile_rows()
     announced = set()
     print_table(rows, "FWHT: JIT compile time, cold cache",
                 columns=("case", "impl", "compile_s", "note"))
     for dtype, n, B in sizes(quick):
-        rows += add_ratios(run_case(dtype, n, B, quick, threads, announced))
-    if threads != 2:
-        rows += two_thread_blas_rows(quick)
+        rows += add_ratios(run_case(dtype, n, B, quick, announced))
+    rows += small_batch_rows(quick)
     measured = [r for r in rows if r.get("n") is not None]
     for dtype in ("float32", "float64"):
-        print_table([r for r in measured if r["dtype"] == dtype],
-                    f"FWHT {dtype}, {threads or 'default'} BLAS thread(s); "
-                    f"hadamnp_speedup = other / hadamnp (public fwht, out=)", columns=COLUMNS)
+        print_table([r for r in measured if r["dtype"] == dtype and r["B"] in (1, 100)],
+                    f"FWHT {dtype}, 1 thread; hadamnp_speedup = other / hadamnp (public fwht, "
+                    "out=); bound = copy of the same bytes", columns=COLUMNS)
+    print_table([r for r in measured if r["B"] in SMALL_BATCHES],
+                "FWHT float32 n=512, small batches: (B, n) rows vs (n, B) columns, 1 thread",
+                columns=COLUMNS)
     if json_path:
         facts = machine_facts()
         facts["quick"] = quick
@@ -329,21 +329,16 @@ def main(quick=False, json_path=None):
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hadamnp.bench.fwht",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="n = 64, 512, 4096; short budgets")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for BLAS/OpenMP/Numba, set before NumPy loads (default 1)")
     parser.add_argument("--json", dest="json_path", default=None, help="JSON-lines output file")
-    parser.add_argument("--dense-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--rows-out", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = _parse(sys.argv[1:])
-    if args.dense_only:
-        Path(args.rows_out).write_text(json.dumps(dense_rows(TWO_THREAD_CASES, args.quick,
-                                                             args.threads)))
-    else:
-        print(format_facts(machine_facts()))
-        main(quick=args.quick, json_path=args.json_path)
+    print(format_facts(machine_facts()))
+    main(quick=args.quick, json_path=args.json_path)
