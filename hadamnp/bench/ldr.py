@@ -20,24 +20,24 @@ Full run: n = 256, 512, 1024, 2048, 4096; B = 1 and 100; r = 1, 2, 4 (matmul), r
 Each FFT result is first checked against the dense product (``check``: the largest error
 relative to the largest output).
 
-Timing (``_harness.time_call``): first call alone (``compile_s``; nothing is JIT-compiled
+Timing (:func:`hadamnp.bench.harness.time_call`): first call alone (``compile_s``; nothing is JIT-compiled
 here, so this is first-touch cost), one warm-up call, then samples until ~1 s (quick:
 0.15 s); median, IQR, min. ``hadamnp_speedup`` = dense median / FFT median (> 1: the FFT
 wins). The summary gives, per (job, B, r), the crossover n (the smallest n from which the
 FFT's median stays below the dense one) and the ratio at n = 4096.
 
-Threads: ``--threads N`` (default 1) sets the BLAS/OpenMP/Numba thread variables before
-NumPy is imported; ``scipy.fft`` runs on one thread (``workers`` left at its default).
+Threads: run as a module, ``--threads N`` (default 1) sets the BLAS/OpenMP/Numba thread
+variables before NumPy is imported; ``scipy.fft`` runs on one thread (``workers`` left at
+its default). Not part of ``python -m hadamnp.bench`` (the runner's modules are the targets
+of issues 2, 4 and 16); run it on its own.
 
-Usage: ``python bench/bench_ldr.py [--quick] [--threads N] [--json FILE]``; the rows go to
-``FILE`` (default: ``bench/results/ldr.jsonl``), the first line holding the machine facts.
+Usage: ``python -m hadamnp.bench.ldr [--quick] [--threads N] [--json FILE]``; with
+``--json`` the rows (first line: the machine facts) are written to ``FILE``.
 """
 
 import os
 import sys
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
 THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "MKL_NUM_THREADS")
 
@@ -48,17 +48,17 @@ def _arg_value(argv, flag, default):
 
 
 if __name__ == "__main__":
+    # Thread counts must be set before NumPy/BLAS are imported.
     for _var in THREAD_ENV_VARS:
         os.environ[_var] = _arg_value(sys.argv, "--threads", "1")
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
 
 import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _harness import (add_ratios, budget, format_facts, machine_facts, make_row,  # noqa: E402
-                      print_table, time_call, write_jsonl)
 
+from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
+                                   machine_facts, make_row, print_table, time_call,
+                                   write_jsonl)
 from hadamnp.kernels import ldr  # noqa: E402
 from hadamnp.reference import ldr as reference  # noqa: E402
 
@@ -69,7 +69,6 @@ QUICK_SIZES = (256, 1024, 4096)
 BATCHES = (1, 100)
 FULL_RANKS = (1, 2, 4)
 BUILD_SIZES = (128, 256, 512)
-DEFAULT_JSON = BENCH_DIR / "results" / "ldr.jsonl"
 
 
 def _generators(rng, n, r):
@@ -177,6 +176,17 @@ def crossovers(rows):
 
 
 def main(quick=False, json_path=None, threads=None):
+    """Time every case; print the tables and the crossovers; return the rows.
+
+    Parameters
+    ----------
+    quick : bool
+        n = 256, 1024, 4096 and r = 2 only, ~0.15 s per figure.
+    json_path : str or Path, optional
+        Also write the rows as JSON lines (first line: machine facts).
+    threads : str, optional
+        Recorded in the rows (default: ``OPENBLAS_NUM_THREADS``).
+    """
     threads = threads or os.environ.get("OPENBLAS_NUM_THREADS")
     facts = machine_facts()
     print(format_facts(facts))
@@ -200,16 +210,18 @@ def main(quick=False, json_path=None, threads=None):
         print(f"{s['job']:<9} B={s['B']:<4} r={s['r']}  crossover n = {s['crossover_n']}  "
               f"dense/fft at n={s['largest_n']}: {s['ratio_at_largest_n']:.3g}x   "
               f"(all: {s['ratios']})")
-    facts["load_average_end"] = machine_facts()["load_average"]
-    path = write_jsonl(json_path or DEFAULT_JSON, rows + summary, facts)
-    print(f"\nrows written to {path}")
+    if json_path:
+        facts["load_average_end"] = machine_facts()["load_average"]
+        facts["quick"] = quick
+        print(f"\nwrote {write_jsonl(json_path, rows + summary, facts)}")
     return rows + summary
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hadamnp.bench.ldr",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, short budgets")
     parser.add_argument("--threads", default="1", help="BLAS/OpenMP/Numba threads (default 1)")
-    parser.add_argument("--json", default=None, help=f"output JSON lines (default {DEFAULT_JSON})")
+    parser.add_argument("--json", default=None, help="JSON-lines output file")
     args = parser.parse_args()
     main(quick=args.quick, json_path=args.json, threads=args.threads)
