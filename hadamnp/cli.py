@@ -112,7 +112,8 @@ def _model_options(func):
         _preset_option("--quant-out", key="model.quant_out", unset="the model's",
                        help="Quantizer of the output matrix V, e.g. uniform:4, none."),
         click.option("--quant-rec", default=None,
-                     help="Quantizer of the recurrent parameter, e.g. sign, sign:clipped.  "
+                     help="Quantizer of the recurrent parameter(s), e.g. sign, sign:clipped "
+                          "(hadamrnn), ternary-stochastic (rnn, gru, lstm).  "
                           "[default: sign (hadamrnn, block-hadamrnn)]"),
         click.option("--nonlinear/--linear", default=None,
                      help="Model option nonlinear: relu inside the recurrence.  "

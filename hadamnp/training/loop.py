@@ -15,7 +15,8 @@ step ``k``::
                                                         optional warm-up:
                                                         :mod:`hadamnp.training.schedule`),
                                                         per-role lr scales, weight decay
-    [clip latent parameters of the clipped roles to their declared bound]
+    [clip latent parameters of the clipped roles (and those the model always
+     clips, ParamSpec.clip) to their declared bound]
 
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
@@ -106,7 +107,8 @@ class ParamGroups:
     lr_scales, weight_decay : dict name -> float
         From the run's per-role tables (1 and 0 when a role is absent).
     bounds : dict name -> float
-        Clipping bounds of the parameters whose role the run clips.
+        Clipping bounds of the parameters whose role the run clips, and of those the
+        model always clips (``ParamSpec.clip``).
     signs : tuple of str
         Parameters of role ``signs`` (their sign flips are counted).
     """
@@ -127,7 +129,7 @@ class ParamGroups:
             weight_decay={name: config.weight_decay.get(specs[name].role, 0.0)
                           for name in trainable},
             bounds={name: specs[name].bound for name in trainable
-                    if specs[name].role in config.clip_roles},
+                    if specs[name].role in config.clip_roles or specs[name].clip},
             signs=tuple(name for name in trainable if specs[name].role == "signs"))
 
 
