@@ -14,8 +14,9 @@ variant             model options                                               
 ``lstm-ldr:r``      ``--model lstm -O param_rec=ldr:r`` (r = 1, 2, 4)            ``8 r n``
 ``lstm-shared:k``   ``--model lstm -O param_rec=lowrank:k -O share=gates``        ``5 k n``
                     (k = 2, 3, 6: the nearest counts to r = 1, 2, 4)
-``hadamrnn``        ``--model hadamrnn`` (4-bit ``U``, ``V``; binary Hadamard    ``n`` bits
-                    recurrence, the paper's model)
+``hadamrnn``        ``--model hadamrnn --sign-lr-scale 0.1`` (4-bit ``U``, ``V``;  ``n`` bits
+                    binary Hadamard recurrence; the sign learning rate of the
+                    ``quick`` preset, without which it does not learn pMNIST)
 ==================  ===========================================================  ===========
 
 Tasks: ``pmnist`` (permuted MNIST, T = 784, accuracy on the test split) and ``adding`` (the
@@ -54,28 +55,27 @@ TASKS = ("pmnist", "adding")
 
 
 def variants(ranks=(1, 2, 4), shared=(2, 3, 6)):
-    """``(variant name, model, [-O options])`` of the curve."""
+    """``(variant name, model, [extra arguments])`` of the curve."""
     out = [("lstm", "lstm", [])]
-    out += [(f"lstm-ldr:{r}", "lstm", [f"param_rec=ldr:{r}"]) for r in ranks]
-    out += [(f"lstm-shared:{k}", "lstm", [f"param_rec=lowrank:{k}", "share=gates"])
-            for k in shared]
-    out.append(("hadamrnn", "hadamrnn", []))
+    out += [(f"lstm-ldr:{r}", "lstm", ["-O", f"param_rec=ldr:{r}"]) for r in ranks]
+    out += [(f"lstm-shared:{k}", "lstm", ["-O", f"param_rec=lowrank:{k}", "-O",
+                                          "share=gates"]) for k in shared]
+    out.append(("hadamrnn", "hadamrnn", ["--sign-lr-scale", "0.1"]))
     return out
 
 
-def command(task, model, options, run_dir, args):
+def command(task, model, extra, run_dir, args):
     """The ``hadamnp train`` command line of one run."""
     cmd = ["hadamnp", "train", "--preset", "base", "--task", task, "--model", model,
            "--hidden", str(args.hidden), "--batch-size", str(args.batch_size),
            "--epochs", "1", "--steps-per-epoch", str(args.steps), "--lr", str(args.lr),
+           "--eval-batch-size", str(args.eval_batch_size),
            "--val-batches", str(args.val_batches), "--test-batches", str(args.test_batches),
            "--seed", str(args.seed), "--checkpoint-every", str(args.checkpoint_every),
            "--log-every", "10", "--out", str(run_dir)]
     if task == "adding":
         cmd += ["--adding-length", str(args.adding_length)]
-    for option in options:
-        cmd += ["-O", option]
-    return cmd
+    return cmd + list(extra)
 
 
 def _records(run_dir, kind):
@@ -85,31 +85,40 @@ def _records(run_dir, kind):
     return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("kind") == kind]
 
 
-def run_one(task, name, model, options, args):
+def run_dir_of(args, task, name):
+    return Path(args.root) / f"{task}-{name.replace(':', '')}"
+
+
+def run_one(task, name, model, extra, args):
     """Train (or resume, or skip) one variant; return its record."""
-    run_dir = Path(args.root) / f"{task}-{name.replace(':', '')}"
-    cmd = command(task, model, options, run_dir, args)
+    run_dir = run_dir_of(args, task, name)
     if not _records(run_dir, "test"):
         if (run_dir / "checkpoint.npz").is_file():
             todo = ["hadamnp", "train", "--resume", str(run_dir)]
         else:
-            todo = cmd
+            todo = command(task, model, extra, run_dir, args)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "command.txt").write_text(shlex.join(todo) + "\n")
         print("$ " + shlex.join(todo), flush=True)
         started = time.perf_counter()
-        subprocess.run(todo, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # this interpreter and its import path (a checkout with PYTHONPATH) run the command
+        subprocess.run([sys.executable, "-m", "hadamnp", *todo[1:]], check=True,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
         print(f"[{task} {name}] {time.perf_counter() - started:.0f} s", flush=True)
-    return summarize(task, name, cmd, run_dir)
+    return summarize(task, name, run_dir)
 
 
-def summarize(task, name, cmd, run_dir):
-    """The record of a finished run: sizes from its checkpoint, the test metric."""
+def summarize(task, name, run_dir):
+    """The record of a finished run: its command, sizes from its checkpoint, the test
+    metric."""
     from hadamnp.runs.plumbing import restore
 
     model, _, _ = restore(run_dir)
     size = model.size()
     test = _records(run_dir, "test")[-1]
     epochs = _records(run_dir, "epoch")
-    return {"task": task, "variant": name, "command": shlex.join(cmd),
+    return {"task": task, "variant": name,
+            "command": (Path(run_dir) / "command.txt").read_text().strip(),
             "model": model.describe(), "parameters": size.parameters,
             "trainable": size.trainable, "bits": size.total_bits,
             "float32_parameters": size.float32_parameters,
@@ -136,7 +145,7 @@ def metric(record):
 
 def table(records):
     lines = ["| task | variant | parameters | recurrent values | deployed bits | "
-             "vs float32 LSTM | test metric | train time |",
+             "compression (vs its float32 dense form) | test metric | train time |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         name, value = metric(r)
@@ -173,6 +182,9 @@ def plot(records, path):
                 for x, y, v in pts:
                     ax.annotate(v.split("-")[-1], (x, y), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7)
+            if task == "adding":
+                ax.axhline(1 / 6, color="gray", linestyle="--", linewidth=1,
+                           label="predict 1 (0.167)")
             ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel(f"test {metric(rs[0])[0]}")
@@ -202,9 +214,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--val-batches", type=int, default=2)
-    parser.add_argument("--test-batches", type=int, default=10)
-    parser.add_argument("--adding-length", type=int, default=200)
+    parser.add_argument("--eval-batch-size", type=int, default=500)
+    parser.add_argument("--val-batches", type=int, default=1)
+    parser.add_argument("--test-batches", type=int, default=4)
+    parser.add_argument("--adding-length", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--root", default=str(DEFAULT_ROOT), help="run directories")
@@ -217,29 +230,35 @@ def main(argv=None):
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     store = results / "curve.json"
-    records = {(r["task"], r["variant"]): r
-               for r in (json.loads(store.read_text()) if store.is_file() else [])}
     for task in tasks:
-        for name, model, options in variants():
+        for name, model, extra in variants():
             if args.only and name not in args.only:
                 continue
-            run_dir = Path(args.root) / f"{task}-{name.replace(':', '')}"
             if args.report_only:
-                if _records(run_dir, "test"):
-                    records[(task, name)] = summarize(
-                        task, name, command(task, model, options, run_dir, args), run_dir)
+                if _records(run_dir_of(args, task, name), "test"):
+                    _store(store, summarize(task, name, run_dir_of(args, task, name)))
                 continue
-            records[(task, name)] = run_one(task, name, model, options, args)
-            store.write_text(json.dumps(list(records.values()), indent=1))
-    ordered = sorted(records.values(), key=lambda r: (TASKS.index(r["task"]),
-                                                      _family_order(r["variant"])))
-    store.write_text(json.dumps(ordered, indent=1))
+            _store(store, run_one(task, name, model, extra, args))
+    ordered = _store(store)
     text = table(ordered)
     (results / "curve.md").write_text(text + "\n")
     print(text)
     png = plot(ordered, results / "curve.png")
     if png:
         print(f"plot: {png}")
+    return ordered
+
+
+def _store(store, record=None):
+    """Add ``record`` to the records in ``store`` (read again first: the tasks may run in
+    two processes); return them in table order."""
+    records = {(r["task"], r["variant"]): r
+               for r in (json.loads(store.read_text()) if store.is_file() else [])}
+    if record is not None:
+        records[(record["task"], record["variant"])] = record
+    ordered = sorted(records.values(), key=lambda r: (TASKS.index(r["task"]),
+                                                      _family_order(r["variant"])))
+    store.write_text(json.dumps(ordered, indent=1))
     return ordered
 
 
