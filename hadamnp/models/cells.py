@@ -38,7 +38,7 @@ from hadamnp.models.lowprec_quantizers import glorot_bound
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer
 from hadamnp.models.structured import init_shared
-from hadamnp.models.weights import Weight, accumulate, get_parametrization
+from hadamnp.models.weights import Weight, accumulate
 
 __all__ = ["CELLS", "CellLayer", "bind_scale"]
 
@@ -82,10 +82,10 @@ class CellLayer:
         ``parametrization``), e.g. ``"ldr:2"``, ``"lowrank:16"``
         (:mod:`hadamnp.models.structured`).
     share_in, share_rec : str, optional
-        Name of a projection shared by the low-rank input (resp. recurrent) gate matrices:
-        their right factor ``B`` is that one parameter (``W_g = A_g P``); the layer stack
-        may give the same name to the next layer's input matrices
-        (:mod:`hadamnp.models.stack`).
+        Name of a projection shared by the input (resp. recurrent) gate matrices, which
+        must then be low-rank: their right factor ``B`` is that one parameter
+        (``W_g = A_g P``); the layer stack may give the same name to the next layer's input
+        matrices (:mod:`hadamnp.models.stack`).
     peepholes : bool
         LSTM peephole connections.
     clip_shadow : bool
@@ -124,8 +124,7 @@ class CellLayer:
             quantizer = bind_scale(spec, W0, option)
             if clip_shadow and quantizer.name != "none":
                 self.clipped.add(prefix + name)
-            shared = {"B": share} if share and get_parametrization(param).name == "lowrank" \
-                else None
+            shared = {"B": share} if share else None  # the low-rank right factor
             try:
                 return Weight(prefix + name, shape, init, quantizer=quantizer,
                               parametrization=param, role=role, bound=W0, shared=shared)
