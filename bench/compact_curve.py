@@ -24,7 +24,8 @@ adding problem, MSE on the test split; predicting 1 scores 0.167). Budgets (step
 learning rate, evaluation batches) are options, stated in the output; the defaults are
 those of the committed results (``bench/results/compact/``).
 
-Each run goes to ``ROOT/<task>-<variant>`` (``--root``, default ``~/.cache/hadamnp/
+Every run uses one thread (the BLAS, OpenMP and Numba thread variables are set to 1 for the
+training processes). Each run goes to ``ROOT/<task>-<variant>`` (``--root``, default ``~/.cache/hadamnp/
 compact-curve``), with ``--checkpoint-every``; rerunning the script skips finished runs and
 resumes interrupted ones (``hadamnp train --resume``: bit-identical). Finally it writes
 ``curve.json`` (one record per run: command, parameters, trainable values, deployed bits,
@@ -34,8 +35,8 @@ float32 reference size, test metric, wall time), ``curve.md`` (the table) and
 
 Usage::
 
-    nice -n 5 python bench/compact_curve.py --task pmnist --steps 300
-    nice -n 5 python bench/compact_curve.py --task adding --steps 1000
+    nice -n 5 python bench/compact_curve.py --task pmnist --hidden 64 --steps 500
+    nice -n 5 python bench/compact_curve.py --task adding --hidden 64 --steps 2000
     python bench/compact_curve.py --report-only          # table and plot from the runs
 """
 
@@ -52,6 +53,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_ROOT = Path.home() / ".cache" / "hadamnp" / "compact-curve"
 DEFAULT_RESULTS = BENCH_DIR / "results" / "compact"
 TASKS = ("pmnist", "adding")
+THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "MKL_NUM_THREADS")
 
 
 def variants(ranks=(1, 2, 4), shared=(2, 3, 6)):
@@ -101,9 +104,11 @@ def run_one(task, name, model, extra, args):
             (run_dir / "command.txt").write_text(shlex.join(todo) + "\n")
         print("$ " + shlex.join(todo), flush=True)
         started = time.perf_counter()
-        # this interpreter and its import path (a checkout with PYTHONPATH) run the command
+        # this interpreter and its import path (a checkout with PYTHONPATH) run the command,
+        # on one thread: on a shared machine, idle BLAS threads spin and burn the share
+        threads = {var: "1" for var in THREAD_ENV_VARS}
         subprocess.run([sys.executable, "-m", "hadamnp", *todo[1:]], check=True,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                       env={**os.environ, **threads, "PYTHONUNBUFFERED": "1"})
         print(f"[{task} {name}] {time.perf_counter() - started:.0f} s", flush=True)
     return summarize(task, name, run_dir)
 
@@ -210,7 +215,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=TASKS + ("all",), default="all")
     parser.add_argument("--only", nargs="+", default=None, help="variants to run")
-    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--steps", type=int, default=300, help="training steps per run")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
