@@ -20,9 +20,9 @@ variant             model options                                               
 ==================  ===========================================================  ===========
 
 Tasks: ``pmnist`` (permuted MNIST, T = 784, accuracy on the test split) and ``adding`` (the
-adding problem, MSE on the test split; predicting 1 scores 0.167). Budgets (steps, batch,
-learning rate, evaluation batches) are options, stated in the output; the defaults are
-those of the committed results (``bench/results/compact/``).
+adding problem, T = 50 by default, MSE on the test split; predicting 1 scores 0.167).
+Budgets (hidden size, steps, epochs, batch, learning rate, evaluation batches) are options;
+the commands below made the committed results (``bench/results/compact/``).
 
 Every run uses one thread (the BLAS, OpenMP and Numba thread variables are set to 1 for the
 training processes). Each run goes to ``ROOT/<task>-<variant>`` (``--root``, default ``~/.cache/hadamnp/
@@ -36,7 +36,7 @@ float32 reference size, test metric, wall time), ``curve.md`` (the table) and
 Usage::
 
     nice -n 5 python bench/compact_curve.py --task pmnist --hidden 64 --steps 500
-    nice -n 5 python bench/compact_curve.py --task adding --hidden 64 --steps 2000
+    nice -n 5 python bench/compact_curve.py --task adding --hidden 64 --steps 1000 --epochs 2
     python bench/compact_curve.py --report-only          # table and plot from the runs
 """
 
@@ -71,7 +71,8 @@ def command(task, model, extra, run_dir, args):
     """The ``hadamnp train`` command line of one run."""
     cmd = ["hadamnp", "train", "--preset", "base", "--task", task, "--model", model,
            "--hidden", str(args.hidden), "--batch-size", str(args.batch_size),
-           "--epochs", "1", "--steps-per-epoch", str(args.steps), "--lr", str(args.lr),
+           "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps),
+           "--lr", str(args.lr),
            "--eval-batch-size", str(args.eval_batch_size),
            "--val-batches", str(args.val_batches), "--test-batches", str(args.test_batches),
            "--seed", str(args.seed), "--checkpoint-every", str(args.checkpoint_every),
@@ -216,13 +217,15 @@ def main(argv=None):
     parser.add_argument("--task", choices=TASKS + ("all",), default="all")
     parser.add_argument("--only", nargs="+", default=None, help="variants to run")
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=300, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=500, help="training steps per epoch")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="epochs (the adding task has 1000 batches per epoch)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--eval-batch-size", type=int, default=500)
     parser.add_argument("--val-batches", type=int, default=1)
     parser.add_argument("--test-batches", type=int, default=4)
-    parser.add_argument("--adding-length", type=int, default=100)
+    parser.add_argument("--adding-length", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--root", default=str(DEFAULT_ROOT), help="run directories")

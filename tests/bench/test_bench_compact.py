@@ -50,7 +50,7 @@ def test_curve_commands_match_the_documented_variants(tmp_path):
     names = [name for name, _, _ in curve.variants()]
     assert names == ["lstm", "lstm-ldr:1", "lstm-ldr:2", "lstm-ldr:4", "lstm-shared:2",
                      "lstm-shared:3", "lstm-shared:6", "hadamrnn"]
-    namespace = type("Args", (), dict(hidden=128, batch_size=100, steps=300, lr=2e-3,
+    namespace = type("Args", (), dict(hidden=128, batch_size=100, steps=300, epochs=1, lr=2e-3,
                                       eval_batch_size=500, val_batches=1, test_batches=4,
                                       seed=0, checkpoint_every=50, adding_length=100))
     cmd = curve.command("pmnist", "lstm", ["-O", "param_rec=ldr:2"], tmp_path, namespace)
