@@ -718,6 +718,15 @@ def _echo_registry():
         fields = ", ".join(f.name for f in cls.__dataclass_fields__.values())
         click.echo(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}"
                    + (f"  [args: {fields}]" if fields else ""))
+    import hadamnp.models.structured  # noqa: F401  (registers ldr and lowrank)
+    from hadamnp.models.weights import PARAMETRIZATIONS
+
+    click.echo("weight parametrizations (spec name[:args]; options param_in, param_rec, "
+               "param_out)")
+    for name, cls in PARAMETRIZATIONS.items():
+        fields = ", ".join(f.name for f in cls.__dataclass_fields__.values())
+        click.echo(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}"
+                   + (f"  [args: {fields}]" if fields else ""))
 
 
 @main.command(short_help="Parameters, storage bits and compression ratio of a model.")
@@ -730,7 +739,8 @@ def _echo_registry():
 @click.option("--output-size", type=int, default=None,
               help="Output size d_out: classes or values.  [default: the task's]")
 @click.option("--list", "list_registry", is_flag=True,
-              help="List the registered models (with their options) and quantizers.")
+              help="List the registered models (with their options), quantizers and "
+                   "weight parametrizations.")
 def info(path, input_size, output_size, list_registry, **options):
     """Parameter count, storage bits and compression ratio of a model.
 
