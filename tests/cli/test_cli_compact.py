@@ -97,3 +97,10 @@ def test_bad_compact_options_are_clean_errors():
     result = run("info", "--task", "pmnist", "--model", "lstm", "-O", "num_layers=2",
                  "-O", 'param_rec=["ldr:2"]')
     assert result.exit_code != 0 and "param_rec must be" in result.output
+
+
+def test_info_list_names_the_parametrizations():
+    result = run("info", "--list")
+    assert result.exit_code == 0, result.output
+    listing = result.output.split("weight parametrizations")[1]
+    assert "ldr " in listing and "[args: r]" in listing and "lowrank " in listing
