@@ -31,13 +31,16 @@ resumes interrupted ones (``hadamnp train --resume``: bit-identical). Finally it
 ``curve.json`` (one record per run: command, parameters, trainable values, deployed bits,
 float32 reference size, test metric, wall time), ``curve.md`` (the table) and
 ``curve.png`` (metric against parameters and against bits; needs matplotlib) into
-``--results`` (default ``bench/results/compact``).
+``--results`` (default ``~/.cache/hadamnp/compact-curve/results``; nothing is written into
+the checkout unless asked, as the commands below do).
 
 Usage::
 
-    nice -n 5 python bench/compact_curve.py --task pmnist --hidden 64 --steps 500
-    nice -n 5 python bench/compact_curve.py --task adding --hidden 64 --steps 1000 --epochs 2
-    python bench/compact_curve.py --report-only          # table and plot from the runs
+    nice -n 5 python bench/compact_curve.py --task pmnist --hidden 64 --steps 500 \
+        --results bench/results/compact
+    nice -n 5 python bench/compact_curve.py --task adding --hidden 64 --steps 1000 \
+        --epochs 2 --results bench/results/compact
+    python bench/compact_curve.py --report-only --results bench/results/compact
 """
 
 import argparse
@@ -49,9 +52,8 @@ import sys
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_ROOT = Path.home() / ".cache" / "hadamnp" / "compact-curve"
-DEFAULT_RESULTS = BENCH_DIR / "results" / "compact"
+DEFAULT_RESULTS = DEFAULT_ROOT / "results"
 TASKS = ("pmnist", "adding")
 THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "MKL_NUM_THREADS")

@@ -1,9 +1,9 @@
-"""Smoke tests of the compact-RNN bench scripts: bench_ldr (FFT vs dense products) and
-compact_curve (accuracy against parameters). No speed and no accuracy is asserted."""
+"""Smoke tests of the compact-RNN benchmarks: hadamnp.bench.ldr (FFT vs dense products) and
+bench/compact_curve.py (accuracy against parameters). No speed and no accuracy is
+asserted."""
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,6 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _load(name):
-    if str(BENCH_DIR) not in sys.path:
-        sys.path.insert(0, str(BENCH_DIR))
     spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -21,7 +19,8 @@ def _load(name):
 
 
 def test_ldr_rows_check_the_fft_product_and_pair_it_with_dense():
-    bench = _load("bench_ldr")
+    from hadamnp.bench import ldr as bench
+
     rows = bench.matmul_rows(64, 3, 2, quick=True, threads="1")
     rows += bench.matmul_rows(64, 3, 2, quick=True, threads="1", backward=True)
     assert [r["impl"] for r in rows] == ["hadamnp-fft", "blas-dense"] * 2
@@ -32,7 +31,7 @@ def test_ldr_rows_check_the_fft_product_and_pair_it_with_dense():
 
 
 def test_crossover_is_the_first_size_from_which_fft_stays_faster():
-    bench = _load("bench_ldr")
+    from hadamnp.bench import ldr as bench
 
     def pair(n, ratio):
         return {"job": "matmul", "B": 1, "r": 2, "n": n, "impl": "blas-dense",
