@@ -43,12 +43,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from hadamnp.errors import ConfigError
-from hadamnp.kernels import ldr as ldr_kernels
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.weights import register_parametrization
 from hadamnp.reference.ldr import ldr_layout, project
 
 __all__ = ["ToeplitzLike", "LowRank", "init_shared"]
+
+
+def _kernels():
+    """:mod:`hadamnp.kernels.ldr`, imported on first use: it loads ``scipy.fft``, which the
+    command line must not pay for at start-up."""
+    from hadamnp.kernels import ldr
+
+    return ldr
 
 
 def _positive_int(value, what):
@@ -91,14 +98,14 @@ class ToeplitzLike:
         ``G`` and ``H``)."""
         M0 = np.asarray(init_matrix(rng, shape, dtype), dtype=np.float64)
         G, H = project(M0, self.r)
-        scale = np.sqrt(_rescale(M0, ldr_kernels.ldr_matrix(G, H, shape)))
+        scale = np.sqrt(_rescale(M0, _kernels().ldr_matrix(G, H, shape)))
         return {f"{name}.G": (G * scale).astype(dtype), f"{name}.H": (H * scale).astype(dtype)}
 
     def matrix(self, params, name, shape):
-        return ldr_kernels.ldr_matrix(params[f"{name}.G"], params[f"{name}.H"], shape)
+        return _kernels().ldr_matrix(params[f"{name}.G"], params[f"{name}.H"], shape)
 
     def backward(self, params, name, shape, dM):
-        dG, dH = ldr_kernels.ldr_matrix_backward(params[f"{name}.G"], params[f"{name}.H"],
+        dG, dH = _kernels().ldr_matrix_backward(params[f"{name}.G"], params[f"{name}.H"],
                                                  dM, shape)
         return {f"{name}.G": dG, f"{name}.H": dH}
 
