@@ -153,7 +153,7 @@ def metric(record):
 
 def table(records):
     lines = ["| task | variant | parameters | recurrent values | deployed bits | "
-             "compression (vs its float32 dense form) | test metric | train time |",
+             "compression (vs its float32 dense form) | test metric | train wall time |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         name, value = metric(r)
@@ -194,6 +194,8 @@ def plot(records, path):
                 ax.axhline(1 / 6, color="gray", linestyle="--", linewidth=1,
                            label="predict 1 (0.167)")
             ax.set_xscale("log")
+            if metric(rs[0])[0] == "mse":   # from ~1e-3 (solved) to the 0.167 baseline
+                ax.set_yscale("log")
             ax.set_xlabel(label)
             ax.set_ylabel(f"test {metric(rs[0])[0]}")
             ax.set_title(f"{task}: test {metric(rs[0])[0]} vs {label}")
