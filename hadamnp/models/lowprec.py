@@ -1,6 +1,7 @@
 """Low-precision vanilla RNN, GRU and LSTM (Ott, Lin, Zhang, Liu, Bengio, 2016).
 
-One recurrent layer (:class:`hadamnp.models.cells.CellLayer`) and a linear readout::
+One recurrent layer (:class:`hadamnp.models.cells.CellLayer`; a stack of them with
+``num_layers``) and a linear readout::
 
     H   = cell(x)                      h_t: vanilla tanh RNN, GRU (Lasagne form) or LSTM
     y_t = Q_out(V) h_t + c             every t (many-to-many) or t = T only
@@ -54,7 +55,7 @@ __all__ = ["CellConfig", "RNNConfig", "GRUConfig", "LSTMConfig", "LowPrecisionRN
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Architecture of a one-layer recurrent model with a linear readout.
+    """Architecture of a recurrent model (one cell layer, or a stack) with a linear readout.
 
     Attributes
     ----------
