@@ -749,6 +749,15 @@ def _echo_registry():
         fields = ", ".join(f.name for f in cls.__dataclass_fields__.values())
         click.echo(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}"
                    + (f"  [args: {fields}]" if fields else ""))
+    import hadamnp.models.structured  # noqa: F401  (registers ldr and lowrank)
+    from hadamnp.models.weights import PARAMETRIZATIONS
+
+    click.echo("weight parametrizations (spec name[:args]; options param_in, param_rec, "
+               "param_out)")
+    for name, cls in PARAMETRIZATIONS.items():
+        fields = ", ".join(f.name for f in cls.__dataclass_fields__.values())
+        click.echo(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}"
+                   + (f"  [args: {fields}]" if fields else ""))
 
 
 @main.command(short_help="Parameters, storage bits and compression ratio of a model.")
@@ -761,7 +770,8 @@ def _echo_registry():
 @click.option("--output-size", type=int, default=None,
               help="Output size d_out: classes or values.  [default: the task's]")
 @click.option("--list", "list_registry", is_flag=True,
-              help="List the registered models (with their options) and quantizers.")
+              help="List the registered models (with their options), quantizers and "
+                   "weight parametrizations.")
 def info(path, input_size, output_size, list_registry, **options):
     """Parameter count, storage bits and compression ratio of a model.
 
@@ -802,6 +812,28 @@ def info(path, input_size, output_size, list_registry, **options):
                f"[{parts}]")
     click.echo(f"float32        {size.float32_bits:,} bits = {size.float32_bits / 8192:.2f} KiB")
     click.echo(f"compression    {size.compression_ratio:.2f}x smaller than float32")
+    _echo_matrices(size.matrices)
+
+
+def _echo_matrices(matrices):
+    """Per-matrix parameter counts (``ModelSize.matrices``), with each one's ratio to its
+    dense float32 count."""
+    if not matrices:
+        return
+    click.echo(f"matrices       {'name':<14} {'shape':>11}  {'parametrization':<16} "
+               f"{'quantizer':<12} {'parameters':>10} {'dense':>10} {'ratio':>8}")
+    for name, m in matrices.items():
+        shape = "x".join(str(d) for d in m["shape"])
+        if m["parametrization"] == "shared":
+            click.echo(f"               {name:<14} {shape:>11}  {'shared':<16} {'':<12} "
+                       f"{m['parameters']:>10,} {'':>10} {'':>8}  read by "
+                       f"{', '.join(m['readers'])}")
+            continue
+        ratio = m["dense"] / m["parameters"] if m["parameters"] else float("inf")
+        extra = f"  + shared {', '.join(m['shared'])}" if m["shared"] else ""
+        click.echo(f"               {name:<14} {shape:>11}  {m['parametrization']:<16} "
+                   f"{m['quantizer']:<12} {m['parameters']:>10,} {m['dense']:>10,} "
+                   f"{ratio:>7.1f}x{extra}")
 
 
 # What each line of the deployed sizes counts (hadamnp.deploy.export.deployment_report).

@@ -446,6 +446,51 @@ def cell_effective_weights(params, quant, d_in, n, d_out):
     return out
 
 
+def cell_sequence(cell, w, inputs, n, peepholes=False, prefix=""):
+    """Run one cell layer over ``inputs`` (a list of T tensors (B, d_in)).
+
+    ``w`` maps the layer's names (``prefix + "W_xi"``, ...) to the tensors the forward pass
+    uses. Returns the list of ``h_t`` tensors and the states ``{name: (B, T, .) array}``
+    (see :func:`cell_forward_loss`).
+    """
+    def pre(g, xt, h):
+        return (xt @ w[f"{prefix}W_x{g}"].T + h @ w[f"{prefix}W_h{g}"].T
+                + w[prefix + "b" + (f"_{g}" if g else "")])
+
+    nb = inputs[0].shape[0]
+    h = ag.as_tensor(np.zeros((nb, n)))
+    c = ag.as_tensor(np.zeros((nb, n)))
+    states = {"h": []}
+    hs = []
+    for xt in inputs:
+        if cell == "rnn":
+            h = ag.tanh(pre("", xt, h))
+        elif cell == "gru":
+            hc = h @ w[f"{prefix}W_hc"].T
+            r = ag.sigmoid(pre("r", xt, h))
+            u = ag.sigmoid(pre("u", xt, h))
+            cand = ag.tanh(xt @ w[f"{prefix}W_xc"].T + w[f"{prefix}b_c"] + r * hc)
+            h = (1 - u) * h + u * cand
+            states.setdefault("gates", []).append(np.concatenate(
+                [r.value, u.value, cand.value], axis=1))
+            states.setdefault("hc", []).append(hc.value)
+        else:
+            zi, zf, zo = pre("i", xt, h), pre("f", xt, h), pre("o", xt, h)
+            if peepholes:
+                zi, zf = zi + w[f"{prefix}p_i"] * c, zf + w[f"{prefix}p_f"] * c
+            i, f, g = ag.sigmoid(zi), ag.sigmoid(zf), ag.tanh(pre("g", xt, h))
+            c = f * c + i * g
+            o = ag.sigmoid(zo + w[f"{prefix}p_o"] * c if peepholes else zo)
+            tc = ag.tanh(c)
+            h = o * tc
+            for key, value in (("c", c.value), ("tc", tc.value), ("gates", np.concatenate(
+                    [i.value, f.value, g.value, o.value], axis=1))):
+                states.setdefault(key, []).append(value)
+        states["h"].append(h.value)
+        hs.append(h)
+    return hs, {k: np.stack(v, axis=1) for k, v in states.items()}
+
+
 def cell_forward_loss(cell, params, x, y, *, quant, peepholes=False, many_to_many,
                       loss="cross_entropy", embedding=None):
     """Forward pass, loss, states and STE gradients of a cell model via reverse-mode autograd.
@@ -481,48 +526,136 @@ def cell_forward_loss(cell, params, x, y, *, quant, peepholes=False, many_to_man
     effective = cell_effective_weights({k: params[k] for k in names}, quant, d_in, n, d_out)
     w = {k: ag.ste(leaves[k], effective[k]) if k in effective else leaves[k] for k in names}
 
-    def pre(g, xt, h):
-        return xt @ w[f"W_x{g}"].T + h @ w[f"W_h{g}"].T + w["b" + (f"_{g}" if g else "")]
-
     xs = ag.as_tensor(xg)
-    h = ag.as_tensor(np.zeros((nb, n)))
-    c = ag.as_tensor(np.zeros((nb, n)))
-    states = {"h": []}
-    outputs = []
-    for t in range(T):
-        xt = xs[:, t, :]
-        if cell == "rnn":
-            h = ag.tanh(pre("", xt, h))
-        elif cell == "gru":
-            hc = h @ w["W_hc"].T
-            r = ag.sigmoid(pre("r", xt, h))
-            u = ag.sigmoid(pre("u", xt, h))
-            cand = ag.tanh(xt @ w["W_xc"].T + w["b_c"] + r * hc)
-            h = (1 - u) * h + u * cand
-            states.setdefault("gates", []).append(np.concatenate(
-                [r.value, u.value, cand.value], axis=1))
-            states.setdefault("hc", []).append(hc.value)
-        else:
-            zi, zf, zo = pre("i", xt, h), pre("f", xt, h), pre("o", xt, h)
-            if peepholes:
-                zi, zf = zi + w["p_i"] * c, zf + w["p_f"] * c
-            i, f, g = ag.sigmoid(zi), ag.sigmoid(zf), ag.tanh(pre("g", xt, h))
-            c = f * c + i * g
-            o = ag.sigmoid(zo + w["p_o"] * c if peepholes else zo)
-            tc = ag.tanh(c)
-            h = o * tc
-            for key, value in (("c", c.value), ("tc", tc.value), ("gates", np.concatenate(
-                    [i.value, f.value, g.value, o.value], axis=1))):
-                states.setdefault(key, []).append(value)
-        states["h"].append(h.value)
-        if many_to_many or t == T - 1:
-            outputs.append(h @ w["V"].T + w["c"])
+    hs, states = cell_sequence(cell, w, [xs[:, t, :] for t in range(T)], n, peepholes)
+    outputs = [h @ w["V"].T + w["c"] for t, h in enumerate(hs)
+               if many_to_many or t == T - 1]
     logits = ag.stack(outputs, axis=1) if many_to_many else outputs[0]
     value = score(logits, y, loss)
     value.backward()
     leaves.update(table)
     grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
-    states = {k: np.stack(v, axis=1) for k, v in states.items()}
+    return float(value.value), logits.value.copy(), states, grads, effective
+
+
+# --------------------------------------------------------------------------------------------
+# Compact stacked cells (Lu, Sindhwani, Sainath 2016), from the spec and docs/compact.md:
+#
+#   Toeplitz-like block of size b, displacement rank r:  M = sum_j C(g_j) S(h_j)
+#       C(g)[a, c] = g[(a - c) mod b]                    (circulant)
+#       S(h)[a, c] = h[(a - c) mod b], negated for a < c (skew-circulant)
+#   an (m, n) matrix is a column (m > n) or a row (m < n) of k = ceil(max/min) such blocks of
+#   size b = min(m, n), cropped to (m, n); generators G, H of shape (k, r, b).
+#   Low rank: M = A B; a shared projection P is the B of every matrix that reads it.
+#   The quantizer of the group acts on M (identity STE). Layer l reads the states of layer
+#   l - 1; the readout reads the top layer.
+# --------------------------------------------------------------------------------------------
+
+
+def circulant(g):
+    """``C(g)`` of a tensor ``g`` (b,): ``C[a, c] = g[(a - c) mod b]``."""
+    b = g.shape[-1]
+    return g[(np.arange(b)[:, None] - np.arange(b)[None, :]) % b]
+
+
+def skew_circulant(h):
+    """``S(h)`` of a tensor ``h`` (b,): ``h[(a - c) mod b]``, negated above the diagonal."""
+    b = h.shape[-1]
+    sign = np.where(np.arange(b)[:, None] >= np.arange(b)[None, :], 1.0, -1.0)
+    return h[(np.arange(b)[:, None] - np.arange(b)[None, :]) % b] * sign
+
+
+def ldr_matrix(G, H, shape):
+    """The Toeplitz-like (m, n) matrix of generator tensors ``G``, ``H`` (k, r, b)."""
+    m, n = shape
+    b, k = min(m, n), -(-max(m, n) // min(m, n))
+    blocks = []
+    for i in range(k):
+        terms = [circulant(G[i, j]) @ skew_circulant(H[i, j]) for j in range(G.shape[1])]
+        block = terms[0]
+        for term in terms[1:]:
+            block = block + term
+        blocks.append(block)
+    if m >= n:
+        return ag.reshape(ag.stack(blocks, axis=0), (k * b, b))[:m]
+    return ag.reshape(ag.stack(blocks, axis=1), (b, k * b))[:, :n]
+
+
+def structured_matrix(kind, parts, leaves, shape):
+    """A gate matrix from its parameters: ``("dense", (W,))``, ``("ldr", (G, H))`` or
+    ``("lowrank", (A, B))`` (names of ``leaves``)."""
+    values = [leaves[p] for p in parts]
+    if kind == "dense":
+        return values[0]
+    if kind == "ldr":
+        return ldr_matrix(values[0], values[1], shape)
+    if kind == "lowrank":
+        return values[0] @ values[1]
+    raise ValueError(f"no spec-model parametrization {kind!r}")
+
+
+def stack_forward_loss(cell, params, x, y, *, layers, matrices, quant, peepholes=False,
+                       many_to_many, loss="cross_entropy", embedding=None):
+    """Forward pass, loss, states and gradients of a stacked cell model whose gate matrices
+    are dense, Toeplitz-like or low-rank (possibly sharing projections).
+
+    Parameters
+    ----------
+    cell : {"rnn", "gru", "lstm"}
+    params : dict, float64: every parameter (``E`` too with ``embedding``)
+    x, y : as in :func:`cell_forward_loss`
+    layers : list of ``{"prefix": str, "d_in": int}``, bottom layer first
+    matrices : dict gate-matrix name (e.g. ``"l1.W_hi"``) -> ``(kind, parameter names)``
+    quant : dict group -> (kind, args) (quant_in, quant_rec, quant_bias, quant_out)
+    peepholes, many_to_many, loss, embedding : as in :func:`cell_forward_loss`
+
+    Returns
+    -------
+    loss, logits, states (prefixed per layer when there are several), grads (keys of
+    ``params``), effective (name -> the quantized matrix / bias used)
+    """
+    xg, _, table = _inputs(params, x, embedding)
+    leaves = {k: ag.Tensor(np.asarray(v, dtype=np.float64), requires_grad=True)
+              for k, v in params.items() if k != "E"}
+    first = CELL_GATES[cell][0]
+    n = params[layers[0]["prefix"] + "b" + (f"_{first}" if first else "")].shape[0]
+    d_out = params["V"].shape[0]
+    w, effective = {}, {}
+
+    def use(name, M, group, W0):
+        kind, args = quant[group]
+        value = ott_quantize(M.value, kind, args, W0)
+        w[name] = M if kind == "none" else ag.ste(M, value)
+        effective[name] = value
+
+    for layer in layers:
+        p, d_in = layer["prefix"], layer["d_in"]
+        W0_in, W0_rec = np.sqrt(6 / (d_in + n)), np.sqrt(6 / (2 * n))
+        for g in CELL_GATES[cell]:
+            for name, shape, group, W0 in ((f"{p}W_x{g}", (n, d_in), "quant_in", W0_in),
+                                           (f"{p}W_h{g}", (n, n), "quant_rec", W0_rec)):
+                kind, parts = matrices[name]
+                use(name, structured_matrix(kind, parts, leaves, shape), group, W0)
+            bias = p + "b" + (f"_{g}" if g else "")
+            use(bias, leaves[bias], "quant_bias", W0_in)
+        for g in ("i", "f", "o") if peepholes else ():
+            w[f"{p}p_{g}"] = leaves[f"{p}p_{g}"]
+    use("V", leaves["V"], "quant_out", np.sqrt(6 / (n + d_out)))
+    w["c"] = leaves["c"]
+    xs = ag.as_tensor(xg)
+    inputs = [xs[:, t, :] for t in range(xs.shape[1])]
+    states = {}
+    for layer in layers:
+        inputs, layer_states = cell_sequence(cell, w, inputs, n, peepholes, layer["prefix"])
+        states.update({layer["prefix"] + k: v for k, v in layer_states.items()})
+    T = len(inputs)
+    outputs = [h @ w["V"].T + w["c"] for t, h in enumerate(inputs)
+               if many_to_many or t == T - 1]
+    logits = ag.stack(outputs, axis=1) if many_to_many else outputs[0]
+    value = score(logits, y, loss)
+    value.backward()
+    leaves.update(table)
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
     return float(value.value), logits.value.copy(), states, grads, effective
 
 

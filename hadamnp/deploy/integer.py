@@ -377,8 +377,8 @@ def to_integer(model, params, a, calibration):
     n, m = config.hidden_size, config.m
     exp_x, exp_h = int(calibration["exp_x"]), int(calibration["exp_h"])
     qU, qV = model.U.quantizer, model.V.quantizer
-    U_codes, alpha_U = qU.codes(params["U"])
-    V_codes, alpha_V = qV.codes(params["V"])
+    U_codes, alpha_U = qU.codes(model.U.latent(params))
+    V_codes, alpha_V = qV.codes(model.V.latent(params))
     levels_U, levels_V = qU.grid()[2], qV.grid()[2]
     r_in = math.ldexp(float(alpha_U) / levels_U, exp_x - exp_h)
     b_state = np.ldexp(params["b"].astype(np.float64), -exp_h)

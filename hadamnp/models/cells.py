@@ -37,7 +37,8 @@ from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models.lowprec_quantizers import glorot_bound
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer
-from hadamnp.models.weights import Weight
+from hadamnp.models.structured import init_shared
+from hadamnp.models.weights import Weight, accumulate
 
 __all__ = ["CELLS", "CellLayer", "bind_scale"]
 
@@ -76,6 +77,15 @@ class CellLayer:
         Quantizer specs of the input matrices, recurrent matrices and gate biases.
     parametrization : str
         Weight parametrization of every gate matrix (``"dense"``).
+    param_in, param_rec : str, optional
+        Parametrizations of the input and of the recurrent gate matrices (default:
+        ``parametrization``), e.g. ``"ldr:2"``, ``"lowrank:16"``
+        (:mod:`hadamnp.models.structured`).
+    share_in, share_rec : str, optional
+        Name of a projection shared by the input (resp. recurrent) gate matrices, which
+        must then be low-rank: their right factor ``B`` is that one parameter
+        (``W_g = A_g P``); the layer stack may give the same name to the next layer's input
+        matrices (:mod:`hadamnp.models.stack`).
     peepholes : bool
         LSTM peephole connections.
     clip_shadow : bool
@@ -86,8 +96,9 @@ class CellLayer:
     """
 
     def __init__(self, cell, input_size, hidden_size, *, quant_in="none", quant_rec="none",
-                 quant_bias="none", parametrization="dense", peepholes=False,
-                 clip_shadow=True, prefix="", kernels="numba"):
+                 quant_bias="none", parametrization="dense", param_in=None, param_rec=None,
+                 share_in=None, share_rec=None, peepholes=False, clip_shadow=True, prefix="",
+                 kernels="numba"):
         if cell not in CELLS:
             raise ConfigError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
         if peepholes and cell != "lstm":
@@ -109,18 +120,27 @@ class CellLayer:
         self.clipped = set()  # names of the weights whose latent values are always clipped
 
         # role None: "binary" for a one-bit quantizer, else "weight" (models/weights.py)
-        def weight(name, shape, spec, option, W0, init, role=None, param="dense"):
+        def weight(name, shape, spec, option, W0, init, role=None, param="dense",
+                   param_option=None, share=None):
             quantizer = bind_scale(spec, W0, option)
             if clip_shadow and quantizer.name != "none":
                 self.clipped.add(prefix + name)
-            return Weight(prefix + name, shape, init, quantizer=quantizer,
-                          parametrization=param, role=role, bound=W0)
+            shared = {"B": share} if share else None  # the low-rank right factor
+            try:
+                return Weight(prefix + name, shape, init, quantizer=quantizer,
+                              parametrization=param, role=role, bound=W0, shared=shared)
+            except ConfigError as exc:
+                raise ConfigError(f"{param_option}: {exc}") from None
 
         gates = CELLS[cell]
+        param_in = parametrization if param_in is None else param_in
+        param_rec = parametrization if param_rec is None else param_rec
         self.Wx = [weight(f"W_x{g}", (n, d_in), quant_in, "quant_in", self.W0_in,
-                          _uniform(self.W0_in), param=parametrization) for g in gates]
+                          _uniform(self.W0_in), param=param_in, param_option="param_in",
+                          share=share_in) for g in gates]
         self.Wh = [weight(f"W_h{g}", (n, n), quant_rec, "quant_rec", self.W0_rec,
-                          _uniform(self.W0_rec), param=parametrization) for g in gates]
+                          _uniform(self.W0_rec), param=param_rec, param_option="param_rec",
+                          share=share_rec) for g in gates]
         self.b = [weight("b" + (f"_{g}" if g else ""), (n,), quant_bias, "quant_bias",
                          self.W0_in, _uniform(bias_bound), role="bias") for g in gates]
         self.p = [f"{prefix}p_{g}" for g in PEEPHOLES] if self.peepholes else []
@@ -142,16 +162,35 @@ class CellLayer:
         specs.update({name: ParamSpec((self.hidden_size,), "weight") for name in self.p})
         return specs
 
-    def init(self, rng, dtype):
+    def init(self, rng, dtype, params=None, groups=None):
         """Initial parameters: matrices ``U(-W0, W0)`` (Glorot uniform), biases and
         peepholes ``U(-1/sqrt(n), 1/sqrt(n))`` (PyTorch's defaults), in the order of
-        :meth:`param_specs`; a quantized bias is clipped into ``[-W0, W0]``."""
-        params = {}
+        :meth:`param_specs`; a quantized bias is clipped into ``[-W0, W0]``. Structured
+        matrices project that Glorot draw (:mod:`hadamnp.models.structured`).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        dtype : str
+        params : dict, optional
+            Parameters already initialised (added to and returned): a weight whose
+            parameters are all there is skipped (a shared group initialised earlier).
+        groups : dict shared name -> list of Weight, optional
+            The weights reading each shared projection (possibly in other layers): the
+            first weight of a group met initialises the whole group
+            (:func:`hadamnp.models.structured.init_shared`).
+        """
+        params = {} if params is None else params
         for w in self.weight_objects:
+            if all(name in params for name in w.param_specs()):
+                continue
+            if w.shared:
+                params.update(init_shared(rng, groups[w.shared["B"]], dtype))
+                continue
             values = w.init(rng, dtype)
-            if w.name in self.clipped:
-                values = {k: np.clip(v, -w.bound, w.bound).astype(dtype)
-                          for k, v in values.items()}
+            if w.name in self.clipped:  # the dense shadow value only (not factors)
+                values = {k: np.clip(v, -w.bound, w.bound).astype(dtype) if k == w.name
+                          else v for k, v in values.items()}
             params.update(values)
         for name in self.p:
             params[name] = _uniform(self._bias_bound)(rng, (self.hidden_size,), dtype)
@@ -232,14 +271,15 @@ class CellLayer:
         grads = {}
         for key, ws in (("Wx", self.Wx), ("Wh", self.Wh), ("b", self.b)):
             for k, w in enumerate(ws):
-                grads.update(w.backward(params, g[key][k * n:(k + 1) * n]))
+                accumulate(grads, w.backward(params, g[key][k * n:(k + 1) * n]))
         grads.update({name: g["p"][k] for k, name in enumerate(self.p)})
         if input_grad:
             grads["x"] = g["x"]
         return grads
 
     def code_bits(self):
-        """Deployed bits: ``{"W_x": .., "W_h": .., "b": .., "p": .., "scales": ..}``."""
+        """Deployed bits: ``{"W_x": .., "W_h": .., "b": .., "p": .., "scales": ..}``
+        (shared projections excluded: the stack counts each once)."""
         bits = {key: sum(w.code_bits() for w in ws)
                 for key, ws in (("W_x", self.Wx), ("W_h", self.Wh), ("b", self.b))}
         if self.p:

@@ -30,7 +30,8 @@ from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.recurrences import RECURRENCES, make_recurrence
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight, project_weights, weight_diagnostics
+from hadamnp.models.weights import (Weight, matrix_table, parametrization_spec,
+                                     project_weights, weight_diagnostics)
 
 DTYPES = ("float32", "float64")
 
@@ -62,6 +63,10 @@ class HadamRNNConfig:
         Quantizer spec of the recurrent parameter: ``"sign"`` (identity STE) or
         ``"sign:clipped"`` for ``hadamard``; any quantizer for ``dense``. ``None`` means
         the recurrence's default (``sign``, resp. ``none``).
+    param_in, param_out : str
+        Weight parametrizations of ``U`` and ``V`` (:mod:`hadamnp.models.weights`):
+        ``"dense"`` (default), ``"lowrank:k"`` or ``"ldr:r"`` (Toeplitz-like), applied
+        before the quantizer. The recurrent matrix stays the Hadamard (or dense) one.
     nonlinear : bool
         Apply relu inside the recurrence.
     store_every : int
@@ -82,6 +87,8 @@ class HadamRNNConfig:
     quant_in: str = "uniform:4"
     quant_out: str = "uniform:4"
     quant_rec: str | None = None
+    param_in: str = "dense"
+    param_out: str = "dense"
     nonlinear: bool = False
     store_every: int = 1
     many_to_many: bool = False
@@ -123,6 +130,13 @@ class HadamRNNConfig:
                 raise ConfigError(f"{name}: {exc}") from None
             object.__setattr__(self, name, canonical)
         self.recurrent_matrix()  # validates the block size and the recurrent quantizer
+        d_in, d_out = self.input_size, self.output_size
+        for name, shape in (("param_in", (n, d_in)), ("param_out", (d_out, n))):
+            try:
+                weight = Weight(name, shape, None, parametrization=getattr(self, name))
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+            object.__setattr__(self, name, parametrization_spec(weight.parametrization))
 
     def recurrent_matrix(self):
         """The :mod:`recurrence <hadamnp.models.recurrences>` object of this configuration."""
@@ -168,8 +182,10 @@ class HadamRNN:
         self._kernels = recurrence
         self.recurrence = config.recurrent_matrix()
         n, d_in, d_out = config.hidden_size, config.input_size, config.output_size
-        self.U = Weight("U", (n, d_in), _input_init, quantizer=config.quant_in)
-        self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out)
+        self.U = Weight("U", (n, d_in), _input_init, quantizer=config.quant_in,
+                        parametrization=config.param_in)
+        self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out,
+                        parametrization=config.param_out)
 
     @property
     def name(self):
@@ -366,9 +382,15 @@ class HadamRNN:
                 "alpha": (self.U.scale_bits() + self.V.scale_bits()
                           + self.recurrence.scale_bits())}
         specs = self.param_specs()
+        recurrent = {"W": {"shape": [n, n], "parametrization": cfg.recurrence,
+                           "quantizer": cfg.quant_rec,
+                           "parameters": protocol.param_count(self.recurrence.param_specs()),
+                           "dense": n * n, "shared": []}}
         return ModelSize(parameters=protocol.param_count(specs),
                          trainable=protocol.param_count(specs, trainable_only=True),
-                         bits=bits, float32_parameters=n * d_in + d_out * n + n * n + n + d_out)
+                         bits=bits, float32_parameters=n * d_in + d_out * n + n * n + n + d_out,
+                         matrices={**matrix_table([self.U]), **recurrent,
+                                   **matrix_table([self.V])})
 
     def describe(self):
         return {"name": self.name, "config": self.config.to_dict()}

@@ -1,6 +1,7 @@
 """Low-precision vanilla RNN, GRU and LSTM (Ott, Lin, Zhang, Liu, Bengio, 2016).
 
-One recurrent layer (:class:`hadamnp.models.cells.CellLayer`) and a linear readout::
+One recurrent layer (:class:`hadamnp.models.cells.CellLayer`; a stack of them with
+``num_layers``) and a linear readout::
 
     H   = cell(x)                      h_t: vanilla tanh RNN, GRU (Lasagne form) or LSTM
     y_t = Q_out(V) h_t + c             every t (many-to-many) or t = T only
@@ -19,6 +20,13 @@ clipped to ``[-W0, W0]`` after every update (``W0`` the Glorot bound, see
 :mod:`hadamnp.models.cells`). Stochastic quantizers draw from the training forward's
 ``rng``; evaluation, export and golden files use their deterministic form.
 
+Stacks and compact matrices: ``num_layers`` cell layers, each reading the states of the
+one below (:mod:`hadamnp.models.stack`; BPTT runs through the whole stack), and the gate
+matrices under any weight parametrization: ``param_in``/``param_rec`` = ``"ldr:r"``
+(Toeplitz-like) or ``"lowrank:k"``, one spec for all layers or one per layer, with low-rank
+projections shared across gates and layers (``share``), as in Lu, Sindhwani, Sainath
+(2016); see docs/compact.md.
+
 Registered as ``rnn``, ``gru`` and ``lstm`` (options: the fields of :class:`CellConfig`,
 plus ``peepholes`` for ``lstm``).
 """
@@ -31,12 +39,13 @@ import numpy as np
 
 from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models import protocol
-from hadamnp.models.cells import CellLayer, bind_scale
+from hadamnp.models.cells import bind_scale
 from hadamnp.models.lowprec_quantizers import glorot_bound
 from hadamnp.models.protocol import ParamSpec
 from hadamnp.models.quantizers import get_quantizer, quantizer_spec
 from hadamnp.models.size import FLOAT_BITS, ModelSize
-from hadamnp.models.weights import Weight, project_weights, weight_diagnostics
+from hadamnp.models.stack import SHARING, CellStack, layer_specs
+from hadamnp.models.weights import Weight, matrix_table, project_weights, weight_diagnostics
 
 DTYPES = ("float32", "float64")
 QUANT_OPTIONS = ("quant_in", "quant_rec", "quant_bias", "quant_out")
@@ -46,7 +55,7 @@ __all__ = ["CellConfig", "RNNConfig", "GRUConfig", "LSTMConfig", "LowPrecisionRN
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Architecture of a one-layer recurrent model with a linear readout.
+    """Architecture of a recurrent model (one cell layer, or a stack) with a linear readout.
 
     Attributes
     ----------
@@ -60,6 +69,14 @@ class CellConfig:
     clip_shadow : bool
         Clip the shadow (latent) values of every quantized matrix and bias to
         ``[-W0, W0]`` after every update (the method; ``False`` for an ablation).
+    num_layers : int
+        Stacked cell layers (the readout reads the top one).
+    param_in, param_rec : str or list of str
+        Parametrization of the input (resp. recurrent) gate matrices: ``"dense"``,
+        ``"ldr:r"`` (Toeplitz-like, displacement rank r), ``"lowrank:k"``; one spec for
+        every layer or a list of ``num_layers``. Stored as one string when all layers agree.
+    share : {"none", "gates", "layers"}
+        Sharing of the low-rank projections (:mod:`hadamnp.models.stack`).
     many_to_many : bool
     dtype : {"float32", "float64"}
     """
@@ -74,11 +91,15 @@ class CellConfig:
     quant_bias: str = "none"
     quant_out: str = "none"
     clip_shadow: bool = True
+    num_layers: int = 1
+    param_in: str | tuple = "dense"
+    param_rec: str | tuple = "dense"
+    share: str = "none"
     many_to_many: bool = False
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("input_size", "hidden_size", "output_size"):
+        for name in ("input_size", "hidden_size", "output_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -94,8 +115,18 @@ class CellConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
             object.__setattr__(self, name, canonical)
+        for name in ("param_in", "param_rec"):
+            specs = layer_specs(getattr(self, name), self.num_layers, name)
+            object.__setattr__(self, name, specs[0] if len(set(specs)) == 1 else specs)
+        if self.share not in SHARING:
+            raise ConfigError(f"unknown share {self.share!r}; choose one of "
+                              f"{', '.join(SHARING)}")
         if self.clip_shadow:
             self._check_live_grids()
+
+    def layer_params(self, name):
+        """``param_in`` or ``param_rec`` as a tuple of ``num_layers`` specs."""
+        return layer_specs(getattr(self, name), self.num_layers, name)
 
     def bounds(self):
         """``{option: W0}``: the Glorot bound of the matrices each quantizer applies to."""
@@ -106,7 +137,10 @@ class CellConfig:
     def _check_live_grids(self):
         """A fixed grid whose every level inside ``[-W0, W0]`` is 0 would zero the matrix
         for good once the shadow values are clipped there: refuse it, naming the option."""
-        for option, W0 in self.bounds().items():
+        checks = list(self.bounds().items())
+        if self.num_layers > 1:  # the input matrices of the upper layers read n values
+            checks.append(("quant_in", glorot_bound(self.hidden_size, self.hidden_size)))
+        for option, W0 in checks:
             quantizer = bind_scale(getattr(self, option), W0, option)
             if quantizer.name == "none" or hasattr(quantizer, "param_specs"):
                 continue  # no fixed grid: a quantizer owning its scale (siman) learns it
@@ -168,10 +202,13 @@ class LowPrecisionRNN:
                               f"{type(config).__name__}")
         self.config = config
         n, d_out = config.hidden_size, config.output_size
-        self.layer = CellLayer(config.cell, config.input_size, n, quant_in=config.quant_in,
-                               quant_rec=config.quant_rec, quant_bias=config.quant_bias,
-                               peepholes=getattr(config, "peepholes", False),
-                               clip_shadow=config.clip_shadow, kernels=kernels)
+        self.layers = CellStack(config.cell, config.input_size, n, config.num_layers,
+                                param_in=config.layer_params("param_in"),
+                                param_rec=config.layer_params("param_rec"),
+                                share=config.share, quant_in=config.quant_in,
+                                quant_rec=config.quant_rec, quant_bias=config.quant_bias,
+                                peepholes=getattr(config, "peepholes", False),
+                                clip_shadow=config.clip_shadow, kernels=kernels)
         W0_out = config.bounds()["quant_out"]
         quantizer = bind_scale(config.quant_out, W0_out, "quant_out")
         self.V = Weight("V", (d_out, n), _glorot, quantizer=quantizer, bound=W0_out)
@@ -182,9 +219,9 @@ class LowPrecisionRNN:
         return self.config.cell
 
     def param_specs(self):
-        """The layer's parameters (per gate ``W_x<g>``, ``W_h<g>``, ``b_<g>``; peepholes),
-        then ``V`` and ``c``."""
-        specs = self.layer.param_specs()
+        """The layers' parameters (per gate ``W_x<g>``, ``W_h<g>``, ``b_<g>`` or their
+        factors / generators; shared projections; peepholes), then ``V`` and ``c``."""
+        specs = self.layers.param_specs()
         for key, spec in self.V.param_specs().items():
             specs[key] = dataclasses.replace(spec, clip=self._clip_V and spec.bound is not None)
         specs["c"] = ParamSpec((self.config.output_size,), "bias")
@@ -195,7 +232,7 @@ class LowPrecisionRNN:
         matrices and ``V`` Glorot-uniform (``U(-W0, W0)``), biases and peepholes
         ``U(-1/sqrt(n), 1/sqrt(n))``."""
         cfg = self.config
-        params = self.layer.init(rng, cfg.dtype)
+        params = self.layers.init(rng, cfg.dtype)
         params.update(self.V.init(rng, cfg.dtype))
         bound = 1 / np.sqrt(cfg.hidden_size)
         params["c"] = rng.uniform(-bound, bound, cfg.output_size).astype(cfg.dtype)
@@ -207,11 +244,11 @@ class LowPrecisionRNN:
     def weights(self, params, rng=None):
         """Effective weights: ``<name>_q`` (quantized) for every gate matrix, gate bias and
         ``V``; the peephole vectors under their own names."""
-        return {**self.layer.weights(params, rng), "V_q": self.V.effective(params, rng)}
+        return {**self.layers.weights(params, rng), "V_q": self.V.effective(params, rng)}
 
     @property
     def _weights(self):
-        return (*self.layer.weight_objects, self.V)
+        return (*self.layers.weight_objects, self.V)
 
     def project_params(self, params, step):
         """Training-time rewrites of the weights before step ``step`` (e.g. SiMaN's
@@ -225,7 +262,7 @@ class LowPrecisionRNN:
 
     def state_buffer(self, batch, seq_len):
         """Reusable state and workspace arrays for :meth:`forward`'s ``states_out``."""
-        return self.layer.state_buffer(batch, seq_len, self.config.dtype)
+        return self.layers.state_buffer(batch, seq_len, self.config.dtype)
 
     def forward(self, params, x, *, states_out=None, rng=None):
         """Run the model on a batch.
@@ -247,14 +284,14 @@ class LowPrecisionRNN:
         cfg = self.config
         x = protocol.check_inputs(x, cfg.input_size, cfg.dtype)
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))     # (T, B, d_in)
-        H, layer_cache = self.layer.forward(params, xt, rng=rng, out=states_out)
+        H, stack_cache = self.layers.forward(params, xt, rng=rng, out=states_out)
         V = self.V.effective(params, rng)
         c = params["c"]
         if cfg.many_to_many:
             outputs = (H @ V.T + c).transpose(1, 0, 2)       # (B, T, d_out)
         else:
             outputs = H[-1] @ V.T + c
-        return outputs, {"layer": layer_cache, "V_q": V}
+        return outputs, {"layer": stack_cache, "V_q": V}
 
     def backward(self, params, cache, doutputs, *, input_grad=False):
         """Backpropagation through time through the straight-through estimators.
@@ -271,7 +308,7 @@ class LowPrecisionRNN:
         dict of gradients under the keys of ``params`` (and ``x``).
         """
         cfg = self.config
-        H = cache["layer"]["states"]["h"]
+        H = cache["layer"]["h"]
         T, B, n = H.shape
         expected = ((B, T) if cfg.many_to_many else (B,)) + (cfg.output_size,)
         if doutputs.shape != expected:
@@ -287,8 +324,8 @@ class LowPrecisionRNN:
             dV = g.T @ H[-1]
             dc = g.sum(axis=0)
             dH = (g @ V)[None]
-        grads = self.layer.backward(params, cache["layer"], np.ascontiguousarray(dH),
-                                    input_grad=input_grad)
+        grads = self.layers.backward(params, cache["layer"], np.ascontiguousarray(dH),
+                                     input_grad=input_grad)
         grads.update(self.V.backward(params, dV))
         grads["c"] = dc
         out = {name: grads[name] for name in params}
@@ -299,26 +336,29 @@ class LowPrecisionRNN:
     @staticmethod
     def states(cache):
         """Named state sequences (B, T, ...): ``h``; gru also ``gates`` (r, u, c) and
-        ``hc``; lstm also ``c``, ``tc`` and ``gates`` (i, f, g, o)."""
+        ``hc``; lstm also ``c``, ``tc`` and ``gates`` (i, f, g, o); prefixed ``l<k>.`` per
+        layer when there are several."""
         return {name: a.transpose(1, 0, 2) for name, a in cache["layer"]["states"].items()}
 
     def size(self):
         """Storage of the deployed model: each gate matrix and bias and ``V`` at its
         quantizer's width (float32 unquantized), float32 ``c`` and peepholes, one float32
-        scale per matrix whose quantizer stores one (binary ``H``, ternary ``W0``). The
-        float32 reference is the same cell in full precision."""
+        scale per matrix whose quantizer stores one (binary ``H``, ternary ``W0``); a
+        structured unquantized matrix stores its factors or generators, and each shared
+        projection is stored once (``P``). The float32 reference is the same stack with
+        dense full-precision matrices."""
         cfg = self.config
-        bits = self.layer.code_bits()
+        bits = self.layers.code_bits()
         bits["V"] = self.V.code_bits()
         bits["c"] = FLOAT_BITS * cfg.output_size
         bits["scales"] += self.V.scale_bits()
         specs = self.param_specs()
-        count = protocol.param_count(specs)
-        # scales a quantizer owns (SiMaN's alpha) have no counterpart in the float32 model
-        owned = protocol.param_count({k: s for k, s in specs.items() if s.role == "scale"})
-        return ModelSize(parameters=count,
+        dense = (self.layers.float32_values() + cfg.output_size * cfg.hidden_size
+                 + cfg.output_size)
+        return ModelSize(parameters=protocol.param_count(specs),
                          trainable=protocol.param_count(specs, trainable_only=True),
-                         bits=bits, float32_parameters=count - owned)
+                         bits=bits, float32_parameters=dense,
+                         matrices=matrix_table(self.layers.matrices + [self.V]))
 
     def describe(self):
         return {"name": self.name, "config": self.config.to_dict()}

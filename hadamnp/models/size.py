@@ -13,7 +13,7 @@ For HadamRNN (see :meth:`hadamnp.models.hadamrnn.HadamRNN.size`)::
     float32_bits = 32·(n·d_in + d_out·n + n² + n + d_out)
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 FLOAT_BITS = 32
 
@@ -35,12 +35,18 @@ class ModelSize:
         ``alpha`` for HadamRNN).
     float32_parameters : int
         Values of the float32 reference model (full-precision dense matrices).
+    matrices : dict[str, dict], optional
+        Per weight matrix: ``shape``, ``parametrization``, ``parameters`` (values it stores
+        itself), ``dense`` (its entries, ``m n``) and ``shared`` (the shared parameters it
+        reads); a shared parameter has its own entry with ``readers``
+        (:func:`hadamnp.models.weights.matrix_table`). Shown by ``hadamnp info``.
     """
 
     parameters: int
     trainable: int
     bits: dict
     float32_parameters: int
+    matrices: dict = field(default_factory=dict)
 
     @property
     def total_bits(self):
@@ -61,4 +67,5 @@ class ModelSize:
                 "bits": dict(self.bits), "total_bits": self.total_bits,
                 "float32_parameters": self.float32_parameters,
                 "float32_bits": self.float32_bits,
-                "compression_ratio": self.compression_ratio}
+                "compression_ratio": self.compression_ratio,
+                **({"matrices": self.matrices} if self.matrices else {})}

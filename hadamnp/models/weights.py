@@ -16,10 +16,28 @@ weight, e.g. ``U``). A parametrization with several parameters names them
 ``<weight>.<part>`` (e.g. ``U.A``, ``U.B`` for low-rank factors), so they stay unique
 inside the model and readable in checkpoints and golden files.
 
-A parametrization provides ``param_specs(name, shape, role)``, ``init(rng, name, shape,
-dtype, init_matrix)``, ``matrix(params, name, shape)``, ``backward(params, name, shape,
-dM)`` (gradients of its parameters), ``code_entries(shape)`` (how many values it stores)
-and ``describe()``.
+A parametrization provides ``param_specs(name, shape, role)`` (raising
+:class:`ConfigError` for a shape it cannot represent), ``init(rng, name, shape, dtype,
+init_matrix)``, ``matrix(params, name, shape)``, ``backward(params, name, shape, dM)``
+(gradients of its parameters), ``code_entries(shape)`` (how many values it stores) and
+``describe()``. Besides ``dense``, :mod:`hadamnp.models.structured` registers ``ldr:r``
+(Toeplitz-like) and ``lowrank:k``.
+
+Shared parameters
+    Several weights may read one parameter, e.g. low-rank gate matrices ``W_g = A_g P``
+    sharing the projection ``P``: ``Weight(..., shared={"B": "P_h"})`` stores the part
+    ``B`` under the model-level name ``P_h`` instead of ``<weight>.B``. Every weight reading
+    it lists it in its ``param_specs()`` and returns a gradient for it from ``backward``;
+    the model declares it once and *sums* those gradients
+    (:func:`accumulate`), initialises the group together
+    (:func:`hadamnp.models.structured.init_shared`) and counts its storage once
+    (:func:`storage_bits`).
+
+Storage
+    An unquantized weight deploys its parameters (``code_entries`` float32 values); a
+    quantized one deploys ``Q(M)``, whose ``m n`` codes are no longer structured. A shared
+    part is stored once by the model, so a weight's own bits exclude it; sharing therefore
+    requires an unquantized weight.
 
 Parameters owned by a quantizer
     A quantizer may own learnable parameters (SiMaN's per-row scale ``alpha``). It then
@@ -50,10 +68,11 @@ Role of the latent parameter
     half ones), ``weight_decay = {binary = x}`` does.
 
 Diagnostics
-    :meth:`Weight.diagnostics` of a one-bit weight: the fraction of ones of its code, the
-    code's bit entropy, and the angle-alignment fraction ``k*/N`` of its latent matrix
+    :meth:`Weight.diagnostics`: the quantizer's ``stats`` when it has them (scale and code
+    counts), and for a one-bit weight the fraction of ones of its code, the code's bit
+    entropy, and the angle-alignment fraction ``k*/N`` of its latent matrix
     (:mod:`hadamnp.models.binary`). Models report them through their optional
-    ``diagnostics(params)`` member (:func:`weight_diagnostics`).
+    ``diagnostics(params, cache=None, grads=None)`` member (:func:`weight_diagnostics`).
 """
 
 import dataclasses
@@ -68,7 +87,7 @@ from hadamnp.models.quantizers import FLOAT_BITS, get_quantizer, quantizer_spec
 
 __all__ = ["Dense", "Weight", "PARAMETRIZATIONS", "register_parametrization",
            "get_parametrization", "parametrization_spec", "project_weights",
-           "weight_diagnostics"]
+           "weight_diagnostics", "accumulate", "storage_bits", "matrix_table"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,7 @@ register_parametrization(Dense)
 
 def get_parametrization(spec):
     """The parametrization described by ``spec`` (``"dense"``, or ``"name:arg,key=value"``)."""
+    import hadamnp.models.structured  # noqa: F401  (registers ldr and lowrank)
     from hadamnp.models.quantizers import parse_spec
 
     if spec is None:
@@ -151,10 +171,19 @@ class Weight:
         Role of the latent parameters; ``None``: ``binary`` for a one-bit quantizer, else
         ``weight`` (module docstring).
     bound : float or None, the latent clipping bound of the dense parameter
+    shared : dict part -> parameter name, optional
+        Parts of the parametrization stored under a model-level name shared with other
+        weights (see the module docstring), e.g. ``{"B": "P_h"}``.
+
+    Raises
+    ------
+    ConfigError
+        A shape the parametrization cannot represent, an unknown shared part, or a shared
+        part on a quantized weight.
     """
 
     def __init__(self, name, shape, init_matrix, quantizer="none", parametrization="dense",
-                 role=None, bound=None):
+                 role=None, bound=None, shared=None):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.init_matrix = init_matrix
@@ -163,9 +192,24 @@ class Weight:
         self.binary = self.quantizer.code_bits(1) == 1
         self.role = role if role is not None else ("binary" if self.binary else "weight")
         self.bound = bound
+        self.shared = dict(shared or {})
+        own = self.parametrization.param_specs(self.name, self.shape, self.role)
+        # local parameter name (as the parametrization names it) -> name in the model
+        self._names = {key: key for key in own}
+        for part, target in self.shared.items():
+            local = f"{name}.{part}"
+            if local not in own:
+                raise ConfigError(f"weight {name!r}: parametrization "
+                                  f"{parametrization_spec(self.parametrization)!r} has no "
+                                  f"part {part!r} to share (parts: "
+                                  f"{', '.join(k.rpartition('.')[2] for k in own)})")
+            self._names[local] = target
+        if self.shared and quantizer_spec(self.quantizer) != "none":
+            raise ConfigError(f"weight {name!r} shares {sorted(self.shared)} but is "
+                              f"quantized ({quantizer_spec(self.quantizer)}): a quantized "
+                              f"matrix is deployed as Q(M), so a shared factor saves nothing")
         owned = getattr(self.quantizer, "param_specs", None)
         self._owned = dict(owned(self.shape)) if owned is not None else {}
-        own = self.parametrization.param_specs(self.name, self.shape, self.role)
         clash = sorted(set(own) & {self._owned_name(part) for part in self._owned})
         if clash:
             raise ConfigError(f"weight {name}: parameter name(s) {clash} of the quantizer "
@@ -175,6 +219,12 @@ class Weight:
             raise ConfigError(f"weight {name}: quantizer {quantizer_spec(self.quantizer)!r} "
                               f"rewrites the stored matrix during training, which needs the "
                               f"dense parametrization")
+
+    def _rename(self, values):
+        return {self._names[key]: value for key, value in values.items()}
+
+    def _local(self, params):
+        return {key: params[target] for key, target in self._names.items()}
 
     def _owned_name(self, part):
         return f"{self.name}.{part}"
@@ -186,12 +236,16 @@ class Weight:
         specs = self.parametrization.param_specs(self.name, self.shape, self.role)
         if self.bound is not None and self.name in specs:
             specs[self.name] = dataclasses.replace(specs[self.name], bound=self.bound)
+        specs = self._rename(specs)
         specs.update({self._owned_name(part): spec for part, spec in self._owned.items()})
         return specs
 
     def init(self, rng, dtype):
-        """Initial parameters; the quantizer's own ones (if any) from the initial matrix."""
-        params = self.parametrization.init(rng, self.name, self.shape, dtype, self.init_matrix)
+        """Initial parameters of this weight alone (a weight with shared parts is
+        initialised with its group by the model instead); the quantizer's own ones (if
+        any) are computed from the initial matrix."""
+        params = self._rename(self.parametrization.init(rng, self.name, self.shape, dtype,
+                                                        self.init_matrix))
         if self._owned:
             owned = self.quantizer.init_params(self.latent(params))
             params.update({self._owned_name(part): np.asarray(owned[part], dtype=dtype)
@@ -200,7 +254,7 @@ class Weight:
 
     def latent(self, params):
         """The full-precision matrix ``M`` (before quantization)."""
-        return self.parametrization.matrix(params, self.name, self.shape)
+        return self.parametrization.matrix(self._local(params), self.name, self.shape)
 
     def effective(self, params, rng=None):
         """``Q(M)``, the matrix the forward pass uses (``rng``: stochastic quantizers)."""
@@ -229,14 +283,22 @@ class Weight:
 
     def backward(self, params, dMq):
         """Gradients of this weight's parameters from the gradient w.r.t. ``Q(M)``."""
-        M = self.latent(params)
+        local = self._local(params)
+        M = self.parametrization.matrix(local, self.name, self.shape)
         if not self._owned:
-            return self.parametrization.backward(params, self.name, self.shape,
-                                                 self.quantizer.backward(M, dMq))
+            return self._rename(self.parametrization.backward(
+                local, self.name, self.shape, self.quantizer.backward(M, dMq)))
         dM, owned = self.quantizer.backward(M, dMq, params=self._owned_params(params))
-        grads = self.parametrization.backward(params, self.name, self.shape, dM)
+        grads = self._rename(self.parametrization.backward(local, self.name, self.shape, dM))
         grads.update({self._owned_name(part): owned[part] for part in self._owned})
         return grads
+
+    def parameter_count(self):
+        """Values of this weight's own parameters (shared parts and quantizer-owned
+        scales excluded)."""
+        specs = self.param_specs()
+        return (self.parametrization.code_entries(self.shape)
+                - sum(int(np.prod(specs[target].shape)) for target in self.shared.values()))
 
     def project(self, params, step):
         """Parameters the quantizer rewrites before the forward pass of training step
@@ -259,8 +321,11 @@ class Weight:
         return out
 
     def code_bits(self):
-        """Deployed bits of the codes (quantized entries of every stored value)."""
-        return self.quantizer.code_bits(self.parametrization.code_entries(self.shape))
+        """Deployed bits of the codes: ``Q(M)`` (all entries) when quantized, else the
+        weight's own parameters (shared parts are counted once by the model)."""
+        if quantizer_spec(self.quantizer) != "none":
+            return self.quantizer.code_bits(int(np.prod(self.shape)))
+        return self.quantizer.code_bits(self.parameter_count())
 
     def scale_bits(self):
         """Bits of the scales: the quantizer's, plus its owned parameters as float32."""
@@ -285,3 +350,49 @@ def weight_diagnostics(weights, params):
     (:meth:`Weight.diagnostics`)."""
     return {f"{key}.{weight.name}": value for weight in weights
             for key, value in weight.diagnostics(params).items()}
+
+
+def accumulate(grads, more):
+    """Add the gradients ``more`` into ``grads`` (in place), summing those of a parameter
+    read by several weights; returns ``grads``."""
+    for key, value in more.items():
+        grads[key] = grads[key] + value if key in grads else value
+    return grads
+
+
+def storage_bits(weights):
+    """Deployed bits of ``weights``: each one's :meth:`Weight.code_bits` plus every shared
+    parameter once, in float32."""
+    shared = {}
+    for w in weights:
+        specs = w.param_specs()
+        shared.update({target: specs[target].shape for target in w.shared.values()})
+    return (sum(w.code_bits() for w in weights)
+            + FLOAT_BITS * sum(int(np.prod(shape)) for shape in shared.values()))
+
+
+def matrix_table(weights):
+    """Per-matrix parameter counts of ``weights`` (``ModelSize.matrices``).
+
+    Returns
+    -------
+    dict name -> ``{"shape", "parametrization", "quantizer", "parameters", "dense",
+    "shared"}`` per weight, then one entry ``{"shape", "parametrization": "shared",
+    "parameters", "readers"}`` per shared parameter.
+    """
+    table, shared = {}, {}
+    for w in weights:
+        specs = w.param_specs()
+        table[w.name] = {"shape": list(w.shape),
+                         "parametrization": parametrization_spec(w.parametrization),
+                         "quantizer": quantizer_spec(w.quantizer),
+                         "parameters": w.parameter_count(),
+                         "dense": int(np.prod(w.shape)),
+                         "shared": sorted(w.shared.values())}
+        for target in w.shared.values():
+            entry = shared.setdefault(target, {"shape": list(specs[target].shape),
+                                               "parametrization": "shared",
+                                               "parameters": int(np.prod(specs[target].shape)),
+                                               "readers": []})
+            entry["readers"].append(w.name)
+    return {**table, **shared}

@@ -337,10 +337,10 @@ class RunConfig:
         if reserved:
             raise ConfigError(f"model option {reserved[0]!r} is set by the "
                               f"{'run' if reserved[0] == 'dtype' else 'task'}, not in [model]")
-        model = self.build_model(**_PLACEHOLDER_TASK)
+        sizes = self._placeholder_task()
+        model = self.build_model(**sizes)
         if self.embedding_dim is not None:  # the table's role is the run's too
-            model = Embedded(self.build_model(**{**_PLACEHOLDER_TASK,
-                                                 "input_size": self.embedding_dim}),
+            model = Embedded(self.build_model(**{**sizes, "input_size": self.embedding_dim}),
                              EmbeddingConfig(2, self.embedding_dim, self.quant_embedding))
         roles = {spec.role: spec for spec in model.param_specs().values()}
         for table in ("lr_scales", "weight_decay"):
@@ -390,6 +390,18 @@ class RunConfig:
                 if role in getattr(self, table):
                     raise ConfigError(f"role {role!r} has its own optimizer ({spec!r}); "
                                       f"{table} does not apply to it")
+
+    def _placeholder_task(self):
+        """Task sizes to validate the model options with before any data is loaded: the
+        built-in task's own (options that depend on them, e.g. a low-rank input matrix, are
+        then judged on the real shapes), else small placeholders."""
+        from hadamnp.runs.plumbing import builtin_task_sizes  # plumbing imports this module
+
+        try:
+            d_in, d_out, many = builtin_task_sizes(self.task)
+        except ConfigError:
+            return dict(_PLACEHOLDER_TASK)
+        return {"input_size": d_in, "output_size": d_out, "many_to_many": many}
 
     def build_model(self, input_size, output_size, many_to_many):
         """The model of this run for a task of the given sizes (through the registry)."""

@@ -495,16 +495,22 @@ def spec_case(meta):
             many_to_many=meta["many_to_many"], recurrence=meta["recurrence"], embedding=None)
     missing = [k for k in V2_META_KEYS if k not in meta]
     assert not missing, f"meta lacks required fields {missing}"
-    name, config = meta["model"]["name"], dict(meta["model"]["config"])
+    name = meta["model"]["name"]
     if name in sm.CELL_GATES:
+        config = dict(meta["model"]["config"])
         return name, cell_case(name, config, read_embedding(meta, config))
-    if name == "binary-rnn" or any(config.get(k, "").startswith("siman")
+    config = dict(meta["model"]["config"])
+    if name == "binary-rnn" or any(str(config.get(k, "")).startswith("siman")
                                    for k in ("quant_in", "quant_out", "quant_rec")):
         return name, quantized_case(name, config)
+    # param_in / param_out were added after the first v2 files: dense when absent
+    config = {"param_in": "dense", "param_out": "dense", **meta["model"]["config"]}
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
-             "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
-             "many_to_many", "dtype"}
+             "quant_in", "quant_out", "quant_rec", "param_in", "param_out", "nonlinear",
+             "store_every", "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert config["param_in"] == config["param_out"] == "dense", \
+        f"no spec-model parametrization of U, V other than dense: {config}"
     assert config["dtype"] == "float64"
     n = config["hidden_size"]
     if name in ("hadamrnn", "block-hadamrnn"):
@@ -539,10 +545,13 @@ def quantized_case(name, config):
                  "quant_out", "standardize", "many_to_many", "dtype"}
         assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
         return {**case, "standardize": config["standardize"]}
+    config = {"param_in": "dense", "param_out": "dense", **config}
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
-             "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
-             "many_to_many", "dtype"}
+             "quant_in", "quant_out", "quant_rec", "param_in", "param_out", "nonlinear",
+             "store_every", "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert config["param_in"] == config["param_out"] == "dense", \
+        f"no spec-model parametrization of U, V other than dense: {config}"
     assert name in ("hadamrnn", "block-hadamrnn", "dense"), name
     kind = config["recurrence"]
     assert kind == ("dense" if name == "dense" else "hadamard"), (name, kind)
@@ -625,6 +634,8 @@ def golden_errors(arrays, meta):
     loss = meta["loss"]
     family, case = spec_case(meta)
     if family in sm.CELL_GATES:
+        if case["stack"] is not None:
+            return stack_golden_errors(arrays, meta, family, case, loss)
         return cell_golden_errors(arrays, meta, family, case, loss)
     if case.get("quantized"):
         return quantized_golden_errors(arrays, meta, family, case)
@@ -719,18 +730,145 @@ def parse_ott(spec):
     return kind, args
 
 
+STACK_DEFAULTS = {"num_layers": 1, "param_in": "dense", "param_rec": "dense", "share": "none"}
+
+
 def cell_case(name, config, embedding):
-    """Options of a rnn / gru / lstm golden file, read field by field."""
+    """Options of a rnn / gru / lstm golden file, read field by field. The stack options
+    (``num_layers``, ``param_in``, ``param_rec``, ``share``; absent from older files) give
+    ``stack``: None for one dense layer, else the layout of :func:`stack_layout`."""
+    config = {**STACK_DEFAULTS, **config}
     known = {"input_size", "hidden_size", "output_size", "quant_in", "quant_rec",
-             "quant_bias", "quant_out", "clip_shadow", "many_to_many", "dtype"}
+             "quant_bias", "quant_out", "clip_shadow", "many_to_many", "dtype",
+             *STACK_DEFAULTS}
     known |= {"peepholes"} if name == "lstm" else set()
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
     assert config["dtype"] == "float64"
+    stacked = any(config[k] != v for k, v in STACK_DEFAULTS.items())
     return dict(n=config["hidden_size"], d_in=config["input_size"],
                 d_out=config["output_size"], many_to_many=config["many_to_many"],
                 peepholes=config.get("peepholes", False), embedding=embedding,
                 quant={g: parse_ott(config[g]) for g in
-                       ("quant_in", "quant_rec", "quant_bias", "quant_out")})
+                       ("quant_in", "quant_rec", "quant_bias", "quant_out")},
+                stack=stack_layout(name, config) if stacked else None)
+
+
+def _per_layer(value, L):
+    specs = [value] * L if isinstance(value, str) else list(value)
+    assert len(specs) == L, f"{L} layers, specs {value!r}"
+    parsed = []
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        assert kind in ("dense", "ldr", "lowrank") and (kind == "dense") == (arg == ""), spec
+        parsed.append((kind, int(arg) if arg else None))
+    return parsed
+
+
+def stack_layout(cell, config):
+    """Parameters of a stacked / structured cell model, from the naming rules of
+    docs/compact.md (not from hadamnp): layer prefixes ``l<k>.`` when there are several
+    layers; a dense matrix is its own parameter, a Toeplitz-like one has ``.G``, ``.H``
+    (k, r, b), a low-rank one ``.A`` (m, k) and ``.B`` (k, n) unless it shares a projection:
+    ``P_x`` / ``P_h`` of its layer (share = gates), and with share = layers the recurrent
+    matrices of layer l and the input matrices of layer l + 1 share ``l<l>.P_h``.
+
+    Returns ``{"layers", "matrices", "shapes", "names"}`` for
+    :func:`hadamnp`-independent recomputation by ``spec_model.stack_forward_loss``.
+    """
+    L, n, share = config["num_layers"], config["hidden_size"], config["share"]
+    assert share in ("none", "gates", "layers"), share
+    p_in, p_rec = _per_layer(config["param_in"], L), _per_layer(config["param_rec"], L)
+    prefixes = [""] if L == 1 else [f"l{k}." for k in range(L)]
+    layers, matrices, shapes, names = [], {}, {}, []
+    for k, prefix in enumerate(prefixes):
+        d_in = config["input_size"] if k == 0 else n
+        layers.append({"prefix": prefix, "d_in": d_in})
+        for g in sm.CELL_GATES[cell]:
+            for letter, (kind, arg), shape in (("x", p_in[k], (n, d_in)),
+                                               ("h", p_rec[k], (n, n))):
+                name = f"{prefix}W_{letter}{g}"
+                if kind == "dense":
+                    parts = {name: shape}
+                elif kind == "ldr":
+                    b, blocks = min(shape), -(-max(shape) // min(shape))
+                    parts = {f"{name}.G": (blocks, arg, b), f"{name}.H": (blocks, arg, b)}
+                else:
+                    projection = f"{name}.B"
+                    if share != "none":
+                        projection = f"{prefix}P_{letter}"
+                        below = k - 1
+                        if letter == "x" and share == "layers" and below >= 0 \
+                                and p_rec[below][0] == "lowrank":
+                            assert p_rec[below][1] == arg, "shared projections need one rank"
+                            projection = f"{prefixes[below]}P_h"
+                    parts = {f"{name}.A": (shape[0], arg), projection: (arg, shape[1])}
+                matrices[name] = (kind, tuple(parts))
+                for part, part_shape in parts.items():
+                    assert shapes.get(part, part_shape) == part_shape, part
+                    shapes[part] = part_shape
+                    if part not in names:
+                        names.append(part)
+            bias = prefix + "b" + (f"_{g}" if g else "")
+            shapes[bias] = (n,)
+            names.append(bias)
+        if config.get("peepholes"):
+            for g in ("i", "f", "o"):
+                shapes[f"{prefix}p_{g}"] = (n,)
+                names.append(f"{prefix}p_{g}")
+    shapes["V"], shapes["c"] = (config["output_size"], n), (config["output_size"],)
+    return {"layers": layers, "matrices": matrices, "shapes": shapes,
+            "names": tuple(names) + ("V", "c")}
+
+
+def stack_golden_errors(arrays, meta, cell, case, loss):
+    """:func:`golden_errors` of a stacked or structured rnn / gru / lstm file."""
+    layout, embedding = case["stack"], case["embedding"]
+    names = layout["names"] + (("E",) if embedding else ())
+    biases = {k for k in names if k == "c" or k.rpartition(".")[2].startswith("b")}
+    effective = [m for m in layout["matrices"]] + [k for k in biases if k != "c"] + ["V"]
+    peepholes = [k for k in names if k.rpartition(".")[2].startswith("p_")]
+    states = [layer["prefix"] + s for layer in layout["layers"] for s in CELL_STATES[cell]]
+    expected = {"x", "y", "logits", "loss", *(f"weight.{k}_q" for k in effective),
+                *(f"weight.{k}" for k in peepholes), *(f"state.{k}" for k in states),
+                *(f"param.{k}" for k in names), *(f"grad.{k}" for k in names)} \
+        | ({"weight.E_q", "state.embedded"} if embedding else set())
+    assert set(arrays) == expected, (
+        f"golden keys differ: missing {sorted(expected - set(arrays))}, "
+        f"extra {sorted(set(arrays) - expected)}")
+    roles = {k: "embedding" if k == "E" else "bias" if k in biases else "weight"
+             for k in names}
+    assert meta["param_roles"] == roles, meta["param_roles"]
+    shapes = dict(layout["shapes"])
+    if embedding:
+        shapes["E"] = (embedding["vocab_size"], case["d_in"])
+    for k in names:
+        assert arrays[f"param.{k}"].shape == shapes[k] == arrays[f"grad.{k}"].shape, k
+    params = {k: arrays[f"param.{k}"] for k in names}
+    value, logits, st, grads, eff = sm.stack_forward_loss(
+        cell, params, arrays["x"], arrays["y"], layers=layout["layers"],
+        matrices=layout["matrices"], quant=case["quant"], peepholes=case["peepholes"],
+        many_to_many=case["many_to_many"], loss=loss, embedding=embedding and {
+            "bits": embedding["bits"], "padding_id": embedding["padding_id"]})
+    reference = {"logits": logits, "loss": np.asarray(value)}
+    reference.update({f"weight.{k}_q": v for k, v in eff.items()})
+    reference.update({f"weight.{k}": params[k] for k in peepholes})
+    reference.update({f"state.{k}": v for k, v in st.items()})
+    reference.update({f"grad.{k}": g for k, g in grads.items()})
+    if embedding:
+        table_q = sm.quantize(params["E"], embedding["bits"])
+        reference["weight.E_q"] = table_q
+        reference["state.embedded"] = sm.embed(table_q, arrays["x"],
+                                               embedding["padding_id"]).value
+    recomputed = set(reference) | {f"param.{k}" for k in names} | {"x", "y"}
+    assert recomputed == set(arrays), sorted(set(arrays) ^ recomputed)
+    errors = {}
+    for key, ref in reference.items():
+        errors[key] = rel_err(arrays[key], ref)
+        scale = max(float(np.max(np.abs(ref))), TINY)
+        np.testing.assert_allclose(
+            arrays[key], ref, rtol=RTOL, atol=1e-12 * scale,
+            err_msg=f"golden {key} vs spec autograd (norm-wise rel err {errors[key]:.3e})")
+    return errors
 
 
 CELL_STATES = {"rnn": ("h",), "gru": ("h", "gates", "hc"), "lstm": ("h", "c", "tc", "gates")}
@@ -866,6 +1004,19 @@ GOLDEN_CASES = [  # (model, options, many_to_many, seq_len, seed)
     ("binary-rnn", dict(hidden_size=5, quant_rec="siman:argmax", standardize=False,
                         quant_out="uniform:4"), True, 5, 13),
     ("binary-rnn", dict(hidden_size=6, quant_rec="sign", quant_in="siman"), True, 4, 14),
+    # compact models (Lu et al.): Toeplitz-like and (shared) low-rank gate matrices, stacks;
+    # awkward block sizes (n = 5 and 7 with d_in = 3: cropped rectangular blocks)
+    ("lstm", dict(hidden_size=5, param_in="ldr:1", param_rec="ldr:2"), False, 5, 26),
+    ("lstm", dict(hidden_size=6, param_in="lowrank:2", param_rec="lowrank:3", share="gates"),
+     True, 4, 27),
+    ("rnn", dict(hidden_size=7, num_layers=2, param_in=("ldr:2", "lowrank:2"),
+                 param_rec=("ldr:3", "lowrank:2"), share="none", quant_rec="ternary"),
+     True, 4, 28),
+    ("gru", dict(hidden_size=4, num_layers=2, param_in=("dense", "lowrank:2"),
+                 param_rec="lowrank:2", share="layers"), False, 5, 29),
+    ("lstm", dict(hidden_size=5, num_layers=3, param_in=("dense", "ldr:2", "lowrank:2"),
+                  param_rec=("ldr:2", "lowrank:2", "lowrank:2"), share="layers",
+                  peepholes=True), True, 4, 30),
 ]
 CASE_IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[1].items())}" for c in GOLDEN_CASES]
 

@@ -205,7 +205,8 @@ def test_description_round_trip_and_options(name):
     again = model_from_description(model.describe())
     assert again.describe() == model.describe() and again.name == name
     expected = {"hidden_size", "quant_in", "quant_rec", "quant_bias", "quant_out",
-                "clip_shadow"} | ({"peepholes"} if name == "lstm" else set())
+                "clip_shadow", "num_layers", "param_in", "param_rec", "share"} \
+        | ({"peepholes"} if name == "lstm" else set())
     assert set(model_options(name)) == expected
 
 
