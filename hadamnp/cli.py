@@ -288,6 +288,11 @@ def _training_options(func):
                      help="Also checkpoint every N steps (always: every epoch)."),
         click.option("--log-every", type=int, default=None,
                      help="Write a step line to metrics.jsonl every N steps."),
+        click.option("--oialr", default=None, metavar="delay=N,every=N[,beta=X,...]",
+                     help="OIALR low-rank training after a full-rank warm-up of `delay` "
+                          "steps, checks every `every` steps (options: beta, keep_first, "
+                          "keep_last, stable_delay, layer_step, weights=A:B; see "
+                          "docs/oialr.md)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -319,12 +324,21 @@ def _overrides(options):
         lr_scales["signs"] = sign_scale
     weight_decay = _role_table(options.pop("weight_decay", ()), "--weight-decay")
     clip = options.pop("clip_latent", ())
+    oialr = options.pop("oialr", None)
     values = {key: value for key, value in options.items()
               if value is not None and key not in _NOT_CONFIG}
     for key, value in (("model", model), ("lr_scales", lr_scales),
                        ("weight_decay", weight_decay), ("clip_roles", list(clip))):
         if value:
             values[key] = value
+    if oialr is not None:
+        from hadamnp.errors import ConfigError
+        from hadamnp.models.lowrank import parse_oialr
+
+        try:
+            values["oialr"] = parse_oialr(oialr)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--oialr") from None
     if "npz" in values:
         values.setdefault("task", "npz")
     if "text" in values:
@@ -556,12 +570,16 @@ def info(path, input_size, output_size, list_registry, **options):
         _echo_registry()
         return
     overrides = _overrides(options)
+    lowrank = None
     try:
         if path is not None:
             if overrides or options["preset"] or input_size or output_size:
                 raise click.BadParameter("model options describe a model without PATH; "
                                          "give one or the other", param_hint="PATH")
+            from hadamnp.training.oialr import run_lowrank_size
+
             model, _, _ = restore(path)
+            lowrank = run_lowrank_size(path, model)
             click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
@@ -577,6 +595,12 @@ def info(path, input_size, output_size, list_registry, **options):
                    f"quantizer {table['quantizer']}, padding id {table['padding_id']}")
     click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
                f"float32 reference model: {size.float32_parameters:,})")
+    if lowrank is not None:
+        ranks = ", ".join(f"{name} rank {k}/{N}" for name, (k, N) in lowrank["ranks"].items())
+        click.echo("oialr          " + (
+            f"{ranks}: {lowrank['trainable']:,} trainable of {size.parameters:,} (k² per "
+            f"factored matrix), {lowrank['stored']:,} stored while training (U, Σ, Vᵀ)"
+            if ranks else "full-rank warm-up (no matrix factored yet)"))
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())
     click.echo(f"storage        {size.total_bits:,} bits = {size.total_bits / 8192:.2f} KiB  "
                f"[{parts}]")

@@ -64,11 +64,17 @@ class ParamSpec:
     bound : float or None
         The natural clipping bound of the latent value (e.g. 1 for latent signs, the
         Glorot bound for a shadow weight); applied only when the run clips this role.
+    depth : int or None
+        For a dense weight matrix: its layer's position from the input (0) to the output
+        (largest), as a PyTorch module list would order the layers (input matrices, then
+        recurrent matrices, then the readout). Depth-ordered training methods (OIALR,
+        :mod:`hadamnp.training.oialr`) read it; None: not a layer's weight matrix.
     """
 
     shape: tuple
     role: str
     bound: float | None = None
+    depth: int | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -77,6 +83,9 @@ class ParamSpec:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if self.bound is not None and not self.bound > 0:
             raise ConfigError(f"a clipping bound must be > 0, got {self.bound!r}")
+        if self.depth is not None and (len(self.shape) != 2 or self.depth < 0):
+            raise ConfigError(f"a layer depth ({self.depth!r}) is declared by a matrix "
+                              f"parameter and is >= 0 (shape {self.shape})")
 
     @property
     def trainable(self):

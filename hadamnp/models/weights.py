@@ -113,10 +113,13 @@ class Weight:
     quantizer, parametrization : spec strings or objects
     role : str, the parameter role (default ``"weight"``)
     bound : float or None, the latent clipping bound of the dense parameter
+    depth : int or None, the layer depth of the dense parameter (``ParamSpec.depth``:
+        0 at the input; the model's readout deepest), read by depth-ordered training
+        methods such as OIALR
     """
 
     def __init__(self, name, shape, init_matrix, quantizer="none", parametrization="dense",
-                 role="weight", bound=None):
+                 role="weight", bound=None, depth=None):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.init_matrix = init_matrix
@@ -124,11 +127,15 @@ class Weight:
         self.parametrization = get_parametrization(parametrization)
         self.role = role
         self.bound = bound
+        self.depth = depth
 
     def param_specs(self):
         specs = self.parametrization.param_specs(self.name, self.shape, self.role)
-        if self.bound is not None and self.name in specs:
-            specs[self.name] = dataclasses.replace(specs[self.name], bound=self.bound)
+        if self.name in specs:  # the dense parametrization: the matrix is the parameter
+            spec = specs[self.name]
+            specs[self.name] = dataclasses.replace(
+                spec, bound=spec.bound if self.bound is None else self.bound,
+                depth=self.depth)
         return specs
 
     def init(self, rng, dtype):

@@ -25,6 +25,11 @@ tables keyed by parameter role (:data:`hadamnp.models.protocol.ROLES`)::
     [weight_decay]
     weight = 1e-4
 
+    [oialr]                         # OIALR low-rank training (hadamnp.training.oialr)
+    delay = 500
+    every = 250
+    beta = 0.15
+
 Presets (:data:`PRESETS`) carry the paper's hyperparameters:
 
 ========  ======  ====  =====  ======  =====  ====  ====================================
@@ -62,6 +67,7 @@ from hadamnp.models import registry
 from hadamnp.models.protocol import ROLES
 from hadamnp.models.embedding import Embedded, EmbeddingConfig
 from hadamnp.models.losses import get_loss
+from hadamnp.models.lowrank import OIALROptions
 from hadamnp.models.quantizers import get_quantizer, uniform_spec
 
 __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
@@ -156,6 +162,10 @@ class RunConfig:
         Also checkpoint every this many steps (a checkpoint is always written each epoch).
     log_every : int
         Write a per-step metrics line every this many steps.
+    oialr : mapping or None
+        Train the eligible weight matrices in OIALR's low-rank form after a full-rank
+        warm-up: the options of :class:`hadamnp.models.lowrank.OIALROptions` (``delay``,
+        ``every``, ``beta``, ...; stored with every option filled in). None: full rank.
     """
 
     task: str = "smnist"
@@ -194,6 +204,7 @@ class RunConfig:
     quant_embedding: str = "none"
     checkpoint_every: int | None = None
     log_every: int = 10
+    oialr: typing.Mapping | None = None
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -392,6 +403,8 @@ def _coerce(name, value):
                     raise ConfigError(f"{name}.{key} must be a number, got {item!r}")
             value = {key: float(item) for key, item in value.items()}
         return _frozen(value)
+    if name == "oialr":
+        return None if value is None else _frozen(OIALROptions.from_table(value).to_dict())
     if name == "clip_roles":
         if isinstance(value, str) or not isinstance(value, (list, tuple)) \
                 or not all(isinstance(v, str) for v in value):

@@ -14,6 +14,11 @@ step ``k``::
                                                         per-role lr scales, weight decay
     [clip latent parameters of the clipped roles to their declared bound]
 
+With OIALR (``config.oialr``, :mod:`hadamnp.training.oialr`) the optimizer updates the
+trainable factor ``Σ`` of each factored matrix ``W = U Σ Vᵀ`` from ``dΣ = Uᵀ dW V``, ``W``
+is recomposed after the update, and the schedule's grid steps switch, re-orthogonalize and
+prune; the factors are carried in the optimizer state.
+
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
 ``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
@@ -57,6 +62,7 @@ from hadamnp.runs.config import RunConfig, config_to_toml
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
+from hadamnp.training.oialr import LowRankTraining
 from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
 
 __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
@@ -255,6 +261,8 @@ class _Run:
         self.model = model
         self.optimizer = _optimizer(config)
         self.groups = ParamGroups.of(model, config)
+        self.lowrank = LowRankTraining.of(model, config, self.groups.trainable,
+                                          self.groups.bounds)
         self.loss = run_loss(config, task)
         self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
@@ -382,15 +390,21 @@ class _Run:
         metrics = self.loss.score(logits, y)
         grads = model.backward(state.params, cache, dlogits)
         grads = {name: grads[name] for name in groups.trainable}
+        if self.lowrank is not None:  # dL/dW -> dL/dΣ of the factored matrices
+            grads = self.lowrank.gradients(grads, state.opt_state)
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in state.params.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
-        self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
-                            opt_state, lr, lr_scales=groups.lr_scales,
+        variables = {name: params[name] for name in groups.trainable}
+        if self.lowrank is not None:
+            variables = self.lowrank.variables(variables, opt_state)
+        self.optimizer.step(variables, grads, opt_state, lr, lr_scales=groups.lr_scales,
                             weight_decay=groups.weight_decay)
         for name, bound in groups.bounds.items():
             np.clip(params[name], -bound, bound, out=params[name])
+        if self.lowrank is not None:
+            self.lowrank.compose(params, opt_state)
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
         if groups.signs:
@@ -402,6 +416,9 @@ class _Run:
         offset = state.offset
         if (state.step + 1) % config.log_every == 0:
             offset = self.log.write(record)
+        if self.lowrank is not None and self.lowrank.due(state.step + 1):
+            event = self.lowrank.update(params, opt_state, state.step + 1)
+            offset = self.log.write({**event, "epoch": state.epoch})
         loss_sum, *metric_sums, positions = state.sums
         new = _State(params=params, opt_state=opt_state, epoch=state.epoch,
                      batch=state.batch + 1, step=state.step + 1,
@@ -465,12 +482,12 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
+    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
     state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
                    batch=0, step=0, sums=run.zero_sums, offset=0, history=())
     return run.run(state, callback, max_steps, fresh=True)
@@ -521,8 +538,13 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
     run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
-    opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
-                                     run.init_optimizer_state(ckpt.params), path)
+    template = run.init_optimizer_state(ckpt.params)
+    if run.lowrank is not None:  # the factors' shapes are those of the checkpoint
+        template = run.lowrank.restore_template(template, ckpt.optimizer_state,
+                                                ckpt.position["global_step"], path)
+    opt_state = _opt_from_checkpoint(ckpt.optimizer_state, template, path)
+    if run.lowrank is not None:
+        run.lowrank.check_restored(ckpt.params, opt_state, path)
     metrics = ckpt.metrics
     try:
         *sums, positions = metrics["sums"]
