@@ -1,0 +1,172 @@
+"""OIALR against full-rank training on permuted MNIST: accuracy, trainable values, time.
+
+A measurement, not a speed benchmark (not run by ``run_all``). For one model (``dense``: a
+full-precision dense-``W`` RNN; ``lstm``), trains three runs from the same seed (same
+initialisation and batches): full rank, and OIALR (``hadamnp train --oialr``) at two
+cutoff fractions ``β`` with the same ``delay`` and ``every``. Each run is an ordinary
+hadamnp run directory under ``--out`` (``NAME/`` with ``metrics.jsonl`` and checkpoints
+every ``--checkpoint-every`` steps); rerunning the script resumes unfinished runs (bit for
+bit) and skips finished ones. Reported per run: test accuracy (first ``--test-batches`` x
+500 test sequences), trainable values at the end (OIALR: ``k²`` per factored matrix), the
+factored matrices' ranks, wall-clock and CPU (process) seconds summed over the script's
+calls, the CPU model and the load average.
+
+Usage (the figures in README.md)::
+
+    nice -n 5 python bench/oialr_pmnist.py --model dense --out bench/results/oialr
+    nice -n 5 python bench/oialr_pmnist.py --model lstm --out bench/results/oialr
+    python bench/oialr_pmnist.py --report --out bench/results/oialr   # table + PNG
+
+Results: ``OUT/results.jsonl`` (one line per finished run), ``OUT/oialr_ranks.png``
+(rank of every factored matrix over the steps) with ``--report``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+DEFAULTS = {  # model -> budget (the machine: 2 shared cores)
+    "dense": dict(hidden=128, steps=600, batch_size=50, delay=200, every=100),
+    "lstm": dict(hidden=128, steps=400, batch_size=50, delay=150, every=50),
+}
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_config(args, beta):
+    from hadamnp.runs.config import resolve_config
+
+    overrides = dict(task="pmnist", model={"name": args.model, "hidden_size": args.hidden,
+                                           "quant_in": "none", "quant_out": "none"},
+                     batch_size=args.batch_size, epochs=1, steps_per_epoch=args.steps,
+                     lr=args.lr, seed=args.seed, val_batches=1, test_batches=args.test_batches,
+                     checkpoint_every=args.checkpoint_every, log_every=10)
+    if beta is not None:
+        overrides["oialr"] = {"delay": args.delay, "every": args.every, "beta": beta}
+    return resolve_config(preset="base", overrides=overrides)
+
+
+def train_one(args, name, beta):
+    """Train (or resume) run ``name``; return its result record (None if unfinished)."""
+    from hadamnp.io.checkpoint import latest_checkpoint
+    from hadamnp.runs.plumbing import restore
+    from hadamnp.training.loop import resume, train
+    from hadamnp.training.metrics import read_metrics
+
+    run_dir = args.out / name
+    clock = args.out / f"{name}.time.json"
+    spent = json.loads(clock.read_text()) if clock.is_file() else {"wall": 0.0, "cpu": 0.0}
+    wall, cpu = time.perf_counter(), time.process_time()
+    load = os.getloadavg()
+    if latest_checkpoint(run_dir) is None:
+        result = train(run_config(args, beta), run_dir)
+    else:
+        result = resume(run_dir)
+    spent = {"wall": spent["wall"] + time.perf_counter() - wall,
+             "cpu": spent["cpu"] + time.process_time() - cpu}
+    clock.write_text(json.dumps(spent))
+    if not result.finished:
+        return None
+    model, _, config = restore(run_dir)
+    lowrank = read_metrics(run_dir, "oialr")
+    return {"run": name, "model": args.model, "hidden": args.hidden, "beta": beta,
+            "steps": result.step, "batch_size": config.batch_size, "lr": config.lr,
+            "delay": args.delay if beta is not None else None,
+            "every": args.every if beta is not None else None,
+            "test_accuracy": result.test["accuracy"], "test_loss": result.test["loss"],
+            "test_sequences": result.test["sequences"],
+            "trainable": lowrank[-1]["trainable"] if lowrank else model.size().trainable,
+            "full_trainable": model.size().trainable,
+            "ranks": lowrank[-1]["ranks"] if lowrank else None,
+            "wall_s": spent["wall"], "cpu_s": spent["cpu"], "cpu_model": cpu_model(),
+            "load_avg_at_start": load, "numba_threads": os.environ.get("NUMBA_NUM_THREADS")}
+
+
+def report(out):
+    """Print the Markdown table of ``out/results.jsonl`` and plot the ranks over steps."""
+    from hadamnp.training.metrics import read_metrics
+
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    print("| model | run | test acc | trainable (full) | final ranks | wall s | CPU s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        ranks = ", ".join(f"{k} {v}" for k, v in (r["ranks"] or {}).items()) or "full"
+        print(f"| {r['model']} n={r['hidden']} | {r['run']} | {r['test_accuracy']:.4f} | "
+              f"{r['trainable']:,} ({r['full_trainable']:,}) | {ranks} | "
+              f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    models = sorted({r["model"] for r in rows if r["beta"] is not None})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for r in rows:
+            if r["model"] != model or r["beta"] is None:
+                continue
+            records = read_metrics(out / r["run"], "oialr")
+            for weight in records[0]["ranks"]:
+                ax.step([rec["step"] for rec in records],
+                        [rec["ranks"][weight] for rec in records], where="post",
+                        label=f"β={r['beta']} {weight}")
+        ax.set(title=f"{model}, n={rows[0]['hidden']}: rank of each factored matrix",
+               xlabel="optimizer step", ylabel="rank k")
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "oialr_ranks.png", dpi=100)
+    print(f"wrote {out / 'oialr_ranks.png'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(DEFAULTS), default="dense")
+    parser.add_argument("--out", type=Path, required=True, help="results directory")
+    parser.add_argument("--betas", type=float, nargs=2, default=(0.15, 0.5))
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--test-batches", type=int, default=8)
+    parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--report", action="store_true",
+                        help="only print the table and write the PNG")
+    for key in ("hidden", "steps", "batch_size", "delay", "every"):
+        parser.add_argument("--" + key.replace("_", "-"), type=int, default=None)
+    args = parser.parse_args()
+    for key, value in DEFAULTS[args.model].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        report(args.out)
+        return
+    results = args.out / "results.jsonl"
+    done = set()
+    if results.is_file():
+        done = {json.loads(line)["run"] for line in results.read_text().splitlines()}
+    for beta in (None, *args.betas):
+        name = f"{args.model}-n{args.hidden}-" + ("full" if beta is None else f"oialr-b{beta}")
+        if name in done:
+            continue
+        print(f"{name}: {args.steps} steps of batch {args.batch_size}", flush=True)
+        record = train_one(args, name, beta)
+        if record is not None:
+            with open(results, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
