@@ -137,6 +137,19 @@ def _golden_options(func):
     return func
 
 
+def _moved_data_options(func):
+    """``--npz`` and ``--text`` of commands reading a run: where its data file is now."""
+    options = [
+        click.option("--npz", type=click.Path(dir_okay=False), default=None,
+                     help=".npz archive of an npz run, when it moved since training."),
+        click.option("--text", type=click.Path(dir_okay=False), default=None,
+                     help="Text file of a text run, when it moved since training."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _random_model_args(options):
     """Shared arguments of a random golden model, checked."""
     seq_len = options.pop("seq_len")
@@ -173,7 +186,8 @@ def _random_model_args(options):
                    "--input-size is then the vocabulary and x holds token ids.")
 @click.option("--quant-embedding", default="none", show_default=True,
               help="Quantizer of the embedding table, e.g. uniform:4.")
-def golden(checkpoint, split, data_dir, out_path, **options):
+@_moved_data_options
+def golden(checkpoint, split, data_dir, npz, text, out_path, **options):
     """Write a golden test-vector file (float64 forward pass, states and gradients).
 
     Any registered model: --model NAME with its options, random parameters from --seed;
@@ -192,15 +206,19 @@ def golden(checkpoint, split, data_dir, out_path, **options):
             _check_positive(batch=options["batch"])
             arrays, meta = golden_from_checkpoint(checkpoint, batch=options["batch"],
                                                   seq_len=options["seq_len"], split=split,
-                                                  data_dir=data_dir)
+                                                  data_dir=data_dir, npz=npz, text=text,
+                                                  out=out_path)
         else:
+            for name, value in (("--data-dir", data_dir), ("--npz", npz), ("--text", text)):
+                if value is not None:
+                    raise click.BadParameter("only with --from-checkpoint", param_hint=name)
             table = {key: options.pop(key)
                      for key in ("loss", "embedding_dim", "quant_embedding")}
             if table["embedding_dim"] is not None:
                 _check_positive(embedding_dim=table["embedding_dim"])
             arrays, meta = make_golden(**_random_model_args(options), **table)
         write_golden(out_path, arrays, meta)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     config = meta["model"]["config"]
     click.echo(f"wrote {out_path}: {meta['model']['name']} n={config['hidden_size']} "
@@ -299,7 +317,7 @@ def _training_options(func):
     return func
 
 
-_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps")
+_NOT_CONFIG = ("preset", "config_file", "out", "resume_dir", "max_steps", "allow_data_change")
 
 
 def _role_table(assignments, option):
@@ -381,6 +399,12 @@ class _Progress:
             click.echo(_epoch_line(event))
         elif kind == "test":
             click.echo("test  " + _figures(event))
+        elif kind == "data_change":
+            from hadamnp.runs.integrity import describe_data_changes
+
+            click.echo(f"warning: data changed since the checkpoint, continuing as asked "
+                       f"(--allow-data-change; logged in metrics.jsonl): "
+                       f"{describe_data_changes(event['files'])}", err=True)
 
 
 _SHORT = {"accuracy": "acc"}  # short names of the figures on progress and epoch lines
@@ -436,6 +460,10 @@ def _raise_interrupt(signum, frame):
                    "(bit-identical to an uninterrupted run); --epochs may extend it.")
 @click.option("--max-steps", type=int, default=None,
               help="Stop (checkpointed, resumable) after this many optimizer steps in total.")
+@click.option("--allow-data-change", is_flag=True,
+              help="With --resume: continue although a data file changed since the "
+                   "checkpoint (logged in metrics.jsonl; the run is then no longer "
+                   "bit-identical to an uninterrupted one).")
 def train(**options):
     """Train a model; write checkpoints and metrics.jsonl to a run directory.
 
@@ -454,6 +482,8 @@ def train(**options):
     if options["max_steps"] is not None and options["max_steps"] < 1:
         raise click.BadParameter(f"must be >= 1, got {options['max_steps']}",
                                  param_hint="--max-steps")
+    if options["allow_data_change"] and options["resume_dir"] is None:
+        raise click.BadParameter("only with --resume", param_hint="--allow-data-change")
     overrides = _overrides(options)
     progress = _Progress(sys.stdout.isatty())
     run_dir = options["resume_dir"] or options["out"]
@@ -467,7 +497,8 @@ def train(**options):
                                              "configuration is in its checkpoint)",
                                              param_hint="--" + name.replace("_file", ""))
             refused = [name for name in options if _given(name) and name not in
-                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps")]
+                       (*loop.RESUME_OVERRIDES, "resume_dir", "max_steps",
+                        "allow_data_change")]
             if refused:
                 raise click.BadParameter(
                     "cannot change a resumed run's trajectory; only "
@@ -477,7 +508,7 @@ def train(**options):
                 overrides.pop("task", None)  # implied by --text, which may name a moved file
             click.echo(f"resuming {run_dir}")
             result = loop.resume(run_dir, callback=progress, max_steps=options["max_steps"],
-                                 **overrides)
+                                 allow_data_change=options["allow_data_change"], **overrides)
         else:
             config = resolve_config(options["preset"], options["config_file"], overrides)
             run_dir = run_dir or default_run_dir(config)
@@ -514,7 +545,8 @@ def train(**options):
 @click.option("--batch-size", type=int, default=None)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, if it moved since training.")
-def eval_command(path, split, batches, batch_size, data_dir):
+@_moved_data_options
+def eval_command(path, split, batches, batch_size, data_dir, npz, text):
     """Loss and metrics of a run's checkpoint (PATH: run directory or checkpoint file)."""
     from hadamnp.errors import HadamnpError
     from hadamnp.runs.plumbing import evaluate_run
@@ -523,7 +555,8 @@ def eval_command(path, split, batches, batch_size, data_dir):
         if value is not None and value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=name)
     try:
-        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir)
+        result, config, position = evaluate_run(path, split, batches, batch_size, data_dir,
+                                                npz=npz, text=text)
     except (HadamnpError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{_model_line(config.model, config.model_options)} on {config.task}, "
@@ -634,8 +667,9 @@ def _echo_deployment(report):
               help="Cover this percentile of per-sequence peak |h| instead of the max.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="MNIST directory, when it moved since training.")
+@_moved_data_options
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True)
-def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path):
+def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, npz, text, out_path):
     """Convert a trained CHECKPOINT (run directory or file) to integers and export it."""
     from hadamnp.deploy.export import deployment_report, export_c, export_npz
     from hadamnp.deploy.integer import convert_run
@@ -644,9 +678,10 @@ def export(checkpoint, fmt, bits_act, calib_size, percentile, data_dir, out_path
     if calib_size < 1:
         raise click.BadParameter(f"must be >= 1, got {calib_size}", param_hint="--calib-size")
     try:
-        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir)
+        imodel = convert_run(checkpoint, bits_act, calib_size, percentile, data_dir, npz=npz,
+                             text=text, out=out_path)
         (export_npz if fmt == "npz" else export_c)(imodel, out_path)
-    except HadamnpError as exc:
+    except (HadamnpError, OSError) as exc:  # OSError: e.g. the run's data file moved
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out_path}: n={imodel.n} m={imodel.m} a={imodel.a} "
                f"S_x=2^{imodel.exp_x} S_h=2^{imodel.exp_h} "
@@ -704,3 +739,84 @@ def bench(quick, threads, json_path, plot):
     if returncode:
         raise click.ClickException(f"a benchmark module failed (exit status {returncode}); "
                                    "see its traceback above")
+
+
+@main.command(short_help="Run a grid of training runs on Dask (resumable).")
+@click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Sweep directory (default: sweeps/<grid name>).")
+@click.option("--scheduler", default=None,
+              help="Address of a running Dask scheduler (tcp://host:8786). Default: a "
+                   "local cluster of single-threaded worker processes.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes of the local cluster (default: one per core).")
+@click.option("--dry-run", is_flag=True, help="Validate the grid and list its runs only.")
+def sweep(grid_file, out_dir, scheduler, workers, dry_run):
+    """Train every run of GRID_FILE (a TOML grid: [base], [axes], [[runs]]) on Dask.
+
+    Each run gets its own run directory under the sweep directory; re-running the same
+    command skips finished runs and resumes interrupted ones from their checkpoints.
+    Needs the sweep extra: pip install 'hadamnp[sweep]'.
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.grid import load_grid
+    from hadamnp.sweeps.runner import run_sweep
+
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"must be >= 1, got {workers}", param_hint="--workers")
+    if workers is not None and scheduler is not None:
+        raise click.BadParameter("--workers sizes the local cluster; a remote scheduler "
+                                 "has its own workers", param_hint="--workers")
+    try:
+        grid = load_grid(grid_file)
+        out_dir = Path(out_dir) if out_dir is not None else Path("sweeps") / grid.name
+        if dry_run:
+            for run in grid.runs:
+                click.echo(f"{run.run_id}: {_model_line(run.config.model, run.config.model_options)}"
+                           f" on {run.config.task}, seed {run.config.seed}")
+            click.echo(f"{len(grid.runs)} runs -> {out_dir}")
+            return
+        outcome = run_sweep(grid, out_dir, scheduler=scheduler, workers=workers,
+                            echo=click.echo)
+    except HadamnpError as exc:
+        raise click.ClickException(str(exc)) from None
+    if outcome.failed:
+        raise click.ClickException(f"{len(outcome.failed)} of {len(grid.runs)} runs failed "
+                                   f"(listed above); re-run the command to retry them")
+    click.echo(f"all {len(grid.runs)} runs finished; tables: hadamnp report {out_dir}")
+
+
+@main.command(short_help="Table (Markdown, CSV) and plots of finished runs.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write report.md, report.csv and the PNGs (default: the sweep "
+                   "directory's report/, or ./report).")
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Write PNG plots (needs matplotlib: pip install 'hadamnp[plot]').")
+@click.option("--evaluate-best/--no-evaluate-best", default=True, show_default=True,
+              help="Evaluate the best-validation checkpoint on the test split when it is not "
+                   "the last one.")
+def report(paths, out_dir, plots, evaluate_best):
+    """Compare runs: PATHS are sweep directories or run directories.
+
+    Runs differing only by seed are grouped (mean ± std over seeds).
+    """
+    from pathlib import Path
+
+    from hadamnp.errors import HadamnpError
+    from hadamnp.sweeps.report import write_report
+    from hadamnp.sweeps.runner import MANIFEST_NAME
+
+    if out_dir is None:
+        first = Path(paths[0])
+        out_dir = first / "report" if (first / MANIFEST_NAME).exists() else Path("report")
+    try:
+        table, files, missing = write_report(paths, out_dir, plots, evaluate_best)
+    except (HadamnpError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table, nl=False)
+    for path in missing:
+        click.echo(f"(no checkpoint yet: {path})")
+    click.echo("wrote " + ", ".join(str(f) for f in files))

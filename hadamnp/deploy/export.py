@@ -32,15 +32,13 @@ The npz is written by :func:`hadamnp.io.npzfile.write_npz_atomic` (format
 """
 
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from hadamnp import __version__, conventions
 from hadamnp.deploy.integer import IntegerModel
 from hadamnp.errors import CheckpointError
+from hadamnp.io.atomic import write_atomic
 from hadamnp.io.npzfile import read_npz_checked, write_npz_atomic
 
 EXPORT_FORMAT = "hadamnp-integer-model"
@@ -180,25 +178,10 @@ def c_header(imodel, guard="HADAMRNN_MODEL_H"):
 
 
 def export_c(imodel, path, guard="HADAMRNN_MODEL_H"):
-    """Write the C header of ``imodel`` to ``path`` (text, replaced atomically)."""
-    path = Path(path)
-    text = c_header(imodel, guard)
-    try:
-        tmp = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                          suffix=".tmp", delete=False, encoding="ascii")
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc}") from exc
-    try:
-        with tmp:
-            tmp.write(text)
-        os.chmod(tmp.name, 0o644)
-        os.replace(tmp.name, path)
-    except BaseException as exc:
-        # Leave the previous header (if any) and no temporary file behind.
-        Path(tmp.name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write {path}: {exc}") from exc
-        raise
+    """Write the C header of ``imodel`` to ``path`` (text, replaced atomically by
+    :func:`hadamnp.io.atomic.write_atomic`)."""
+    text = c_header(imodel, guard).encode("ascii")
+    write_atomic(path, lambda fileobj: fileobj.write(text))
 
 
 def deployment_report(imodel):

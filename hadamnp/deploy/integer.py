@@ -457,8 +457,11 @@ def agreement(model, params, imodel, x, y=None, engine="numba", batch_size=250):
     return result
 
 
-def run_data(path, data_dir=None):
+def run_data(path, data_dir=None, npz=None, text=None):
     """The float model and task of a training run (``path``: run directory or checkpoint).
+
+    ``data_dir`` / ``npz`` / ``text``: where the run's data are now, when they moved since
+    training.
 
     Returns
     -------
@@ -466,15 +469,14 @@ def run_data(path, data_dir=None):
     params : dict of trained parameters
     task : hadamnp.io.datasets.TaskData
     """
-    from hadamnp.runs.plumbing import build_task, restore
+    from hadamnp.runs.plumbing import build_task, relocate, restore
 
     model, params, run_config = restore(path)
-    if data_dir is not None:
-        run_config = run_config.replace(data_dir=str(data_dir))
-    return model, params, build_task(run_config)
+    return model, params, build_task(relocate(run_config, data_dir, npz, text))
 
 
-def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None):
+def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None, *, npz=None,
+                text=None, out=None):
     """Convert the checkpoint of a training run, calibrating on its first training batches.
 
     Parameters
@@ -483,14 +485,22 @@ def convert_run(path, a, calib_size=1000, percentile=None, data_dir=None):
     a : int, activation width
     calib_size : int, calibration sequences (epoch-0 training batches, in order)
     percentile : float, optional (see :func:`calibrate`)
-    data_dir : str, optional, MNIST directory when it moved since training
+    data_dir, npz, text : str, optional, MNIST directory, ``.npz`` archive or text file
+        when it moved since training
+    out : str or os.PathLike, optional
+        The file the caller will write the result to: refused (``ConfigError``) before
+        the conversion when it is the checkpoint, a file of the run directory or a data file of
+        the run (:func:`hadamnp.runs.integrity.check_output`).
 
     Returns
     -------
     IntegerModel
     """
+    from hadamnp.runs.integrity import check_output
     from hadamnp.runs.plumbing import task_inputs
 
-    model, params, task = run_data(path, data_dir)
+    model, params, task = run_data(path, data_dir, npz, text)
+    if out is not None:
+        check_output(out, path, task)
     x, _ = task_inputs(task, model.config.dtype, int(calib_size))
     return convert(model, params, x, a=a, percentile=percentile)

@@ -175,7 +175,8 @@ def make_golden(model="hadamrnn", *, seed=0, batch=3, seq_len=7, input_size=3, o
     return arrays, {**meta, "seed": int(seed), "source": "random"}
 
 
-def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_dir=None):
+def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_dir=None,
+                           npz=None, text=None, out=None):
     """Golden arrays and metadata of a *trained* model on real data.
 
     The trained parameters are converted to float64 and the model rebuilt in float64; the
@@ -188,7 +189,12 @@ def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_di
     seq_len : int, optional
         Keep only the first ``seq_len`` steps of each sequence (default: all).
     split : {"test", "val"}
-    data_dir : str, optional, MNIST directory when it moved since training
+    data_dir, npz, text : str, optional, MNIST directory, ``.npz`` archive or text file
+        when it moved since training
+    out : str or os.PathLike, optional
+        The file the caller will write: refused (``ConfigError``) when it is the
+        checkpoint, a file of the run directory or a data file of the run
+        (:func:`hadamnp.runs.integrity.check_output`).
 
     Returns
     -------
@@ -196,13 +202,14 @@ def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_di
     meta : dict (``source = "checkpoint"``, ``checkpoint = {path, global_step, trained_dtype}``)
     """
     from hadamnp.errors import CheckpointError
-    from hadamnp.runs.plumbing import (build_task, load_run, model_from_checkpoint, run_loss,
-                                       task_inputs)
+    from hadamnp.runs.integrity import check_output
+    from hadamnp.runs.plumbing import (build_task, check_restored_params, load_run,
+                                       model_from_checkpoint, relocate, run_loss, task_inputs)
 
     ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
+    config = relocate(config, data_dir, npz, text)
     trained = model_from_checkpoint(ckpt, config, file)
+    check_restored_params(trained, ckpt.params, file)
     description = trained.describe()
     net = model_from_description({**description,
                                   "config": {**description["config"], "dtype": "float64"}})
@@ -212,6 +219,8 @@ def golden_from_checkpoint(path, *, batch=3, seq_len=None, split="test", data_di
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(f"{file}: {exc}") from None
     task = build_task(config)
+    if out is not None:
+        check_output(out, path, task)
     if split not in task.split_names():
         raise ConfigError(f"task {task.name!r} has no {split!r} split "
                           f"(splits: {', '.join(task.split_names())})")

@@ -44,7 +44,7 @@ FORMAT = "hadamnp-checkpoint"
 VERSION = 1
 
 LATEST_NAME = "checkpoint.npz"
-_EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.npz")
+EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.npz")
 
 POSITION_KEYS = ("epoch", "batch", "global_step")
 
@@ -443,7 +443,7 @@ def latest_checkpoint(run_dir):
         return latest
     snapshots = []
     for entry in run_dir.iterdir():
-        match = _EPOCH_NAME.fullmatch(entry.name)
+        match = EPOCH_NAME.fullmatch(entry.name)
         if match and entry.is_file():
             snapshots.append((int(match.group(1)), entry))
     return max(snapshots)[1] if snapshots else None

@@ -43,6 +43,7 @@ shuffles its windows like an array task.
 import abc
 import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -205,6 +206,16 @@ class TaskData(abc.ABC):
             "splits": {name: self._split_size(name) for name in self.split_names()},
             **self._options(),
         }
+
+    def data_files(self):
+        """The files the task's data were read from, as ``{role: Path}``.
+
+        Empty for generated data (the base class). A task that reads files lists every one
+        under a fixed role name: runs record their content digests and refuse to resume on
+        changed data (:mod:`hadamnp.runs.integrity`), and commands reading a run refuse to
+        overwrite them.
+        """
+        return {}
 
     def _check_split(self, name):
         if name not in ("val", "test"):
@@ -374,9 +385,14 @@ class MnistTask(ArrayTask):
             seed,
         )
         self._num_val = num_val
+        self._files = dict(arrays.files)
 
     def _to_input(self, stored, dtype):
         return mnist.pixels_to_steps(stored, None, dtype)
+
+    def data_files(self):
+        """The four IDX files, under the keys of :data:`hadamnp.io.mnist.FILES`."""
+        return dict(self._files)
 
     def _options(self):
         return {"num_val": self._num_val, "seed": self.seed}
@@ -419,6 +435,10 @@ class NpzTask(ArrayTask):
         if self.input_kind == "tokens":
             return stored.copy()  # split slices are views of the stored arrays
         return stored.astype(dtype)
+
+    def data_files(self):
+        """The archive, under the role ``"npz"``."""
+        return {"npz": Path(self._record["path"])}
 
     def _options(self):
         return dict(self._record)
@@ -548,6 +568,10 @@ class TextTask(TaskData):
 
     def _split_slice(self, name, lo, hi, dtype):
         return self._windows(name, self._starts[name][lo:hi])
+
+    def data_files(self):
+        """The text file, under the role ``"text"``."""
+        return {"text": Path(self._record["path"])}
 
     def _options(self):
         return dict(self._record)

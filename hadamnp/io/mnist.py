@@ -233,12 +233,15 @@ class MnistArrays:
     train_labels : ndarray, shape (N_train,), int64
     test_images : ndarray, shape (N_test, 28, 28), uint8
     test_labels : ndarray, shape (N_test,), int64
+    files : dict
+        The file each array was read from, under the same keys.
     """
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    files: dict = dataclasses.field(default_factory=dict)
 
 
 def load_mnist(data_dir=None):
@@ -265,7 +268,7 @@ def load_mnist(data_dir=None):
             )
         arrays[f"{part}_images"] = images
         arrays[f"{part}_labels"] = labels
-    return MnistArrays(**arrays)
+    return MnistArrays(**arrays, files=paths)
 
 
 def pmnist_permutation():

@@ -24,18 +24,16 @@ Checksum
 
 Atomicity
 ---------
-:func:`write_npz_atomic` writes a temporary file in the target's directory, flushes and
-fsyncs it, then ``os.replace``-s it onto the target and fsyncs the directory. A crash at any
-point leaves either the previous file or the new one, never a mixture; the temporary file is
-removed on every failure.
+:func:`write_npz_atomic` writes through :func:`hadamnp.io.atomic.write_atomic`: a temporary
+file in the target's directory, fsynced, then ``os.replace``-d onto the target. A crash at
+any point leaves either the previous file or the new one, never a mixture; the temporary
+file is removed on every failure. A target that exists and is not a regular file is
+refused; a symbolic link is followed (the file it points to is replaced).
 """
 
 import hashlib
 import io
 import json
-import os
-import stat
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -43,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from hadamnp.errors import CheckpointError
+from hadamnp.io.atomic import write_atomic
 
 META_KEY = "meta"
 CHECKSUM_KEY = "checksum"
@@ -53,11 +52,6 @@ _ALLOWED_KINDS = "biufcU"
 
 # A fixed timestamp (the zip epoch) keeps files byte-reproducible.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-# Mode for newly created files. ``tempfile`` creates 0o600 files; a checkpoint or golden
-# file should be as readable as one written with ``open``, and an overwritten file keeps
-# its own mode.
-_NEW_FILE_MODE = 0o644
 
 # What a damaged zip member can raise while being read or parsed.
 _READ_ERRORS = (
@@ -168,21 +162,6 @@ def _write_zip(fileobj, arrays, meta_text):
                 np.lib.format.write_array(member, a, allow_pickle=False)
 
 
-def _fsync_directory(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        # Some platforms (Windows) cannot open a directory; the rename is still atomic there.
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        # Some file systems refuse fsync on a directory; nothing more can be done portably.
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_npz_atomic(path, arrays, meta):
     """Atomically write ``arrays`` and ``meta`` to the ``.npz`` file ``path``.
 
@@ -190,7 +169,8 @@ def write_npz_atomic(path, arrays, meta):
     ----------
     path : str or os.PathLike
         Target file; its directory must exist. An existing file is replaced only once the
-        new one is completely on disk.
+        new one is completely on disk (see :func:`hadamnp.io.atomic.write_atomic` for
+        symbolic links and non-regular files).
     arrays : dict[str, array_like]
         Arrays of any shape with bool, integer, float, complex or unicode dtype. Keys are
         non-empty strings without NUL; ``"meta"`` is reserved. Dtype, shape and bytes are
@@ -202,9 +182,10 @@ def write_npz_atomic(path, arrays, meta):
     Raises
     ------
     CheckpointError
-        An array has a refused dtype, a key is invalid, ``meta`` is not JSON, or the file
-        cannot be written (missing directory, disk full, permissions). The previous file,
-        if any, is left untouched and no temporary file remains.
+        An array has a refused dtype, a key is invalid, ``meta`` is not JSON, the target
+        exists and is not a regular file, or the file cannot be written (missing
+        directory, disk full, permissions). The previous file, if any, is left untouched
+        and no temporary file remains.
     """
     path = Path(path)
     if not isinstance(arrays, dict):
@@ -219,38 +200,7 @@ def write_npz_atomic(path, arrays, meta):
         checked[key] = a
     meta_text = _encode_meta(meta, array_checksum(checked), path)
 
-    directory = path.parent
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = _NEW_FILE_MODE
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path}: {exc}") from exc
-    try:
-        tmp = tempfile.NamedTemporaryFile(
-            dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        )
-    except OSError as exc:
-        raise CheckpointError(
-            f"cannot write {path}: cannot create a temporary file in {directory}: {exc}"
-        ) from exc
-    try:
-        with tmp:
-            _write_zip(tmp, checked, meta_text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp.name, mode)
-        os.replace(tmp.name, path)
-    except BaseException as exc:
-        # Any failure, including KeyboardInterrupt, must leave the old file and no debris.
-        try:
-            os.unlink(tmp.name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write {path}: {exc}") from exc
-        raise
-    _fsync_directory(directory)
+    write_atomic(path, lambda fileobj: _write_zip(fileobj, checked, meta_text))
 
 
 def _read_member(zf, info, key, path):

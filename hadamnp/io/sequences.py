@@ -87,7 +87,8 @@ def _read_archive(path):
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"sequence file {path} does not exist; pass the path of an .npz archive "
-            f"with keys x (or tokens) and y"
+            f"with keys x (or tokens) and y (CLI: --npz PATH, which also points eval, "
+            f"export, golden --from-checkpoint and train --resume at a run's moved archive)"
         ) from exc
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DataFormatError(f"{path}: not a readable .npz archive ({exc})") from exc
@@ -111,6 +112,14 @@ def _read_archive(path):
                 # Object arrays (pickles) are refused by allow_pickle=False and land here.
                 raise DataFormatError(f"{path}: key {key!r} cannot be read ({exc})") from exc
     return arrays
+
+
+def _as_int64(a, key, path, what):
+    """Integer array ``a`` as int64; unsigned values beyond int64 would wrap negative."""
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise DataFormatError(f"{path}: {key!r} holds {what} {int(a.max())}, beyond the int64 "
+                              f"range")
+    return a.astype(np.int64)
 
 
 def _check_split(path, arrays, split, kind):
@@ -157,7 +166,7 @@ def _check_split(path, arrays, split, kind):
             raise DataFormatError(
                 f"{path}: {x_key!r} holds negative token id {int(x.min())}"
             )
-        x = x.astype(np.int64)
+        x = _as_int64(x, x_key, path, "token id")
     if 0 in x.shape:
         raise DataFormatError(f"{path}: {x_key!r} is empty (shape {x.shape})")
     if y.dtype.kind not in "iu":
@@ -171,7 +180,7 @@ def _check_split(path, arrays, split, kind):
         )
     if y.min() < 0:
         raise DataFormatError(f"{path}: {y_key!r} holds negative label {int(y.min())}")
-    return x, y.astype(np.int64)
+    return x, _as_int64(y, y_key, path, "label")
 
 
 def _fraction_split(n, val_fraction, test_fraction, seed):

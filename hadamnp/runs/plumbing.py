@@ -32,11 +32,14 @@ from hadamnp.runs.config import run_config_from_checkpoint
 __all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "run_loss", "run_model",
            "model_for", "model_without_data", "model_inputs", "evaluate", "load_run",
            "model_from_checkpoint", "check_restored_params", "restore", "task_inputs",
-           "default_run_dir", "evaluate_run", "MAX_ONE_HOT_VOCAB"]
+           "default_run_dir", "evaluate_run", "relocate", "MAX_ONE_HOT_VOCAB", "MAX_CLASSES"]
 
 # One-hot token inputs stand in for an embedding; larger vocabularies would not fit (the
 # embedding path, option embedding_dim, has no such cap).
 MAX_ONE_HOT_VOCAB = 1024
+# Classes of a task (largest label + 1): a label beyond this is far likelier a mistake in
+# the data than a task, and would allocate an output layer of that many rows.
+MAX_CLASSES = 65536
 
 
 class TrainSubset(ArrayTask):
@@ -84,6 +87,9 @@ class TrainSubset(ArrayTask):
     def _options(self):
         return {**self._inner._options(), "train_size": self.num_train}
 
+    def data_files(self):
+        return self._inner.data_files()
+
 
 def build_task(config):
     """The :class:`~hadamnp.io.datasets.TaskData` of ``config`` (loads or generates data)."""
@@ -108,7 +114,29 @@ def build_task(config):
         raise ConfigError(f"token inputs are fed one-hot without an embedding; vocabulary "
                           f"{task.input_size} exceeds {MAX_ONE_HOT_VOCAB}: set embedding_dim "
                           f"(--embedding-dim) to feed them through an embedding table")
+    if task.output_size > MAX_CLASSES:
+        files = ", ".join(str(path) for path in task.data_files().values())
+        raise ConfigError(f"task {task.name}{' (' + files + ')' if files else ''}: "
+                          f"{task.output_size} classes (largest label + 1) exceeds "
+                          f"{MAX_CLASSES}; check the labels")
     return task
+
+
+def relocate(config, data_dir=None, npz=None, text=None):
+    """``config`` reading its data from a new place (the data moved since training).
+
+    Parameters
+    ----------
+    config : RunConfig
+    data_dir : str or os.PathLike, optional
+        MNIST directory.
+    npz, text : str or os.PathLike, optional
+        The ``.npz`` archive of an ``npz`` run, the text file of a ``text`` run (a
+        :class:`ConfigError` for other tasks).
+    """
+    changes = {key: str(value) for key, value in (("data_dir", data_dir), ("npz", npz),
+                                                  ("text", text)) if value is not None}
+    return config.replace(**changes) if changes else config
 
 
 def builtin_task_sizes(name):
@@ -303,13 +331,29 @@ def model_from_checkpoint(ckpt, config, path):
     stored = ckpt.config.get("model")
     try:
         if isinstance(stored, dict) and "name" in stored:
-            return model_from_description(stored)
-        if isinstance(stored, dict):
+            model = model_from_description(stored)
+        elif isinstance(stored, dict):
             return config.build_model(stored["input_size"], stored["output_size"],
                                       stored["many_to_many"])
+        else:
+            raise CheckpointError(f"{path}: the checkpoint holds no model description")
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: invalid model description: {exc}") from None
-    raise CheckpointError(f"{path}: the checkpoint holds no model description")
+    # Every reader (resume, eval, export, info, golden) holds the model to its run
+    # configuration, so a checkpoint edited on one side is refused everywhere alike.
+    sizes = model.config
+    embedding = getattr(sizes, "embedding", None)  # an Embedded model reads token ids
+    try:
+        expected = run_model(config, sizes.input_size, sizes.output_size, sizes.many_to_many,
+                             "features" if embedding is None else "tokens",
+                             0 if embedding is None else embedding.padding_id).describe()
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the run configuration does not build the "
+                              f"checkpoint's model: {exc}") from None
+    if model.describe() != expected:
+        raise CheckpointError(f"{path}: the checkpoint's model {model.describe()} is not the "
+                              f"model its run configuration builds ({expected})")
+    return model
 
 
 def check_restored_params(model, params, path):
@@ -379,7 +423,8 @@ def default_run_dir(config, root="runs"):
 
 
 
-def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir=None):
+def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir=None, *,
+                 npz=None, text=None):
     """Evaluate the checkpoint of a run (``path``: run directory or checkpoint file).
 
     Parameters
@@ -390,8 +435,9 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
         Only the first batches of the split.
     batch_size : int, optional
         Default: the run's ``eval_batch_size``.
-    data_dir : str, optional
-        MNIST directory, when it moved since training.
+    data_dir, npz, text : str, optional
+        MNIST directory, ``.npz`` archive or text file, when it moved since training
+        (:func:`relocate`).
 
     Returns
     -------
@@ -402,8 +448,7 @@ def evaluate_run(path, split="test", max_batches=None, batch_size=None, data_dir
         ``epoch``, ``batch``, ``global_step`` of the checkpoint.
     """
     ckpt, config, file = load_run(path)
-    if data_dir is not None:
-        config = config.replace(data_dir=str(data_dir))
+    config = relocate(config, data_dir, npz, text)
     model = model_from_checkpoint(ckpt, config, file)
     check_restored_params(model, ckpt.params, file)
     task = build_task(config)

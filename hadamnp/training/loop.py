@@ -38,7 +38,14 @@ Run directory: ``checkpoint.npz`` (latest, rewritten atomically at step 0, every
 every ``checkpoint_every`` steps, on interrupt and at the end), ``checkpoint-epochNNN.npz``
 (end of epoch NNN), ``metrics.jsonl`` (:mod:`hadamnp.training.metrics`),
 ``config.toml`` (the resolved configuration, readable by ``hadamnp train --config``) and,
-while a process trains in it, ``run.lock`` (its pid).
+while a process trains in it, ``run.lock``.
+
+Integrity (:mod:`hadamnp.runs.integrity`). :func:`train` and :func:`resume` hold the run's
+lock for the whole session and decide whether the directory is fresh or which checkpoint
+to continue only once they hold it; then they delete the temporary files a killed writer
+left. Checkpoints record the SHA-256 of every data file the task read; :func:`resume`
+refuses changed data unless ``allow_data_change`` (then a ``data_change`` record goes to
+``metrics.jsonl``).
 
 Progress goes to an optional ``callback(event)`` (the library prints nothing); ``event`` is
 a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"epoch_end"``,
@@ -47,7 +54,6 @@ a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"ep
 
 import dataclasses
 import itertools
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +63,11 @@ import numpy as np
 from hadamnp.conventions import sign
 from hadamnp.errors import CheckpointError, ConfigError, NonFiniteError
 from hadamnp.io import checkpoint as ckpt_io
+from hadamnp.io.atomic import write_atomic
 from hadamnp.io.datasets import derived_rng
 from hadamnp.runs.config import RunConfig, config_to_toml
+from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_record,
+                                    describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs, run_loss)
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
@@ -70,12 +79,10 @@ __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 # Spawn keys of the run's own streams; the task streams use keys 0, 1, 2.
 INIT_STREAM = 3    # initial parameters
 QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step `step`
-CONFIG_NAME = "config.toml"
-LOCK_NAME = "run.lock"
-# Options that may change when a run is resumed: none of them alters the trajectory.
-# (A moved text file may be given again: its digest must match the checkpoint's.)
-RESUME_OVERRIDES = ("epochs", "data_dir", "checkpoint_every", "val_batches", "test_batches",
-                    "eval_batch_size", "log_every", "text")
+# Options that may change when a run is resumed: none of them alters the trajectory (the
+# data files, found anew through data_dir, npz or text, are checked by their digests).
+RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
+                    "test_batches", "eval_batch_size", "log_every")
 
 
 @dataclass(frozen=True)
@@ -202,59 +209,10 @@ def _opt_from_checkpoint(stored, template, path):
     return out
 
 
-class _RunLock:
-    """``RUN_DIR/run.lock`` (holding the owner's pid) while a process trains in ``RUN_DIR``.
-
-    Two processes writing one run directory would interleave checkpoints and metrics; the
-    lock makes the second one fail with a clear message. A lock left by a process that no
-    longer exists (POSIX) is taken over.
-    """
-
-    def __init__(self, run_dir):
-        self.path = Path(run_dir) / LOCK_NAME
-
-    @staticmethod
-    def _alive(pid):
-        if os.name != "posix":
-            return True  # no portable liveness probe; the user removes a stale lock
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text(encoding="ascii").strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and self._alive(pid):
-                    raise CheckpointError(
-                        f"{self.path.parent} is in use by process {pid} (lock file "
-                        f"{self.path}); wait for it or remove the lock if it is stale")
-                self.path.unlink(missing_ok=True)
-                continue
-            except OSError as exc:
-                raise CheckpointError(f"cannot create lock {self.path}: {exc}") from exc
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(f"{os.getpid()}\n")
-            return self
-        raise CheckpointError(f"cannot take the lock {self.path}")
-
-    def __exit__(self, *exc_info):
-        self.path.unlink(missing_ok=True)
-
-
 class _Run:
     """One training session over a run directory (used by :func:`train` / :func:`resume`)."""
 
-    def __init__(self, config, run_dir, task, model, init_rng_state):
+    def __init__(self, config, run_dir, task, model, init_rng_state, data):
         self.config = config
         self.run_dir = Path(run_dir)
         self.task = task
@@ -266,6 +224,7 @@ class _Run:
         self.loss = run_loss(config, task)
         self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
+        self.data = data  # data_record(task), stored in every checkpoint
         self.batches_per_epoch = task.num_batches(config.batch_size)
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
@@ -277,7 +236,7 @@ class _Run:
 
     def checkpoint_config(self):
         return {"run": self.config.to_dict(), "model": self.model.describe(),
-                "task": self.task.describe()}
+                "task": self.task.describe(), "data": self.data}
 
     def _state_buffer(self, x):
         # Freshly mapped memory page-faults far below the memory bandwidth, and the states
@@ -297,22 +256,27 @@ class _Run:
             metrics=metrics)
         ckpt_io.save_checkpoint(path or ckpt_io.checkpoint_path(self.run_dir), ckpt)
 
-    def run(self, state, callback, max_steps, fresh):
-        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`."""
+    def run(self, state, callback, max_steps, fresh, changed_data=None):
+        """Train from ``state`` to the end (or ``max_steps``); return a :class:`RunResult`.
+
+        The caller holds the run's lock. ``changed_data`` (:func:`data_changes`), accepted
+        by a resume, is logged and checkpointed before anything else.
+        """
         emit = callback or (lambda event: None)
         start = time.perf_counter()
         # ``self.state`` is only ever replaced by one assignment, so whenever an interrupt
         # arrives it holds a committed, consistent state (see the module docstring).
         self.state = state
-        with _RunLock(self.run_dir):
-            return self._run_locked(emit, max_steps, fresh, start)
-
-    def _run_locked(self, emit, max_steps, fresh, start):
-        state = self.state
         self.log = MetricsLog(self.run_dir / METRICS_NAME, state.offset)
         try:
             if fresh:
                 self.save(self.state)
+            if changed_data:
+                record = {"kind": "data_change", "epoch": state.epoch, "step": state.step,
+                          "files": changed_data}
+                self.state = state = dataclasses.replace(state, offset=self.log.write(record))
+                self.save(self.state)
+                emit({"event": "data_change", **record})
             emit({"event": "start", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step, "epochs": self.config.epochs,
                   "batches_per_epoch": self.batches_per_epoch})
@@ -474,26 +438,35 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     if not isinstance(config, RunConfig):
         raise TypeError(f"config must be a RunConfig, got {type(config).__name__}")
     run_dir = Path(run_dir)
-    existing = ckpt_io.latest_checkpoint(run_dir)
-    if existing is not None:
-        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
-                              f"or choose another output directory")
+    _check_fresh(run_dir)  # before loading any data, for a quick answer
     task = build_task(config)
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
-    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng))
+    # The run's checks (OIALR's choice of matrices among them) before the directory exists.
+    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng), data_record(task))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_NAME).write_text(config_to_toml(config), encoding="utf-8")
     except OSError as exc:
         raise CheckpointError(f"cannot create run directory {run_dir}: {exc}") from exc
-    state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
-                   batch=0, step=0, sums=run.zero_sums, offset=0, history=())
-    return run.run(state, callback, max_steps, fresh=True)
+    with RunLock(run_dir) as lock:
+        _check_fresh(run_dir)  # again: another trainer may have started it meanwhile
+        lock.remove_stale_temp_files()
+        text = config_to_toml(config).encode("utf-8")
+        write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
+        state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
+                       batch=0, step=0, sums=run.zero_sums, offset=0, history=())
+        return run.run(state, callback, max_steps, fresh=True)
 
 
-def resume(run_dir, *, callback=None, max_steps=None, **overrides):
+def _check_fresh(run_dir):
+    existing = ckpt_io.latest_checkpoint(run_dir)
+    if existing is not None:
+        raise CheckpointError(f"{run_dir} already holds a run ({existing.name}); resume it "
+                              f"or choose another output directory")
+
+
+def resume(run_dir, *, callback=None, max_steps=None, allow_data_change=False, **overrides):
     """Continue the run in ``run_dir`` from its latest checkpoint, exactly.
 
     Parameters
@@ -501,6 +474,10 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     run_dir : str or os.PathLike
     callback, max_steps
         As in :func:`train`.
+    allow_data_change : bool
+        Continue even though a data file's content differs from the one the checkpoint
+        recorded (the run then no longer equals an uninterrupted one); the change is
+        logged in ``metrics.jsonl`` (``kind = "data_change"``).
     **overrides
         Options of :data:`RESUME_OVERRIDES` (e.g. more ``epochs``); any other is a
         :class:`ConfigError`, since it would change the trajectory.
@@ -512,21 +489,40 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     Raises
     ------
     CheckpointError
-        Missing, corrupt or incompatible checkpoint (the files are left untouched).
+        Missing, corrupt or incompatible checkpoint, changed data, or another process
+        training in ``run_dir`` (the files are left untouched).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
-    ckpt, config, path = load_run(run_dir)
     refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if refused:
         raise ConfigError(f"cannot change {', '.join(refused)} when resuming (only "
                           f"{', '.join(RESUME_OVERRIDES)} may change)")
+    with RunLock(run_dir) as lock:
+        lock.remove_stale_temp_files()
+        return _resume(run_dir, callback, max_steps, allow_data_change, overrides)
+
+
+def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
+    ckpt, config, path = load_run(run_dir)
     config = config.replace(**overrides)
     task = build_task(config)
-    described = {key: value for key, value in task.describe().items() if key != "path"}
+    data = data_record(task)
+    # Checkpoints written before digests were recorded have no "data": nothing to compare.
+    changed = data_changes(ckpt.config.get("data", data), data)
+    if changed and not allow_data_change:
+        raise CheckpointError(
+            f"{path}: the run's data changed since this checkpoint: "
+            f"{describe_data_changes(changed)}; resuming would not continue the same run. "
+            f"Restore the data, or accept the change with allow_data_change=True (CLI: "
+            f"--allow-data-change), logged in {METRICS_NAME}")
+    # The data may move ("path"); a task that describes its file by digest ("sha256",
+    # text) must match too, unless a change of content was accepted above.
+    ignored = {"path", "sha256"} if changed else {"path"}
+    described = {key: value for key, value in task.describe().items() if key not in ignored}
     stored = {key: value for key, value in ckpt.config.get("task", {}).items()
-              if key != "path"}
+              if key not in ignored}
     if described != stored:
         raise CheckpointError(f"{path}: the task data differ from the checkpoint's "
                               f"(now {described}, then {stored})")
@@ -537,7 +533,7 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
     check_restored_params(model, ckpt.params, path)
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
-    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"])
+    run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
     template = run.init_optimizer_state(ckpt.params)
     if run.lowrank is not None:  # the factors' shapes are those of the checkpoint
         template = run.lowrank.restore_template(template, ckpt.optimizer_state,
@@ -564,4 +560,4 @@ def resume(run_dir, *, callback=None, max_steps=None, **overrides):
                               f"{run.batches_per_epoch} batches of an epoch")
     if state.epoch < config.epochs and state.test is not None:
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
-    return run.run(state, callback, max_steps, fresh=False)
+    return run.run(state, callback, max_steps, fresh=False, changed_data=changed)

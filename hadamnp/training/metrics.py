@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from hadamnp.errors import CheckpointError
-
-METRICS_NAME = "metrics.jsonl"
+from hadamnp.io.atomic import regular_target
+from hadamnp.runs.integrity import METRICS_NAME
 
 
 def json_safe(value):
@@ -48,12 +48,13 @@ class MetricsLog:
     Raises
     ------
     CheckpointError
-        The file is shorter than ``offset`` (it does not belong to the checkpoint) or
-        cannot be opened.
+        The file is shorter than ``offset`` (it does not belong to the checkpoint), is not
+        a regular file (a symbolic link is followed) or cannot be opened.
     """
 
     def __init__(self, path, offset=0):
         self.path = Path(path)
+        regular_target(self.path)
         try:
             size = self.path.stat().st_size if self.path.exists() else 0
             if size < offset:

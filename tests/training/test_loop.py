@@ -223,26 +223,6 @@ def test_npz_tokens_one_hot(tmp_path):
     assert result.params["U"].shape == (16, 6)
 
 
-def test_run_lock(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    train(tiny(epochs=1, steps_per_epoch=2), tmp_path, max_steps=1)
-    lock = tmp_path / "run.lock"
-    assert not lock.exists()
-    lock.write_text(f"{os.getpid()}\n")  # a live process holds the run
-    with pytest.raises(CheckpointError, match=f"in use by process {os.getpid()}"):
-        resume(tmp_path)
-    assert load_checkpoint(checkpoint_path(tmp_path)).position["global_step"] == 1
-    if os.name == "posix":
-        done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
-        lock.write_text(done.stdout)  # a process that has exited: stale lock
-        assert resume(tmp_path).finished
-        assert not lock.exists()
-
-
 def test_a_run_of_the_first_checkpoint_format_resumes_bit_identically(tmp_path):
     """A copy-task run written by hadamnp 0.1 (flat run configuration: hidden, bits,
     sign_lr_scale ...), stopped at step 5 of 12, resumed by this version: the final

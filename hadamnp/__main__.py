@@ -1,0 +1,5 @@
+"""``python -m hadamnp``: the ``hadamnp`` command."""
+
+from hadamnp.cli import main
+
+main()
