@@ -1,9 +1,10 @@
 """OIALR against full-rank training on permuted MNIST: accuracy, trainable values, time.
 
 A measurement, not a speed benchmark (not run by ``run_all``). For one model (``dense``: a
-full-precision dense-``W`` RNN; ``lstm``), trains three runs from the same seed (same
-initialisation and batches): full rank, and OIALR (``hadamnp train --oialr``) at two
-cutoff fractions ``β`` with the same ``delay`` and ``every``. Each run is an ordinary
+full-precision dense-``W`` RNN with a linear recurrence; ``lstm``), trains runs from the
+same seed (same initialisation and batches): full rank, and OIALR (``hadamnp train
+--oialr``) at each cutoff fraction ``β`` of ``--betas``, with the same ``delay`` and
+``every``. Defaults per model (``DEFAULTS``): the budgets of the README table. Each run is an ordinary
 hadamnp run directory under ``--out`` (``NAME/`` with ``metrics.jsonl`` and checkpoints
 every ``--checkpoint-every`` steps); rerunning the script resumes unfinished runs (bit for
 bit) and skips finished ones. Reported per run: test accuracy (first ``--test-batches`` x
@@ -14,6 +15,8 @@ calls, the CPU model and the load average.
 Usage (the figures in README.md)::
 
     nice -n 5 python bench/oialr_pmnist.py --model dense --out bench/results/oialr
+    nice -n 5 python bench/oialr_pmnist.py --model dense --lr 1e-3 --steps 600 --delay 200 \
+        --every 100 --betas 0.15 0.5 --out bench/results/oialr     # the switch at lr 1e-3
     nice -n 5 python bench/oialr_pmnist.py --model lstm --out bench/results/oialr
     python bench/oialr_pmnist.py --report --out bench/results/oialr   # table + PNG
 
@@ -28,9 +31,11 @@ import platform
 import time
 from pathlib import Path
 
-DEFAULTS = {  # model -> budget (the machine: 2 shared cores)
-    "dense": dict(hidden=128, steps=600, batch_size=50, delay=200, every=100),
-    "lstm": dict(hidden=128, steps=400, batch_size=50, delay=150, every=50),
+DEFAULTS = {  # model -> budget (the machine: 2 shared cores) and cutoff fractions
+    "dense": dict(hidden=128, steps=3000, batch_size=50, delay=1000, every=500, lr=3e-4,
+                  betas=[0.15, 0.8]),
+    "lstm": dict(hidden=128, steps=1000, batch_size=50, delay=300, every=100, lr=1e-3,
+                 betas=[0.15, 0.5]),
 }
 
 
@@ -45,12 +50,19 @@ def cpu_model():
 
 
 def run_config(args, beta):
+    """``args.steps`` steps as whole epochs of at most one pass over the 50k training
+    images each, constant learning rate."""
     from hadamnp.runs.config import resolve_config
 
+    per_epoch = min(args.steps, 50_000 // args.batch_size)
+    if args.steps % per_epoch:
+        raise SystemExit(f"--steps {args.steps} is not a whole number of epochs of "
+                         f"{per_epoch} batches")
     overrides = dict(task="pmnist", model={"name": args.model, "hidden_size": args.hidden,
                                            "quant_in": "none", "quant_out": "none"},
-                     batch_size=args.batch_size, epochs=1, steps_per_epoch=args.steps,
-                     lr=args.lr, seed=args.seed, val_batches=1, test_batches=args.test_batches,
+                     batch_size=args.batch_size, epochs=args.steps // per_epoch,
+                     steps_per_epoch=per_epoch, lr=args.lr, gamma=1.0, seed=args.seed,
+                     val_batches=1, test_batches=args.test_batches,
                      checkpoint_every=args.checkpoint_every, log_every=10)
     if beta is not None:
         overrides["oialr"] = {"delay": args.delay, "every": args.every, "beta": beta}
@@ -98,13 +110,16 @@ def report(out):
     from hadamnp.training.metrics import read_metrics
 
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    print("| model | run | test acc | trainable (full) | final ranks | wall s | CPU s |")
+    print("| model, budget | training | test accuracy | trainable at the end (full rank) "
+          "| final ranks | wall s | CPU s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         ranks = ", ".join(f"{k} {v}" for k, v in (r["ranks"] or {}).items()) or "full"
-        print(f"| {r['model']} n={r['hidden']} | {r['run']} | {r['test_accuracy']:.4f} | "
-              f"{r['trainable']:,} ({r['full_trainable']:,}) | {ranks} | "
-              f"{r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
+        how = "full rank" if r["beta"] is None else \
+            f"OIALR β = {r['beta']:g} (delay {r['delay']}, every {r['every']})"
+        print(f"| {r['model']} n = {r['hidden']}, {r['steps']} steps x {r['batch_size']}, "
+              f"lr {r['lr']:g} | {how} | {r['test_accuracy']:.4f} | {r['trainable']:,} "
+              f"({r['full_trainable']:,}) | {ranks} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -112,18 +127,18 @@ def report(out):
     except ImportError:
         print("matplotlib not installed: no plot")
         return
-    models = sorted({r["model"] for r in rows if r["beta"] is not None})
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    groups = sorted({(r["model"], r["hidden"], r["lr"]) for r in rows if r["beta"] is not None})
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
+    for ax, (model, hidden, lr) in zip(axes[0], groups):
         for r in rows:
-            if r["model"] != model or r["beta"] is None:
+            if (r["model"], r["hidden"], r["lr"]) != (model, hidden, lr) or r["beta"] is None:
                 continue
             records = read_metrics(out / r["run"], "oialr")
             for weight in records[0]["ranks"]:
                 ax.step([rec["step"] for rec in records],
                         [rec["ranks"][weight] for rec in records], where="post",
                         label=f"β={r['beta']} {weight}")
-        ax.set(title=f"{model}, n={rows[0]['hidden']}: rank of each factored matrix",
+        ax.set(title=f"{model} n={hidden}, lr {lr:g}: rank of each factored matrix",
                xlabel="optimizer step", ylabel="rank k")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -135,8 +150,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(DEFAULTS), default="dense")
     parser.add_argument("--out", type=Path, required=True, help="results directory")
-    parser.add_argument("--betas", type=float, nargs=2, default=(0.15, 0.5))
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--betas", type=float, nargs="+", default=None)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--test-batches", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=50)
@@ -157,7 +172,8 @@ def main():
     if results.is_file():
         done = {json.loads(line)["run"] for line in results.read_text().splitlines()}
     for beta in (None, *args.betas):
-        name = f"{args.model}-n{args.hidden}-" + ("full" if beta is None else f"oialr-b{beta}")
+        name = (f"{args.model}-n{args.hidden}-lr{args.lr:g}-"
+                + ("full" if beta is None else f"oialr-b{beta:g}"))
         if name in done:
             continue
         print(f"{name}: {args.steps} steps of batch {args.batch_size}", flush=True)
