@@ -34,7 +34,7 @@ from pathlib import Path
 DEFAULTS = {  # model -> budget (the machine: 2 shared cores) and cutoff fractions
     "dense": dict(hidden=128, steps=3000, batch_size=50, delay=1000, every=500, lr=3e-4,
                   betas=[0.15, 0.8]),
-    "lstm": dict(hidden=128, steps=1000, batch_size=50, delay=300, every=100, lr=1e-3,
+    "lstm": dict(hidden=128, steps=2000, batch_size=50, delay=600, every=200, lr=1e-3,
                  betas=[0.15, 0.5]),
 }
 
@@ -155,6 +155,8 @@ def main():
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--test-batches", type=int, default=8)
     parser.add_argument("--checkpoint-every", type=int, default=50)
+    parser.add_argument("--skip-full", action="store_true",
+                        help="only the OIALR runs (e.g. a second process beside the first)")
     parser.add_argument("--report", action="store_true",
                         help="only print the table and write the PNG")
     for key in ("hidden", "steps", "batch_size", "delay", "every"):
@@ -171,7 +173,7 @@ def main():
     done = set()
     if results.is_file():
         done = {json.loads(line)["run"] for line in results.read_text().splitlines()}
-    for beta in (None, *args.betas):
+    for beta in (() if args.skip_full else (None,)) + tuple(args.betas):
         name = (f"{args.model}-n{args.hidden}-lr{args.lr:g}-"
                 + ("full" if beta is None else f"oialr-b{beta:g}"))
         if name in done:
