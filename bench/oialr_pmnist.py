@@ -34,7 +34,7 @@ from pathlib import Path
 DEFAULTS = {  # model -> budget (the machine: 2 shared cores) and cutoff fractions
     "dense": dict(hidden=128, steps=3000, batch_size=50, delay=1000, every=500, lr=3e-4,
                   betas=[0.15, 0.8]),
-    "lstm": dict(hidden=128, steps=2000, batch_size=50, delay=600, every=200, lr=1e-3,
+    "lstm": dict(hidden=128, steps=1000, batch_size=50, delay=300, every=100, lr=1e-3,
                  betas=[0.15, 0.5]),
 }
 

@@ -217,3 +217,19 @@ def test_options_validation_and_parsing():
         OIALROptions.from_table({"delay": 1})
     with pytest.raises(ConfigError, match="key=value"):
         parse_oialr("delay")
+
+
+def test_models_declare_layer_depths():
+    """Depth is declared by the models (input 0, recurrence 1, readout 2), on matrices only."""
+    from hadamnp.models.registry import build_model
+
+    sizes = dict(input_size=3, hidden_size=8, output_size=2)
+    depths = {name: {k: s.depth for k, s in build_model(name, **sizes).param_specs().items()
+                     if s.depth is not None}
+              for name in ("hadamrnn", "block-hadamrnn", "dense")}
+    assert depths == {"hadamrnn": {"U": 0, "V": 2}, "block-hadamrnn": {"U": 0, "V": 2},
+                      "dense": {"W": 1, "U": 0, "V": 2}}
+    with pytest.raises(ConfigError, match="layer depth"):
+        ParamSpec((4,), "weight", depth=0)
+    with pytest.raises(ConfigError, match="layer depth"):
+        ParamSpec((4, 4), "weight", depth=-1)
