@@ -21,18 +21,16 @@ Run: ``python bench/integer_accuracy.py [--quick] [--checkpoint PATH] [--test N]
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 if __name__ == "__main__":
     for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                  "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _harness import format_facts, machine_facts, print_table  # noqa: E402
+from hadamnp.bench.harness import format_facts, machine_facts, print_table  # noqa: E402
 
 BENCH = "integer-accuracy"
 RECALL_STEPS = 10  # copy task: the symbols are recalled over the last ten steps

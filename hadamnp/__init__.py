@@ -25,9 +25,22 @@ Layout (dependencies point downwards only):
 - ``hadamnp.deploy``      — integer-only inference and export.
 - ``hadamnp.golden``      — golden test vectors (float, any model) and integer traces.
 - ``hadamnp.api``, ``hadamnp.cli`` — the public functions and the ``hadamnp`` command.
+
+Numba cache. Kernels are compiled on first use and cached on disk (``cache=True``). When
+hadamnp is installed into ``site-packages`` (or its directory is read-only) and
+``NUMBA_CACHE_DIR`` is not set, importing hadamnp sets ``NUMBA_CACHE_DIR`` to
+``$XDG_CACHE_HOME/hadamnp/numba`` (``~/.cache/hadamnp/numba``; ``%LOCALAPPDATA%`` on
+Windows): cache files written inside ``site-packages/hadamnp`` would outlive ``pip
+uninstall`` and shadow a later editable install. A source checkout keeps Numba's default
+(``__pycache__`` beside the sources). This environment default is the only side effect of
+``import hadamnp`` (:mod:`hadamnp._numba_cache`).
 """
 
+from hadamnp._numba_cache import set_default_cache_dir as _set_default_cache_dir
+
 __version__ = "0.2.0"
+
+_set_default_cache_dir()
 
 _EXPORTS = {
     "train": "hadamnp.api", "resume": "hadamnp.api", "load": "hadamnp.api",

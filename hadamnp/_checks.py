@@ -141,14 +141,15 @@ def check_sign_vector(s, name="s"):
     return s.astype(np.int64)
 
 
-def check_sequence_args(x, V, n, **arrays):
+def check_sequence_args(x, V, n, store_every=1, **arrays):
     """Validate sequence-kernel arguments against ``x`` (T, d_in, B) and ``V`` (d_out, n).
 
     The shared contract of :mod:`hadamnp.kernels.recurrence` and its reference twin.
     ``arrays`` maps argument names (``s``, ``W``, ``U``, ``b``, ``c``, ``h``, ``g``) to
-    arrays; each must be an ndarray with its documented shape (:class:`ShapeError`) and the
-    dtype of ``x``, which must be float32 or float64 (``TypeError``); ``x`` must be finite
-    (:class:`NonFiniteError`). Returns ``(T, d_in, B)``.
+    arrays; each must be an ndarray with its documented shape (:class:`ShapeError`; ``h``
+    holds ``T // store_every`` states) and the dtype of ``x``, which must be float32 or
+    float64 (``TypeError``); ``x`` must be finite (:class:`NonFiniteError`). Returns
+    ``(T, d_in, B)``.
     """
     for name, a in (("x", x), ("V", V), *arrays.items()):
         if not isinstance(a, np.ndarray):
@@ -160,7 +161,7 @@ def check_sequence_args(x, V, n, **arrays):
     check_ndim(V, 2, "V", "(d_out, n)")
     d_out = V.shape[0]
     expected = {"s": [(n,)], "W": [(n, n)], "U": [(n, d_in)], "b": [(n,)], "c": [(d_out,)],
-                "h": [(T, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
+                "h": [(T // store_every, n, B)], "g": [(T, d_out, B), (1, d_out, B)]}
     for name, a in (("V", V), *arrays.items()):
         shapes = expected.get(name, [(d_out, n)])
         if a.shape not in shapes:
@@ -169,6 +170,16 @@ def check_sequence_args(x, V, n, **arrays):
         if a.dtype != x.dtype:
             raise TypeError(f"{name} has dtype {a.dtype} but x has dtype {x.dtype}")
     return T, d_in, B
+
+
+def check_store_every(store_every):
+    """Return ``int(store_every)``; raise unless it is an integer >= 1 (``TypeError`` for a
+    non-integer, :class:`ConfigError` below 1)."""
+    if isinstance(store_every, bool) or not isinstance(store_every, (int, np.integer)):
+        raise TypeError(f"store_every must be an integer >= 1, got {store_every!r}")
+    if store_every < 1:
+        raise ConfigError(f"store_every must be >= 1, got {store_every}")
+    return int(store_every)
 
 
 def check_state_buffer(h_out, shape, dtype):

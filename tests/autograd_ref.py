@@ -13,8 +13,9 @@ in reverse, accumulating gradients. Broadcasting in elementwise ops follows NumP
 backward sums the gradient back down to each operand's shape ("unbroadcast").
 
 Primitives: ``add``, ``sub``, ``mul``, ``neg``, ``matmul``, ``transpose``, ``reshape``,
-``relu``, ``sum``, ``mean``, ``getitem`` (basic and advanced indexing, repeated indices
-accumulate), ``stack``, ``log_softmax``, ``ste`` (forward a given value, backward identity).
+``relu``, ``sigmoid``, ``tanh``, ``sum``, ``mean``, ``getitem`` (basic and advanced indexing,
+repeated indices accumulate), ``stack``, ``log_softmax``, ``ste`` (forward a given value,
+backward identity).
 ``cross_entropy`` is composed from them.
 """
 
@@ -267,6 +268,22 @@ def relu(a):
     a = as_tensor(a)
     mask = a.value > 0
     return _make(np.where(mask, a.value, 0.0), (a,), lambda g: (g * mask,))
+
+
+def sigmoid(a):
+    """Elementwise logistic ``1 / (1 + exp(-a))``; derivative ``s (1 - s)``."""
+    a = as_tensor(a)
+    # exp of a non-positive argument only: no overflow for large |a|
+    e = np.exp(-np.abs(a.value))
+    s = np.where(a.value >= 0, 1 / (1 + e), e / (1 + e))
+    return _make(s, (a,), lambda g: (g * s * (1 - s),))
+
+
+def tanh(a):
+    """Elementwise ``tanh(a)``; derivative ``1 - tanh(a)^2``."""
+    a = as_tensor(a)
+    t = np.tanh(a.value)
+    return _make(t, (a,), lambda g: (g * (1 - t * t),))
 
 
 def _norm_axes(axis, ndim):

@@ -352,3 +352,175 @@ def dense_forward_loss(params, x, y, *, bits_in, bits_out, many_to_many, recurre
     leaves.update(table)
     grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
     return float(value.value), logits.value.copy(), h.value.copy(), grads
+
+
+# --------------------------------------------------------------------------------------------
+# Low-precision vanilla RNN, GRU and LSTM (Ott et al. 2016), written from the method's
+# specification and hadamnp's documented choices (docs/low-precision-rnn.md): per-gate
+# matrices, the quantizers' deterministic forms (what evaluation and golden files use),
+# identity STEs, a linear readout y_t = Q(V) h_t + c.
+#
+#   rnn   h_t = tanh(W_x x_t + W_h h_{t-1} + b)
+#   gru   r = σ(W_xr x + W_hr h + b_r), u = σ(W_xu x + W_hu h + b_u),
+#         c~ = tanh(W_xc x + b_c + r ⊙ (W_hc h)), h_t = (1 - u) ⊙ h + u ⊙ c~
+#   lstm  i = σ(W_xi x + W_hi h + b_i [+ p_i ⊙ c]), f = σ(... [+ p_f ⊙ c]),
+#         g = tanh(W_xg x + W_hg h + b_g), c_t = f ⊙ c + i ⊙ g,
+#         o = σ(W_xo x + W_ho h + b_o [+ p_o ⊙ c_t]), h_t = o ⊙ tanh(c_t)
+#
+# W0 (the Glorot bound) of each group: input matrices and gate biases sqrt(6/(d_in + n)),
+# recurrent matrices sqrt(6/(2n)), the readout sqrt(6/(n + d_out)).
+# --------------------------------------------------------------------------------------------
+
+CELL_GATES = {"rnn": ("",), "gru": ("r", "u", "c"), "lstm": ("i", "f", "g", "o")}
+
+
+def ott_quantize(M, kind, args, W0):
+    """Deterministic forward of Ott et al.'s quantizers (value only).
+
+    Parameters
+    ----------
+    M : ndarray, float64
+    kind : {"none", "binary", "ternary", "pow2-ternary", "exponential"}
+    args : dict of the spec's arguments (``H``; ``W0``; ``i``, ``f``)
+    W0 : float, the Glorot bound of the matrix (used when ``args`` has no ``W0``)
+
+    Returns
+    -------
+    ndarray, float64, same shape
+    """
+    M = np.asarray(M, dtype=np.float64)
+    if kind == "none":
+        return M.copy()
+    if kind == "binary":
+        H = float(args.get("H", 1.0))
+        return np.where(M >= 0, H, -H)
+    if kind == "ternary":
+        w = float(args.get("W0") or W0)
+        return np.where(M > w / 2, w, np.where(M <= -w / 2, -w, 0.0))
+    if kind == "pow2-ternary":
+        i, f = int(args.get("i", 0)), int(args.get("f", 1))
+        top = 2.0 ** (i + f) - 1
+        return np.clip(np.rint(M * 2.0 ** f), -top, top) / 2.0 ** f
+    if kind == "exponential":
+        out = np.zeros_like(M)
+        nz = M != 0
+        magnitude = np.abs(M[nz])
+        e = np.clip(np.floor(np.log2(magnitude)), -22, 9)
+        p_up = magnitude / 2.0 ** e - 1
+        out[nz] = np.sign(M[nz]) * 2.0 ** (e + (p_up > 0.5))
+        return out
+    raise ValueError(f"no spec-model quantizer {kind!r}")
+
+
+def cell_param_names(cell, peepholes=False):
+    """Parameter names of a cell model, in hadamnp's order."""
+    names = []
+    for g in CELL_GATES[cell]:
+        names += [f"W_x{g}", f"W_h{g}", "b" + (f"_{g}" if g else "")]
+    if peepholes:
+        names += ["p_i", "p_f", "p_o"]
+    return tuple(names) + ("V", "c")
+
+
+def cell_group(name):
+    """Quantizer group of a parameter: quant_in / quant_rec / quant_bias / quant_out / None."""
+    if name.startswith("W_x"):
+        return "quant_in"
+    if name.startswith("W_h"):
+        return "quant_rec"
+    if name == "b" or name.startswith("b_"):
+        return "quant_bias"
+    return "quant_out" if name == "V" else None
+
+
+def cell_effective_weights(params, quant, d_in, n, d_out):
+    """``{name: Q(param)}`` for every quantized group (``quant``: group -> (kind, args))."""
+    W0 = {"quant_in": np.sqrt(6 / (d_in + n)), "quant_rec": np.sqrt(6 / (2 * n)),
+          "quant_bias": np.sqrt(6 / (d_in + n)), "quant_out": np.sqrt(6 / (n + d_out))}
+    out = {}
+    for name, value in params.items():
+        group = cell_group(name)
+        if group is not None:
+            kind, args = quant[group]
+            out[name] = ott_quantize(value, kind, args, W0[group])
+    return out
+
+
+def cell_forward_loss(cell, params, x, y, *, quant, peepholes=False, many_to_many,
+                      loss="cross_entropy", embedding=None):
+    """Forward pass, loss, states and STE gradients of a cell model via reverse-mode autograd.
+
+    Parameters
+    ----------
+    cell : {"rnn", "gru", "lstm"}
+    params : dict, float64, names of :func:`cell_param_names`
+    x : (B, T, d_in); y : (B,) or (B, T) int
+    quant : dict group -> (kind, args), groups quant_in, quant_rec, quant_bias, quant_out
+    peepholes : bool (lstm)
+    many_to_many : bool
+    loss, embedding : as in :func:`forward_loss` (``params["E"]`` with ``embedding``)
+
+    Returns
+    -------
+    loss : float
+    logits : (B, d_out) or (B, T, d_out)
+    states : dict of (B, T, .) arrays: ``h``; gru ``gates`` (r, u, c~), ``hc`` (W_hc h);
+        lstm ``c``, ``tc`` (tanh c), ``gates`` (i, f, g, o)
+    grads : dict, keys of ``params``
+    effective : dict name -> quantized value
+    """
+    names = cell_param_names(cell, peepholes)
+    if set(params) - {"E"} != set(names):
+        raise ValueError(f"params must have exactly {sorted(names)}, got {sorted(params)}")
+    xg, x, table = _inputs(params, x, embedding)
+    nb, T, d_in = x.shape
+    n = params["W_h" + CELL_GATES[cell][0]].shape[1]
+    d_out = params["V"].shape[0]
+    leaves = {k: ag.Tensor(np.asarray(params[k], dtype=np.float64), requires_grad=True)
+              for k in names}
+    effective = cell_effective_weights({k: params[k] for k in names}, quant, d_in, n, d_out)
+    w = {k: ag.ste(leaves[k], effective[k]) if k in effective else leaves[k] for k in names}
+
+    def pre(g, xt, h):
+        return xt @ w[f"W_x{g}"].T + h @ w[f"W_h{g}"].T + w["b" + (f"_{g}" if g else "")]
+
+    xs = ag.as_tensor(xg)
+    h = ag.as_tensor(np.zeros((nb, n)))
+    c = ag.as_tensor(np.zeros((nb, n)))
+    states = {"h": []}
+    outputs = []
+    for t in range(T):
+        xt = xs[:, t, :]
+        if cell == "rnn":
+            h = ag.tanh(pre("", xt, h))
+        elif cell == "gru":
+            hc = h @ w["W_hc"].T
+            r = ag.sigmoid(pre("r", xt, h))
+            u = ag.sigmoid(pre("u", xt, h))
+            cand = ag.tanh(xt @ w["W_xc"].T + w["b_c"] + r * hc)
+            h = (1 - u) * h + u * cand
+            states.setdefault("gates", []).append(np.concatenate(
+                [r.value, u.value, cand.value], axis=1))
+            states.setdefault("hc", []).append(hc.value)
+        else:
+            zi, zf, zo = pre("i", xt, h), pre("f", xt, h), pre("o", xt, h)
+            if peepholes:
+                zi, zf = zi + w["p_i"] * c, zf + w["p_f"] * c
+            i, f, g = ag.sigmoid(zi), ag.sigmoid(zf), ag.tanh(pre("g", xt, h))
+            c = f * c + i * g
+            o = ag.sigmoid(zo + w["p_o"] * c if peepholes else zo)
+            tc = ag.tanh(c)
+            h = o * tc
+            for key, value in (("c", c.value), ("tc", tc.value), ("gates", np.concatenate(
+                    [i.value, f.value, g.value, o.value], axis=1))):
+                states.setdefault(key, []).append(value)
+        states["h"].append(h.value)
+        if many_to_many or t == T - 1:
+            outputs.append(h @ w["V"].T + w["c"])
+    logits = ag.stack(outputs, axis=1) if many_to_many else outputs[0]
+    value = score(logits, y, loss)
+    value.backward()
+    leaves.update(table)
+    grads = {k: leaf.grad.copy() for k, leaf in leaves.items()}
+    states = {k: np.stack(v, axis=1) for k, v in states.items()}
+    return float(value.value), logits.value.copy(), states, grads, effective

@@ -2,7 +2,10 @@
  *
  * Build:  cc -std=c99 -O2 -I. -DHADAMRNN_MODEL_HEADER='"hadamrnn_model.h"' \
  *            hadamrnn_int.c -o hadamrnn_int
- * Run:    ./hadamrnn_int INPUT.txt OUTPUT.txt
+ * Run:    ./hadamrnn_int [-l] INPUT.txt OUTPUT.txt
+ *
+ * -l writes the logits lines only (scoring a whole test split: the states of every step of
+ * 10000 sequences would fill gigabytes).
  *
  * INPUT (text, written by hadamnp.deploy.export.write_runner_input): "B T d_in", then
  * B*T*d_in integers (sequence-major, then time, then feature), each within the a-bit range.
@@ -35,10 +38,15 @@ int main(int argc, char **argv)
     int32_t *x;
     long B, T, d_in, b, t, k;
     FILE *in, *out;
-    int i, status = 0;
+    int i, status = 0, states = 1;
 
+    if (argc == 4 && argv[1][0] == '-' && argv[1][1] == 'l' && argv[1][2] == '\0') {
+        states = 0;
+        argv++;
+        argc--;
+    }
     if (argc != 3)
-        return fail("usage: hadamrnn_int INPUT OUTPUT");
+        return fail("usage: hadamrnn_int [-l] INPUT OUTPUT");
     in = fopen(argv[1], "r");
     if (!in)
         return fail("cannot open the input file");
@@ -74,10 +82,12 @@ int main(int argc, char **argv)
             h[i] = 0;
         for (t = 0; t < T; t++) {
             hadamrnn_step(h, x + t * d_in, work);
-            fprintf(out, "h %ld %ld", b, t);
-            for (i = 0; i < HADAMRNN_N; i++)
-                fprintf(out, " %ld", (long)h[i]);
-            fputc('\n', out);
+            if (states) {
+                fprintf(out, "h %ld %ld", b, t);
+                for (i = 0; i < HADAMRNN_N; i++)
+                    fprintf(out, " %ld", (long)h[i]);
+                fputc('\n', out);
+            }
             if (HADAMRNN_MANY_TO_MANY || t == T - 1) {
                 hadamrnn_readout(h, logits);
                 fprintf(out, "logits %ld %ld", b, t);

@@ -199,7 +199,8 @@ def deployment_report(imodel):
     Returns
     -------
     dict with
-    ``size_bytes``: ``float_model`` (the bits of ``HadamRNN.size()``, docs/hadamrnn.md:
+    ``size_bytes``: ``float32_reference`` (the same architecture in float32 with a dense
+    ``n x n`` recurrent matrix, the reference of ``HadamRNN.size()``), ``float_model`` (the bits of ``HadamRNN.size()``, docs/hadamrnn.md:
     p-bit U and V, n sign bits, FP32 b, c, two FP32 alphas, rounded up to bytes), ``integer_packed`` (p-bit U and V codes and sign bits packed, int64 ``b_fine``,
     int32 ``c_int``, the scalar fields as 4-byte words, two for the 64-bit ``M_in``),
     ``integer_exported`` (as the exported arrays store them: int8 codes, uint64 sign
@@ -241,7 +242,8 @@ def deployment_report(imodel):
     }
     readout = {"float": {"additions": d_out * n, "multiplications": d_out * n},
                "integer": {"additions": d_out * n, "multiplications": d_out * n}}
-    return {"size_bytes": {"float_model": math.ceil(float_bits / 8),
+    return {"size_bytes": {"float32_reference": 4 * (n * d_in + d_out * n + n * n + n + d_out),
+                           "float_model": math.ceil(float_bits / 8),
                            "integer_packed": math.ceil(packed_bits / 8),
                            "integer_exported": exported},
             "ops_per_step": ops, "readout_ops": readout,
@@ -266,26 +268,28 @@ def write_runner_input(path, x_int):
                         f"shape {x_int.shape}")
     B, T, d_in = x_int.shape
     lines = [f"{B} {T} {d_in}"]
-    lines += [" ".join(str(int(v)) for v in row) for row in x_int.reshape(B * T, d_in)]
+    # tolist() first: formatting Python ints is several times faster than NumPy scalars.
+    lines += [" ".join(map(str, row)) for row in x_int.reshape(B * T, d_in).tolist()]
     with open(path, "w", encoding="ascii") as f:
         f.write("\n".join(lines) + "\n")
 
 
-def read_runner_output(path, B, T, n, d_out, many_to_many):
+def read_runner_output(path, B, T, n, d_out, many_to_many, states=True):
     """Parse the C runner's output into ``(h_int, logits_int)``.
 
     Output format: one line ``h b t v_0 ... v_{n-1}`` per step and one line
-    ``logits b t v_0 ... v_{d_out-1}`` per scored step (every step, or the last one).
+    ``logits b t v_0 ... v_{d_out-1}`` per scored step (every step, or the last one); the
+    runner's ``-l`` option writes the logits lines only (``states=False``).
 
     Returns
     -------
-    h_int : (B, T, n) int32
+    h_int : (B, T, n) int32, or None when ``states`` is False
     logits_int : (B, d_out) or (B, T, d_out) int32
     """
     T_out = T if many_to_many else 1
-    h = np.zeros((B, T, n), dtype=np.int64)
+    h = np.zeros((B, T, n) if states else (0, 0, n), dtype=np.int64)
     logits = np.zeros((B, T_out, d_out), dtype=np.int64)
-    seen_h = np.zeros((B, T), dtype=bool)
+    seen_h = np.zeros((B, T) if states else (0, 0), dtype=bool)
     seen_l = np.zeros((B, T_out), dtype=bool)
     with open(path, encoding="ascii") as f:
         for number, line in enumerate(f, 1):
@@ -293,7 +297,7 @@ def read_runner_output(path, B, T, n, d_out, many_to_many):
             if not parts:
                 continue
             kind, b, t, values = parts[0], int(parts[1]), int(parts[2]), parts[3:]
-            if kind == "h" and len(values) == n:
+            if kind == "h" and len(values) == n and states:
                 h[b, t] = [int(v) for v in values]
                 seen_h[b, t] = True
             elif kind == "logits" and len(values) == d_out:
@@ -303,10 +307,12 @@ def read_runner_output(path, B, T, n, d_out, many_to_many):
             else:
                 raise CheckpointError(f"{path}:{number}: unexpected line {line.strip()[:60]!r}")
     if not (seen_h.all() and seen_l.all()):
-        raise CheckpointError(f"{path}: incomplete output ({int(seen_h.sum())}/{B * T} states, "
+        raise CheckpointError(f"{path}: incomplete output ({int(seen_h.sum())}/"
+                              f"{B * T if states else 0} states, "
                               f"{int(seen_l.sum())}/{B * T_out} logits)")
     logits = logits.astype(np.int32)
-    return h.astype(np.int32), (logits if many_to_many else logits[:, 0, :])
+    return (h.astype(np.int32) if states else None,
+            logits if many_to_many else logits[:, 0, :])
 
 
 def format_runner_output(h_int, logits_int, many_to_many):

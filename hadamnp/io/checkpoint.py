@@ -21,10 +21,13 @@ Run directory layout
     The latest checkpoint, rewritten atomically at every save, so it is always the newest
     complete one (a crash during a save leaves the previous one in place).
 ``RUN_DIR/checkpoint-epochNNN.npz``
-    Optional snapshots at the end of epoch ``NNN`` (zero-padded to 3 digits, more when
-    needed), kept for inspection or to go back to.
+    Optional snapshots at the end of epoch ``NNN`` (0-based, zero-padded to 3 digits, more
+    when needed), kept for inspection or to go back to (a run may keep only the last few).
+``RUN_DIR/checkpoint-best.npz``
+    The end-of-epoch state with the best validation figure so far (accuracy for
+    classification, else the loss).
 
-See :func:`checkpoint_path` and :func:`latest_checkpoint`.
+See :func:`checkpoint_path`, :func:`epoch_checkpoints` and :func:`latest_checkpoint`.
 """
 
 import platform
@@ -44,6 +47,7 @@ FORMAT = "hadamnp-checkpoint"
 VERSION = 1
 
 LATEST_NAME = "checkpoint.npz"
+BEST_NAME = "checkpoint-best.npz"
 EPOCH_NAME = re.compile(r"checkpoint-epoch(\d+)\.npz")
 
 POSITION_KEYS = ("epoch", "batch", "global_step")
@@ -412,6 +416,26 @@ def checkpoint_path(run_dir, epoch=None):
     return run_dir / f"checkpoint-epoch{int(epoch):03d}.npz"
 
 
+def epoch_checkpoints(run_dir):
+    """The end-of-epoch snapshots of ``run_dir``, by epoch.
+
+    Returns
+    -------
+    list of (int, pathlib.Path)
+        ``(epoch, run_dir/checkpoint-epochNNN.npz)`` sorted by epoch (empty when the
+        directory does not exist).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = []
+    for entry in run_dir.iterdir():
+        match = EPOCH_NAME.fullmatch(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
 def latest_checkpoint(run_dir):
     """The checkpoint to resume ``run_dir`` from, or None when there is none.
 
@@ -441,9 +465,5 @@ def latest_checkpoint(run_dir):
     latest = run_dir / LATEST_NAME
     if latest.is_file():
         return latest
-    snapshots = []
-    for entry in run_dir.iterdir():
-        match = EPOCH_NAME.fullmatch(entry.name)
-        if match and entry.is_file():
-            snapshots.append((int(match.group(1)), entry))
-    return max(snapshots)[1] if snapshots else None
+    snapshots = epoch_checkpoints(run_dir)
+    return snapshots[-1][1] if snapshots else None

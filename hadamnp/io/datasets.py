@@ -223,7 +223,8 @@ class TaskData(abc.ABC):
         if self._split_size(name) is None:
             raise ConfigError(
                 f"task {self.name} has no {name!r} split"
-                + (f"; add x_{name}/y_{name} to the archive or pass {name}_fraction"
+                + (f"; add x_{name}/y_{name} to the archive, or train with "
+                   f"--npz-{name}-fraction F (npz_{name}_fraction in a TOML file)"
                    if self.name == "npz" else "")
             )
 

@@ -10,9 +10,12 @@ Data directory resolution (first that applies):
 
 1. the ``data_dir`` argument;
 2. the environment variable ``HADAMNP_DATA``;
-3. ``<repo root>/data``, i.e. ``Path(hadamnp.__file__).parent.parent / "data"``, when that
-   directory exists (the repository ships the four MNIST files there);
-4. ``./data``.
+3. ``<repo root>/data``, i.e. ``Path(hadamnp.__file__).parent.parent / "data"``, when it
+   holds the MNIST files (a source checkout: the repository ships them there);
+4. ``<prefix>/share/hadamnp/data``, where ``pip install`` puts the same files (the
+   ``data_files`` of ``setup.cfg``), found through the installation record of the
+   ``hadamnp`` distribution, so an installed hadamnp finds them from any directory;
+5. ``./data``.
 
 Inside it, each file is looked up as ``NAME.gz`` then ``NAME``, first in the directory
 itself and then in its ``mnist/`` subdirectory.
@@ -35,6 +38,7 @@ import dataclasses
 import gzip
 import os
 import zlib
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +92,38 @@ def resolve_data_dir(data_dir=None):
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    shipped = Path(hadamnp.__file__).resolve().parent.parent / "data"
-    if shipped.is_dir():
-        return shipped
+    checkout = Path(hadamnp.__file__).resolve().parent.parent / "data"
+    for folder in (checkout, installed_data_dir()):
+        if folder is not None and _holds_mnist(folder):
+            return folder
     return Path("data")
+
+
+def _holds_mnist(folder):
+    name = FILES["train_images"]
+    return any((place / (name + suffix)).is_file() for place in (folder, folder / "mnist")
+               for suffix in (".gz", ""))
+
+
+def installed_data_dir():
+    """The ``share/hadamnp/data`` directory of the installed ``hadamnp`` distribution.
+
+    Returns
+    -------
+    Path or None
+        The directory holding the installed copy of ``train-images-idx3-ubyte.gz`` (as
+        listed in the distribution's installation record), or None when hadamnp is not
+        installed or was installed without the data files.
+    """
+    try:
+        files = metadata.files("hadamnp") or ()
+    except metadata.PackageNotFoundError:
+        return None
+    wanted = FILES["train_images"] + ".gz"
+    for file in files:
+        if file.name == wanted and file.parts[-4:-1] == ("share", "hadamnp", "data"):
+            return Path(file.locate()).resolve().parent
+    return None
 
 
 def _read_bytes(path):

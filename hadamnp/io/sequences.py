@@ -80,6 +80,35 @@ class SequenceData:
         return self.y.ndim == 2
 
 
+def archive_splits(path):
+    """The evaluation splits an archive holds itself, from its keys alone (no array read).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    tuple of str
+        ``"val"`` when it has ``y_val``, ``"test"`` when it has ``y_test``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    DataFormatError
+        ``path`` is not an ``.npz`` (zip) archive.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            keys = {name.removesuffix(".npy") for name in archive.namelist()}
+    except FileNotFoundError:
+        raise
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DataFormatError(f"{path}: not a readable .npz archive ({exc})") from exc
+    return tuple(split for split in ("val", "test") if "y" + _SUFFIX[split] in keys)
+
+
 def _read_archive(path):
     """All arrays of the archive, as a dict."""
     try:

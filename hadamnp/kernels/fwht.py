@@ -52,7 +52,7 @@ fused and unfused forms both give the correctly rounded sum or difference.
 import numba
 import numpy as np
 from numba.core import types
-from numba.core.errors import TypingError
+from numba.core.errors import NumbaError, TypingError
 from numba.extending import overload
 
 from hadamnp._checks import (
@@ -442,6 +442,71 @@ def _same_memory(a, b):
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
+_FAST_DTYPES = (types.float32, types.float64)
+
+
+def _fast_types_ok(src, dst):
+    """Whether ``src`` and ``dst`` are C-contiguous arrays of one float dtype and ``dst`` is
+    writable (a constant of their Numba types)."""
+
+
+@overload(_fast_types_ok)
+def _fast_types_ok_typed(src, dst):
+    ok = (isinstance(src, types.Array) and isinstance(dst, types.Array)
+          and src.dtype in _FAST_DTYPES and dst.dtype == src.dtype and src.layout == "C"
+          and dst.layout == "C" and dst.mutable)
+    return lambda src, dst: ok
+
+
+def _rows_if_typed(src, dst, n, m):
+    """:func:`_rows` where the types allow it (see :func:`_fast_types_ok`), else True."""
+
+
+@overload(_rows_if_typed)
+def _rows_if_typed_impl(src, dst, n, m):
+    if isinstance(src, types.Array) and isinstance(dst, types.Array) and \
+            src.dtype in _FAST_DTYPES and dst.dtype == src.dtype and src.layout == dst.layout == "C":
+        return lambda src, dst, n, m: _rows(src, dst, n, m)
+    return lambda src, dst, n, m: True
+
+
+def _nonfinite_if_typed(a):
+    """:func:`_has_nonfinite` for a C-contiguous float array, else True."""
+
+
+@overload(_nonfinite_if_typed)
+def _nonfinite_if_typed_impl(a):
+    if isinstance(a, types.Array) and a.dtype in _FAST_DTYPES and a.layout == "C":
+        return lambda a: _has_nonfinite(a)
+    return lambda a: True
+
+
+@numba.njit(cache=True)
+def _fwht_fast(src, dst, m):
+    """The usual call of :func:`fwht` in one compiled call: 0 when ``dst`` holds the result.
+
+    Returns 1 when ``src`` holds NaN/Inf (``dst`` may have been written unless it is
+    ``src``) and 2 for anything the full path must handle or reject (types, layouts,
+    shapes, sizes, overlap, a read-only ``dst``); ``m = 0`` means ``m = n``.
+    """
+    if not _fast_types_ok(src, dst) or src.ndim == 0 or src.shape != dst.shape:
+        return 2
+    n = src.shape[src.ndim - 1]
+    if m == 0:
+        m = n
+    if n < 1 or n & (n - 1) != 0 or m < 1 or m & (m - 1) != 0 or m > n:
+        return 2
+    a, b, nbytes = src.ctypes.data, dst.ctypes.data, src.size * src.itemsize
+    if a == b:                       # in place: refuse NaN/Inf before writing
+        if _nonfinite_if_typed(src):
+            return 1
+    elif a < b + nbytes and b < a + nbytes:
+        return 2                     # partial overlap: the full path copies
+    if src.size == 0:
+        return 0
+    return 1 if _rows_if_typed(src, dst, n, m) and a != b else 0
+
+
 def fwht(x, block_size=None, out=None):
     """Unnormalised fast Walsh-Hadamard transform along the last axis.
 
@@ -477,7 +542,25 @@ def fwht(x, block_size=None, out=None):
         If ``n`` or ``block_size`` is not a power of two, or the block exceeds ``n``.
     NonFiniteError
         If ``x`` holds NaN or Inf.
+
+    Notes
+    -----
+    The usual call (a float32/float64 ndarray, ``out`` None or an ndarray of its dtype)
+    is checked and transformed in one compiled call; anything else, including every
+    error, takes the full path below, which raises the specific exception.
     """
+    if type(x) is np.ndarray and (block_size is None or type(block_size) is int
+                                  and block_size > 0):
+        m = 0 if block_size is None else block_size
+        try:
+            if out is None:
+                y = np.empty(x.shape, x.dtype)
+                if _fwht_fast(x, y, m) == 0:
+                    return y
+            elif type(out) is np.ndarray and _fwht_fast(x, out, m) == 0:
+                return out
+        except (NotImplementedError, NumbaError):
+            pass                     # a dtype Numba cannot type (float16, object, ...)
     x = check_float(x, "x")
     if x.ndim == 0:
         raise ShapeError("x must have at least one axis (the transform axis), got a scalar")

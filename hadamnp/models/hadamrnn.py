@@ -64,6 +64,11 @@ class HadamRNNConfig:
         the recurrence's default (``sign``, resp. ``none``).
     nonlinear : bool
         Apply relu inside the recurrence.
+    store_every : int
+        Keep only every ``k``-th hidden state during training and recompute the others
+        exactly in the backward pass (Hadamard recurrence only): memory ``T/k + k`` states
+        instead of ``T`` for about one more forward pass of work; the gradients are the
+        same bits. ``k ≈ sqrt(T)`` minimises memory.
     many_to_many : bool
         Score every step instead of only the last one.
     dtype : {"float32", "float64"}
@@ -78,6 +83,7 @@ class HadamRNNConfig:
     quant_out: str = "uniform:4"
     quant_rec: str | None = None
     nonlinear: bool = False
+    store_every: int = 1
     many_to_many: bool = False
     dtype: str = "float32"
 
@@ -90,6 +96,11 @@ class HadamRNNConfig:
         for name in ("nonlinear", "many_to_many"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if isinstance(self.store_every, bool) or \
+                not isinstance(self.store_every, (int, np.integer)) or self.store_every < 1:
+            raise ConfigError(f"store_every must be an integer >= 1, got {self.store_every!r}")
+        if self.store_every > 1 and self.recurrence != "hadamard":
+            raise ConfigError("store_every applies to the Hadamard recurrence only")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {list(DTYPES)}")
         if self.recurrence not in RECURRENCES:
@@ -213,8 +224,10 @@ class HadamRNN:
                 "U_q": self.U.effective(params, rng), "V_q": self.V.effective(params, rng)}
 
     def state_buffer(self, batch, seq_len):
-        """A reusable ``(T, n, B)`` buffer for :meth:`forward`'s ``states_out``."""
-        return np.empty((seq_len, self.config.hidden_size, batch), dtype=self.config.dtype)
+        """A reusable ``(T // store_every, n, B)`` buffer for :meth:`forward`'s
+        ``states_out``."""
+        return np.empty((seq_len // self.config.store_every, self.config.hidden_size, batch),
+                        dtype=self.config.dtype)
 
     def forward(self, params, x, *, states_out=None, rng=None):
         """Run the model on a batch.
@@ -242,15 +255,21 @@ class HadamRNN:
         h, logits = self.recurrence.forward(
             self._kernels, w, w["U_q"], params["b"], w["V_q"], params["c"], xk,
             nonlinear=self.config.nonlinear, many_to_many=self.config.many_to_many,
-            h_out=states_out)
-        cache = {"x": xk, "h": h, "weights": w}
+            h_out=states_out, store_every=self.config.store_every)
+        cache = {"x": xk, "h": h, "weights": w, "b": params["b"]}
         logits = logits.transpose(2, 0, 1)  # (B, T_out, d_out)
         return (logits if self.config.many_to_many else logits[:, 0, :]), cache
 
-    @staticmethod
-    def states(cache):
-        """``{"h": (B, T, n)}``: the hidden states of the cached forward pass (a view)."""
-        return {"h": cache["h"].transpose(2, 0, 1)}
+    def states(self, cache):
+        """``{"h": (B, T, n)}``: the hidden states of the cached forward pass (a view of the
+        stored states, or all of them recomputed when ``store_every > 1``)."""
+        h = cache["h"]
+        if self.config.store_every > 1:
+            w = cache["weights"]
+            h = self._kernels.hadamard_states(
+                w["W_signs"], self.config.m, w["U_q"], cache["b"], cache["x"], h,
+                nonlinear=self.config.nonlinear, store_every=self.config.store_every)
+        return {"h": h.transpose(2, 0, 1)}
 
     def backward(self, params, cache, dlogits, *, input_grad=False):
         """Backpropagation through time, through the straight-through estimators.
@@ -278,7 +297,8 @@ class HadamRNN:
         w = cache["weights"]
         grads = self.recurrence.backward(self._kernels, params, w, w["U_q"], w["V_q"],
                                          cache["x"], cache["h"], g, self.config.nonlinear,
-                                         input_grad)
+                                         input_grad, store_every=self.config.store_every,
+                                         b=cache["b"])
         grads.update(self.U.backward(params, grads.pop("U")))
         grads.update(self.V.backward(params, grads.pop("V")))
         out = {name: grads[name] for name in params}

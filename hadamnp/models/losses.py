@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
 
 from hadamnp.errors import ConfigError, ShapeError
 
@@ -86,6 +85,10 @@ def bce_with_logits(logits, y):
         raise ShapeError(f"no positions to score: logits have shape {logits.shape}")
     if not np.all((y >= 0) & (y <= 1)):
         raise ValueError("binary targets must lie in [0, 1] (and not be NaN)")
+    # Imported here: the command line's help reads the presets through this module and
+    # must not load SciPy (tests/cli/test_cli_golden.py).
+    from scipy.special import expit
+
     z = logits[..., 0]
     # max(z, 0) - z y + log(1 + exp(-|z|)) is stable for large |z|.
     loss = float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))

@@ -16,7 +16,9 @@ Parameter roles
     one of :data:`ROLES`. The training loop never names a parameter; it applies per-role
     learning-rate scales (``lr_scales``), weight decay (``weight_decay``) and latent
     clipping (``clip_roles``, to the bound the model declares) and counts sign flips of
-    ``signs`` parameters. Roles:
+    ``signs`` parameters; a parameter whose spec sets ``clip`` is clipped to its bound
+    after every update whatever the run's ``clip_roles`` (the model's method requires it).
+    Roles:
 
     ==============  ==============================================================
     ``signs``       latent weights of which only the sign is used (HadamRNN's ``u``)
@@ -63,7 +65,12 @@ class ParamSpec:
     role : str, one of :data:`ROLES`
     bound : float or None
         The natural clipping bound of the latent value (e.g. 1 for latent signs, the
-        Glorot bound for a shadow weight); applied only when the run clips this role.
+        Glorot bound for a shadow weight); applied when the run clips this role, or always
+        when ``clip`` is set.
+    clip : bool
+        The method itself clips this parameter to ``[-bound, bound]`` after every update
+        (e.g. the shadow weights of a quantized matrix, as in BinaryConnect), whatever the
+        run's ``clip_roles``. Needs a ``bound``.
     depth : int or None
         For a dense weight matrix: its layer's position from the input (0) to the output
         (largest), as a PyTorch module list would order the layers (input matrices, then
@@ -74,6 +81,7 @@ class ParamSpec:
     shape: tuple
     role: str
     bound: float | None = None
+    clip: bool = False
     depth: int | None = None
 
     def __post_init__(self):
@@ -83,6 +91,8 @@ class ParamSpec:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if self.bound is not None and not self.bound > 0:
             raise ConfigError(f"a clipping bound must be > 0, got {self.bound!r}")
+        if self.clip and self.bound is None:
+            raise ConfigError("a parameter clipped by its model needs a bound")
         if self.depth is not None and (len(self.shape) != 2 or self.depth < 0):
             raise ConfigError(f"a layer depth ({self.depth!r}) is declared by a matrix "
                               f"parameter and is >= 0 (shape {self.shape})")

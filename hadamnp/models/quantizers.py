@@ -22,7 +22,17 @@ spec                       forward ``Q(M)``                         surrogate ``
 ``uniform:k``              ``alpha/c * clip(rint(M c/alpha),        ``dMq`` (alpha held
                            -c, c-1)``, ``c = 2^(k-1)``,             constant)
                            ``alpha = max|M|``; k = 1 ternary
+``binary[-stochastic]``    ``±H`` (``H = 1``); stochastic: ``+H``     ``dMq`` (identity STE)
+                           w.p. ``clip((M/H + 1)/2, 0, 1)``
+``ternary[-stochastic]``   ``{-W0, 0, W0}``, thresholds ``±W0/2``;    ``dMq``
+                           stochastic: ``W0 sign(M) Bern(|M|/W0)``
+``pow2-ternary:i,f``       ``clip(rint(M 2^f), ±(2^(i+f) - 1))/2^f``  ``dMq``
+``exponential[-stoch..]``  ``sign(M) 2^k``, ``k`` in [-22, 10],       ``dMq``
+                           rounded linearly (stochastic: unbiased)
 =========================  =======================================  ===========================
+
+The last four rows are Ott et al.'s quantizers (:mod:`hadamnp.models.lowprec_quantizers`
+has their exact definitions; ``W0`` is the Glorot bound of the matrix).
 
 A quantizer also states what its output costs to store (``code_bits(entries)`` for the
 codes, ``scale_bits()`` for the scales stored beside them), used by the model-size
@@ -36,6 +46,7 @@ import numpy as np
 
 from hadamnp import conventions
 from hadamnp.errors import ConfigError
+from hadamnp.models.lowprec_quantizers import LOWPREC_QUANTIZERS
 
 FLOAT_BITS = 32
 MAX_BITS = 16  # widest uniform code: int16 (wider codes buy nothing over float32 storage)
@@ -192,7 +203,7 @@ def register_quantizer(cls):
     return cls
 
 
-for _cls in (Identity, Sign, Uniform):
+for _cls in (Identity, Sign, Uniform, *LOWPREC_QUANTIZERS):
     register_quantizer(_cls)
 
 

@@ -21,8 +21,8 @@ Interface (``kernels`` is :mod:`hadamnp.kernels.recurrence` or its reference twi
     rec.effective(params, rng)            {weight name: array}, e.g. {"W_signs": s}
     rec.matrix(eff)                       dense (n, n) W (reference path, tests)
     rec.forward(kernels, eff, U, b, V, c, xk, **options)   -> (h, logits)
-    rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad)
-                                          -> grads (own + U, b, V, c, and x if input_grad)
+    rec.backward(kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad,
+                 store_every, b)          -> grads (own + U, b, V, c, and x if input_grad)
     rec.bits()                            {"W": storage bits}, plus ``scale_bits()``
 """
 
@@ -77,9 +77,11 @@ class HadamardRecurrence:
     def forward(self, kernels, eff, U, b, V, c, xk, **options):
         return kernels.hadamard_forward(eff["W_signs"], self.m, U, b, V, c, xk, **options)
 
-    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False):
+    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False,
+                 store_every=1, b=None):
         grads = kernels.hadamard_backward(eff["W_signs"], self.m, U, V, xk, h, g,
-                                          nonlinear=nonlinear, input_grad=input_grad)
+                                          nonlinear=nonlinear, input_grad=input_grad,
+                                          store_every=store_every, b=b)
         grads["u"] = self.quantizer.backward(params["u"], grads.pop("s"))
         return grads
 
@@ -126,10 +128,12 @@ class DenseRecurrence:
     def matrix(self, eff):
         return eff["W_q"]
 
-    def forward(self, kernels, eff, U, b, V, c, xk, **options):
+    def forward(self, kernels, eff, U, b, V, c, xk, *, store_every=1, **options):
+        # store_every > 1 is refused by the configuration for the dense recurrence.
         return kernels.dense_forward(eff["W_q"], U, b, V, c, xk, **options)
 
-    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False):
+    def backward(self, kernels, params, eff, U, V, xk, h, g, nonlinear, input_grad=False,
+                 store_every=1, b=None):
         grads = kernels.dense_backward(eff["W_q"], U, V, xk, h, g, nonlinear=nonlinear,
                                        input_grad=input_grad)
         grads.update(self.weight.backward(params, grads.pop("W")))

@@ -21,6 +21,7 @@ from typing import Callable
 from hadamnp.errors import ConfigError, HadamnpError
 from hadamnp.models.embedding import embedded_from_description
 from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
+from hadamnp.models.lowprec import GRUConfig, LowPrecisionRNN, LSTMConfig, RNNConfig
 
 __all__ = ["ModelEntry", "RUN_OPTIONS", "register_model", "unregister_model", "model_entry",
            "model_names", "model_options", "build_config", "build_model",
@@ -210,6 +211,12 @@ _BUILTIN = (
      "sparse ternary block-Hadamard recurrence (block size m < n, default n/4)"),
     ("dense", HadamRNN, HadamRNNConfig, {"recurrence": "dense"}, None,
      "dense recurrent W (full precision by default), the HadamRNN baseline"),
+    ("rnn", LowPrecisionRNN, RNNConfig, {}, None,
+     "vanilla tanh RNN, weights/biases quantized per group (Ott et al. quantizers)"),
+    ("gru", LowPrecisionRNN, GRUConfig, {}, None,
+     "GRU (Lasagne form), weights/biases quantized per group (Ott et al. quantizers)"),
+    ("lstm", LowPrecisionRNN, LSTMConfig, {}, None,
+     "LSTM (optional peepholes), weights/biases quantized per group (Ott et al.)"),
 )
 for _name, _model, _config, _fixed, _complete, _summary in _BUILTIN:
     register_model(_name, _model, _config, fixed=_fixed, complete=_complete, summary=_summary)

@@ -27,7 +27,9 @@ from hadamnp._checks import (
     check_power_of_two,
     check_sequence_args,
     check_state_buffer,
+    check_store_every,
 )
+from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.reference.hadamard import block_hadamard
 
 
@@ -114,21 +116,62 @@ def dense_backward(W, U, V, x, h, g, *, nonlinear, input_grad=False):
     return grads
 
 
-def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None):
-    """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}."""
+def hadamard_forward(s, m, U, b, V, c, x, *, nonlinear, many_to_many, h_out=None,
+                     store_every=1):
+    """:func:`dense_forward` with ``W = diag(s) (I ⊗ S_m) / sqrt(m)``; ``s`` (n,) in {-1, +1}.
+
+    With ``store_every = k > 1`` only ``h_{k-1}, h_{2k-1}, ...`` are returned
+    (``T // k`` states).
+    """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    every = check_store_every(store_every)
     check_sequence_args(x, V, s.shape[0], s=s, U=U, b=b, c=c)
-    return dense_forward(hadamard_matrix(s, m), U, b, V, c, x,
-                         nonlinear=nonlinear, many_to_many=many_to_many, h_out=h_out)
+    h, logits = dense_forward(hadamard_matrix(s, m), U, b, V, c, x, nonlinear=nonlinear,
+                              many_to_many=many_to_many,
+                              h_out=h_out if every == 1 else None)
+    if every == 1:
+        return h, logits
+    kept = h[every - 1::every][:x.shape[0] // every]
+    if h_out is None:
+        return kept.copy(), logits
+    check_state_buffer(h_out, kept.shape, x.dtype)
+    h_out[...] = kept
+    return h_out, logits
 
 
-def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
+def hadamard_states(s, m, U, b, x, h, *, nonlinear, store_every):
+    """All ``T`` states from every ``k``-th one: segment ``c`` (steps ``ck .. ck + k - 1``)
+    restarts from the stored ``h_{ck-1}`` (zero before the first step)."""
+    m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    every = check_store_every(store_every)
+    check_sequence_args(x, U.T, s.shape[0], store_every=every, s=s, U=U, b=b, h=h)
+    W = hadamard_matrix(s, m)
+    T = x.shape[0]
+    full = np.empty((T, W.shape[0], x.shape[2]), dtype=x.dtype)
+    for t in range(T):
+        if t % every == 0:
+            prev = np.zeros_like(full[0]) if t == 0 else h[t // every - 1]
+        a = W @ prev + U @ x[t] + b[:, None]
+        prev = np.maximum(a, 0) if nonlinear else a
+        full[t] = prev
+    return full
+
+
+def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False, store_every=1,
+                      b=None):
     """BPTT for :func:`hadamard_forward`; returns ``s`` (n,) in place of ``W``.
 
     ``dL/ds_i = sum_j dL/dW_ij * dW_ij/ds_i`` treats ``s`` as continuous (the quantity the
-    straight-through estimator passes on to the latent ``u``).
+    straight-through estimator passes on to the latent ``u``). With ``store_every > 1``,
+    ``h`` holds every ``k``-th state and the bias ``b`` is needed to rebuild the others.
     """
     m = check_block_size(check_power_of_two(s.shape[0], "hidden size n"), m)
+    every = check_store_every(store_every)
+    if every > 1:
+        if b is None:
+            raise ConfigError("hadamard_backward needs the bias b to recompute states when "
+                              "store_every > 1")
+        h = hadamard_states(s, m, U, b, x, h, nonlinear=nonlinear, store_every=every)
     check_sequence_args(x, V, s.shape[0], s=s, U=U, h=h, g=g)
     grads = dense_backward(hadamard_matrix(s, m), U, V, x, h, g, nonlinear=nonlinear,
                            input_grad=input_grad)
@@ -136,3 +179,20 @@ def hadamard_backward(s, m, U, V, x, h, g, *, nonlinear, input_grad=False):
     # W_ij = s_i B_ij / sqrt(m), so dW_ij/ds_i = B_ij / sqrt(m).
     grads["s"] = np.sum(dW * block_hadamard(s.shape[0], m, s.dtype), axis=1) / np.sqrt(s.dtype.type(m))
     return grads
+
+
+def hadamard_step(weights, h, x, logits):
+    """One step for one sequence, in place (twin of the compiled lean inference step).
+
+    ``weights`` is the packed array of :func:`hadamnp.kernels.recurrence.hadamard_step_weights`:
+    ``[n, m, d_in, d_out, nonlinear]``, ``s / sqrt(m)`` (n), ``b`` (n), ``U^T`` (d_in, n),
+    ``V`` (d_out, n), ``c`` (d_out). ``h`` (n,) is updated to
+    ``act(diag(s) (I ⊗ S_m) h / sqrt(m) + U x + b)`` and ``logits`` (d_out,) receives
+    ``V relu(h) + c``.
+    """
+    n, m, d_in, d_out = (int(v) for v in weights[:4])
+    nonlinear = bool(weights[4])
+    scale, b, U_T, V, c = np.split(weights[5:], np.cumsum([n, n, d_in * n, d_out * n]))
+    a = scale * (block_hadamard(n, m, weights.dtype) @ h) + b + U_T.reshape(d_in, n).T @ x
+    h[...] = np.maximum(a, 0) if nonlinear else a
+    logits[...] = V.reshape(d_out, n) @ np.maximum(h, 0) + c

@@ -39,18 +39,25 @@ copy      copy    128   128    10      1e-4   0.98  712 (L = 1000, CE over all s
 smnist    smnist  512   64     100     1e-3   0.98  68
 pmnist    pmnist  512   100    100     1e-3   0.98  8
 quick     pmnist  128   100    3       1e-3   0.9   8 (500 steps/epoch; lr_scales.signs 0.1)
+npz       npz     128   64     20      1e-3   0.95  0 (lr_scales.signs 0.1; 10 % val, 10 % test)
 ========  ======  ====  =====  ======  =====  ====  ====================================
 
-Preset ``base`` is the :class:`RunConfig` defaults alone (what :func:`config_to_toml` pins).
-All use Adam (β = 0.9/0.999, ε = 1e-8, no weight decay), StepLR stepped once per epoch, no
-gradient clipping and 4-bit U and V. ``quick`` is the default when neither a preset nor a
-task names one: a small HadamRNN trained on the shipped MNIST files for 1500 steps, about
-a minute on two CPU cores. It lowers the sign learning rate (``lr_scales.signs = 0.1``),
-without which the measured runs on pixel-by-pixel MNIST did not learn.
+Preset ``base`` is the :class:`RunConfig` defaults alone. All use Adam (β = 0.9/0.999,
+ε = 1e-8, no weight decay), StepLR stepped once per epoch, no gradient clipping and 4-bit
+U and V; all but ``base`` keep the last 5 end-of-epoch checkpoints (plus the latest and the
+best-validation one). ``quick`` is the default when neither a preset nor a task names one:
+a small HadamRNN trained on the shipped MNIST files for 1500 steps, about a minute on two
+CPU cores. It lowers the sign learning rate (``lr_scales.signs = 0.1``), without which the
+measured runs on pixel-by-pixel MNIST did not learn. ``npz`` is the default of task
+``npz`` (your own sequences): the quick recipe for 20 epochs, holding out 10 % of the
+training arrays for validation and 10 % for test when the archive has no such split
+(:func:`resolve_config` looks at the archive's keys).
 
 A preset's model options apply only when the model a later layer chooses accepts them
-(``--model dense`` drops a preset's ``quant_rec = "sign"``); model options given in a file
-or an override must be accepted by the model, else a :class:`ConfigError` names them.
+(``--model dense`` drops a preset's ``quant_rec = "sign"``), and its per-role options only
+to roles the model has (``--model dense`` drops ``quick``'s ``lr_scales.signs``); model
+options given in a file or an override must be accepted by the model, else a
+:class:`ConfigError` names them.
 """
 
 import dataclasses
@@ -71,7 +78,8 @@ from hadamnp.models.lowrank import OIALROptions
 from hadamnp.models.quantizers import get_quantizer, uniform_spec
 
 __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
-           "preset_config", "load_toml", "config_to_toml", "run_config_from_checkpoint"]
+           "preset_config", "preset_defaults", "load_toml", "config_to_toml",
+           "run_config_from_checkpoint"]
 
 TASKS = ("copy", "smnist", "pmnist", "npz", "adding", "text")
 # Tasks with real-valued targets (loss "mse"); the others have class labels.
@@ -79,6 +87,7 @@ REGRESSION_TASKS = ("adding",)
 OPTIMIZERS = ("adam", "sgd")
 DTYPES = ("float32", "float64")
 WEIGHT_DECAY_MODES = ("l2", "decoupled")
+SCHEDULES = ("step", "cosine")
 # Sizes of placeholder task used to validate model options before the task is loaded.
 _PLACEHOLDER_TASK = {"input_size": 1, "output_size": 2, "many_to_many": False}
 # Tables of the TOML/dict form: table name -> field name.
@@ -162,10 +171,28 @@ class RunConfig:
         Also checkpoint every this many steps (a checkpoint is always written each epoch).
     log_every : int
         Write a per-step metrics line every this many steps.
+    schedule : {"step", "cosine"}
+        Learning rate of optimizer step ``k`` (0-based, in epoch ``e``; ``K = epochs x``
+        batches per epoch): ``"step"`` (StepLR) ``lr_k = lr gamma^e``; ``"cosine"``
+        ``lr_k = lr (1 + cos(pi k / K)) / 2`` (``gamma`` unused). See
+        :mod:`hadamnp.training.schedule`.
+    warmup_steps : int
+        Linear warm-up: ``lr_k`` is multiplied by ``min(1, (k + 1) / warmup_steps)``
+        (0: none).
+    keep_last : int or None
+        Keep only the last ``keep_last`` end-of-epoch snapshots ``checkpoint-epochNNN.npz``
+        (None: all); ``checkpoint.npz`` and ``checkpoint-best.npz`` are always kept.
+    patience : int or None
+        Early stopping: end training (then evaluate the test split) once this many epochs
+        have passed without a better validation figure (accuracy for classification, else
+        the loss; None: never).
     oialr : mapping or None
         Train the eligible weight matrices in OIALR's low-rank form after a full-rank
         warm-up: the options of :class:`hadamnp.models.lowrank.OIALROptions` (``delay``,
         ``every``, ``beta``, ...; stored with every option filled in). None: full rank.
+    preset : str
+        The preset the options were resolved from. A record only: every option is stored
+        explicitly, and configurations are compared without it.
     """
 
     task: str = "smnist"
@@ -204,24 +231,32 @@ class RunConfig:
     quant_embedding: str = "none"
     checkpoint_every: int | None = None
     log_every: int = 10
+    schedule: str = "step"
+    warmup_steps: int = 0
+    keep_last: int | None = None
+    patience: int | None = None
     oialr: typing.Mapping | None = None
+    preset: str = dataclasses.field(default="base", compare=False)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name)))
         for name, allowed in (("task", TASKS), ("optimizer", OPTIMIZERS), ("dtype", DTYPES),
-                              ("weight_decay_mode", WEIGHT_DECAY_MODES)):
+                              ("weight_decay_mode", WEIGHT_DECAY_MODES),
+                              ("schedule", SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; "
                                   f"choose one of {', '.join(allowed)}")
         for name in ("batch_size", "epochs", "eval_batch_size", "log_every",
                      "steps_per_epoch", "train_size", "val_batches", "test_batches",
-                     "checkpoint_every"):
+                     "checkpoint_every", "keep_last", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         for name in ("lr", "gamma", "momentum", "clip_grad_norm", "npz_val_fraction",
                      "npz_test_fraction"):
             value = getattr(self, name)
@@ -369,15 +404,24 @@ def _paper(hidden_size, **options):
     return {**_PAPER, "model": {**_PAPER["model"], "hidden_size": hidden_size}, **options}
 
 
+_KEEP_LAST = 5
+# Held out of an npz archive that has no validation / test split of its own.
+NPZ_HOLDOUT = 0.1
+
 PRESETS = types.MappingProxyType({
     "base": {},
     "copy": _paper(128, task="copy", batch_size=128, epochs=10, lr=1e-4, seed=712,
-                   copy_length=1000),
-    "smnist": _paper(512, task="smnist", batch_size=64, epochs=100, lr=1e-3, seed=68),
-    "pmnist": _paper(512, task="pmnist", batch_size=100, epochs=100, lr=1e-3, seed=8),
+                   copy_length=1000, keep_last=_KEEP_LAST),
+    "smnist": _paper(512, task="smnist", batch_size=64, epochs=100, lr=1e-3, seed=68,
+                     keep_last=_KEEP_LAST),
+    "pmnist": _paper(512, task="pmnist", batch_size=100, epochs=100, lr=1e-3, seed=8,
+                     keep_last=_KEEP_LAST),
     "quick": _paper(128, task="pmnist", batch_size=100, epochs=3, steps_per_epoch=500,
                     lr=1e-3, gamma=0.9, lr_scales={"signs": 0.1}, seed=8, val_batches=2,
-                    test_batches=4),
+                    keep_last=_KEEP_LAST),
+    "npz": _paper(128, task="npz", batch_size=64, epochs=20, lr=1e-3, gamma=0.95,
+                  lr_scales={"signs": 0.1}, seed=0, keep_last=_KEEP_LAST,
+                  npz_val_fraction=NPZ_HOLDOUT, npz_test_fraction=NPZ_HOLDOUT),
 })
 DEFAULT_PRESET = "quick"
 
@@ -490,6 +534,11 @@ def load_toml(path):
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not a TOML text file (it is not valid UTF-8)") from None
+    return _file_options(values, path)
+
+
+def _file_options(values, path):
+    """Checked options of a parsed TOML file (``preset`` kept as a key)."""
     options = dict(values)
     preset = options.pop("preset", None)
     try:
@@ -532,9 +581,9 @@ def resolve_config(preset=None, path=None, overrides=None):
     Parameters
     ----------
     preset : str, optional
-        A key of :data:`PRESETS`. When absent: the file's ``preset`` key, else the preset
-        named after the task (``copy``, ``smnist``, ``pmnist``) when the task is given,
-        else none for task ``npz``, else :data:`DEFAULT_PRESET`.
+        A key of :data:`PRESETS`. When absent: the ``preset`` key of ``overrides`` or of
+        the file, else the preset named after the task (``copy``, ``smnist``, ``pmnist``,
+        ``npz``) when the task is given, else :data:`DEFAULT_PRESET`.
     path : str or os.PathLike, optional
         TOML configuration file (see :func:`load_toml`).
     overrides : dict, optional
@@ -545,6 +594,9 @@ def resolve_config(preset=None, path=None, overrides=None):
     Returns
     -------
     RunConfig
+        With ``preset`` recording the preset used (``"base"``: none). For task ``npz``,
+        a held-out fraction that only the preset set is dropped when the archive holds that
+        split itself.
 
     Raises
     ------
@@ -552,22 +604,28 @@ def resolve_config(preset=None, path=None, overrides=None):
         Unknown preset, key or option value.
     """
     file_options = load_toml(path) if path is not None else {}
+    return _resolve(preset, file_options, overrides)
+
+
+def _resolve(preset, file_options, overrides):
+    file_options = dict(file_options)
     overrides = dict(overrides or {})
     if isinstance(overrides.get("model"), str):
         overrides["model"] = {"name": overrides["model"]}
     _check_keys(overrides, "override", KEYS)
-    file_preset = file_options.pop("preset", None)
-    if preset is None:
-        preset = file_preset
+    for layer in (overrides, file_options):
+        named = layer.pop("preset", None)
+        preset = named if preset is None else preset
     if preset is None:
         task = overrides.get("task", file_options.get("task"))
         if task is None:
             preset = DEFAULT_PRESET
         elif task in PRESETS:
             preset = task
-    if preset is not None and preset not in PRESETS:
+    preset = "base" if preset is None else preset
+    if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    base = dict(PRESETS[preset] if preset is not None else {})
+    base = dict(PRESETS[preset])
     layers = [("defaults", _DEFAULT_MODEL), ("preset", base.pop("model", {})),
               ("file", file_options.pop("model", {})),
               ("override", overrides.pop("model", {}))]
@@ -575,18 +633,73 @@ def resolve_config(preset=None, path=None, overrides=None):
         _split_model_table(table, source)
     name, model_options = _merge_model(layers)
     values = {**base, **file_options, **overrides}
+    roles = _model_roles(name, model_options, values.get("dtype", "float32"))
     for table in ("lr_scales", "weight_decay"):
         merged = {}
         for layer in (base, file_options, overrides):
-            merged.update(layer.get(table, {}))
-        if merged:
-            values[table] = merged
-    return RunConfig(**values, model=name, model_options=model_options)
+            merged.update({role: value for role, value in layer.get(table, {}).items()
+                           if layer is not base or roles is None or role in roles})
+        values[table] = merged
+    if values.get("task") == "npz" and isinstance(values.get("npz"), str):
+        for split in _archive_splits(values["npz"]):
+            key = f"npz_{split}_fraction"
+            if key not in file_options and key not in overrides:
+                values.pop(key, None)
+    return RunConfig(**values, model=name, model_options=model_options, preset=preset)
+
+
+def _model_roles(name, options, dtype):
+    """Parameter roles of the model (None when its options are invalid: RunConfig then
+    reports the problem). A preset's per-role options apply only to roles the model has."""
+    try:
+        model = registry.build_model(name, **options, **_PLACEHOLDER_TASK, dtype=dtype)
+    except (ConfigError, ValueError, TypeError):
+        return None
+    return {spec.role for spec in model.param_specs().values()}
+
+
+def _archive_splits(path):
+    """The splits (``"val"``, ``"test"``) an npz archive holds itself; none when it cannot
+    be read (loading it later reports the problem)."""
+    from hadamnp.io.sequences import archive_splits
+
+    try:
+        return archive_splits(path)
+    except (OSError, ValueError):
+        return ()
 
 
 def preset_config(name):
     """The :class:`RunConfig` of preset ``name``."""
     return resolve_config(preset=name)
+
+
+def preset_defaults(key):
+    """The value every preset gives option ``key`` (without resolving any preset).
+
+    Parameters
+    ----------
+    key : str
+        A :class:`RunConfig` field (``"epochs"``), ``"model.<option>"`` (a model option,
+        e.g. ``"model.hidden_size"``) or ``"<table>.<role>"`` (``"lr_scales.signs"``).
+
+    Returns
+    -------
+    dict
+        Preset name -> value (``None``: unset, i.e. the model's own default for a model
+        option, 1 for an lr scale, 0 for a weight decay).
+    """
+    table, dot, name = key.partition(".")
+    out = {}
+    for preset, values in PRESETS.items():
+        if not dot:
+            default = next(f.default for f in dataclasses.fields(RunConfig) if f.name == key)
+            out[preset] = values.get(key, default)
+        elif table == "model":
+            out[preset] = values.get("model", {}).get(name, _DEFAULT_MODEL.get(name))
+        else:
+            out[preset] = values.get(table, {}).get(name)
+    return out
 
 
 def _toml_value(value):
@@ -604,13 +717,32 @@ def _toml_value(value):
 def config_to_toml(config):
     """``config`` as TOML text that :func:`resolve_config` reads back to an equal config.
 
-    Unset (``None``) options are written as comments, since TOML has no null.
+    Every option is written; unset (``None``) options as comments, since TOML has no null.
+    The first key names the preset the configuration was resolved from; when reading it
+    back over that preset would not give ``config`` (an option the preset sets was unset
+    through the Python API), the file names preset ``"base"`` and says so in a comment.
     """
-    # Preset "base" (no overrides) leaves unset options at their default, None.
-    lines = ["# hadamnp run configuration (read back with: hadamnp train --config FILE)",
-             'preset = "base"']
+    text = _toml_text(config, config.preset)
+    if config.preset != "base":
+        try:
+            back = _resolve(None, _file_options(tomllib.loads(text), "configuration"), None)
+        except ConfigError:
+            back = None
+        if back != config:
+            text = _toml_text(config, "base", f"resolved from preset {config.preset!r}, "
+                                              f"with options it sets unset")
+    return text
+
+
+def _toml_text(config, preset, note=None):
+    lines = ["# hadamnp run configuration (read back with: hadamnp train --config FILE)"]
+    if note:
+        lines.append(f"# {note}")
+    lines.append(f"preset = {_toml_value(preset)}")
     tables = []
     for name, value in config.to_dict().items():
+        if name == "preset":
+            continue
         if isinstance(value, dict):
             tables.append((name, value))
         elif value is None:

@@ -3,7 +3,8 @@ and no command overwriting what a run owns.
 
 Files of a run directory (what the run owns)
 --------------------------------------------
-``checkpoint.npz``, ``checkpoint-epochNNN.npz``, ``config.toml`` (all written by
+``checkpoint.npz``, ``checkpoint-epochNNN.npz``, ``checkpoint-best.npz``, ``config.toml``
+(all written by
 :func:`hadamnp.io.atomic.write_atomic`), their temporary files ``.<name>.<random>.tmp``,
 ``metrics.jsonl`` (appended) and ``run.lock``. :func:`is_run_file` tells them apart.
 
@@ -44,7 +45,7 @@ except ImportError:  # Windows: see the module docstring
 
 from hadamnp.errors import CheckpointError, ConfigError
 from hadamnp.io.atomic import file_kind, temp_pattern
-from hadamnp.io.checkpoint import EPOCH_NAME, LATEST_NAME, latest_checkpoint
+from hadamnp.io.checkpoint import BEST_NAME, EPOCH_NAME, LATEST_NAME, latest_checkpoint
 
 __all__ = ["CONFIG_NAME", "METRICS_NAME", "LOCK_NAME", "RunLock", "is_run_file",
            "file_digest", "data_record", "data_changes", "describe_data_changes",
@@ -55,7 +56,8 @@ METRICS_NAME = "metrics.jsonl"
 LOCK_NAME = "run.lock"
 
 # Files the run replaces atomically, hence the names of its temporary files.
-_ATOMIC_NAMES = "|".join([re.escape(LATEST_NAME), EPOCH_NAME.pattern, re.escape(CONFIG_NAME)])
+_ATOMIC_NAMES = "|".join([re.escape(LATEST_NAME), EPOCH_NAME.pattern, re.escape(BEST_NAME),
+                          re.escape(CONFIG_NAME)])
 _TEMP_FILE = temp_pattern(_ATOMIC_NAMES)
 _RUN_FILE = re.compile("|".join([_ATOMIC_NAMES, re.escape(METRICS_NAME), re.escape(LOCK_NAME)]))
 

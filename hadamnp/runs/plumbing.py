@@ -15,6 +15,7 @@ this module.
 """
 
 import itertools
+import re
 import time
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from hadamnp.runs.config import run_config_from_checkpoint
 __all__ = ["TrainSubset", "build_task", "builtin_task_sizes", "run_loss", "run_model",
            "model_for", "model_without_data", "model_inputs", "evaluate", "load_run",
            "model_from_checkpoint", "check_restored_params", "restore", "task_inputs",
-           "default_run_dir", "evaluate_run", "relocate", "MAX_ONE_HOT_VOCAB", "MAX_CLASSES"]
+           "default_run_dir", "evaluate_run", "relocate", "select_checkpoint",
+           "MAX_ONE_HOT_VOCAB", "MAX_CLASSES"]
 
 # One-hot token inputs stand in for an embedding; larger vocabularies would not fit (the
 # embedding path, option embedding_dim, has no such cap).
@@ -292,6 +294,59 @@ def evaluate(model, params, task, split, batch_size, max_batches=None, loss=None
         result["baseline"] = baseline
         result["ratio"] = mean / baseline
     return result
+
+
+def select_checkpoint(path, which=None):
+    """The checkpoint file of a run chosen by name.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A run directory (or, with ``which=None``, a checkpoint file).
+    which : {None, "last", "best", "epochN"}
+        ``"last"``: ``checkpoint.npz``, the latest state (what None means for a directory);
+        ``"best"``: ``checkpoint-best.npz``, the end of the epoch with the lowest validation
+        loss; ``"epochN"``: the end-of-epoch snapshot ``checkpoint-epochNNN.npz`` (``N`` as
+        in the file name, 0-based).
+
+    Returns
+    -------
+    Path
+        ``path`` itself when ``which`` is None, else the chosen file.
+
+    Raises
+    ------
+    CheckpointError
+        ``which`` given for a file, or the run has no such checkpoint (the message lists
+        the ones it has).
+    ConfigError
+        ``which`` is not one of the forms above.
+    """
+    path = Path(path)
+    if which is None:
+        return path
+    match = re.fullmatch(r"epoch(\d+)", which)
+    if which not in ("last", "best") and match is None:
+        raise ConfigError(f"checkpoint must be 'last', 'best' or 'epochN' (e.g. epoch2), "
+                          f"got {which!r}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a checkpoint file; choosing the {which!r} "
+                              f"checkpoint needs a run directory")
+    if which == "last":
+        file = ckpt_io.latest_checkpoint(path)
+    elif which == "best":
+        file = path / ckpt_io.BEST_NAME
+    else:
+        file = ckpt_io.checkpoint_path(path, int(match.group(1)))
+    if file is None or not file.is_file():
+        names = (["last"] if ckpt_io.latest_checkpoint(path) else []) \
+            + (["best"] if (path / ckpt_io.BEST_NAME).is_file() else []) \
+            + [f"epoch{number}" for number, _ in ckpt_io.epoch_checkpoints(path)]
+        raise CheckpointError(f"{path} has no {which!r} checkpoint"
+                              + (" (no validation split, or no epoch finished yet)"
+                                 if which == "best" else "")
+                              + f"; it has: {', '.join(names) or 'none'}")
+    return file
 
 
 def load_run(path):

@@ -51,12 +51,6 @@ class RunRecord:
     seconds: float
 
 
-def _primary(record):
-    """``(name, higher_is_better)`` of a task's primary figure from a metrics record."""
-    if "baseline" in record or "val_baseline" in record or "accuracy" not in record and \
-            "val_accuracy" not in record:
-        return "loss", False
-    return "accuracy", True
 
 
 def _run_dirs(paths):
@@ -84,16 +78,16 @@ def _label(config, settings):
 
 
 def _record(run_dir, settings, evaluate_best):
-    from hadamnp.io.checkpoint import checkpoint_path
+    from hadamnp.io.checkpoint import BEST_NAME, checkpoint_path
     from hadamnp.runs.plumbing import evaluate_run, load_run, restore
-    from hadamnp.training.metrics import read_metrics
+    from hadamnp.training.metrics import primary_figure, read_metrics
 
     model, _, config = restore(run_dir)
     ckpt, _, _ = load_run(run_dir)
     records = read_metrics(run_dir)
     epochs = [r for r in records if r.get("kind") == "epoch"]
     test = ckpt.metrics.get("test")
-    metric, higher = _primary(epochs[-1] if epochs else (test or {}))
+    metric, higher = primary_figure(epochs[-1] if epochs else (test or {}))
     curve = [(r["step"], r[f"val_{metric}"]) for r in epochs if f"val_{metric}" in r]
     best_epoch = best_val = None
     if curve:
@@ -107,6 +101,10 @@ def _record(run_dir, settings, evaluate_best):
             result = test
         elif evaluate_best:
             path = checkpoint_path(run_dir, best_epoch)
+            best = Path(run_dir) / BEST_NAME
+            if not path.exists() and best.exists() and \
+                    load_run(best)[0].position["epoch"] == best_epoch + 1:
+                path = best  # the epoch's own file was pruned (keep_last)
             result = evaluate_run(path, "test", config.test_batches,
                                   config.eval_batch_size)[0] if path.exists() else None
         else:

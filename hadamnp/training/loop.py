@@ -10,9 +10,13 @@ step ``k``::
                                                         the scored values
     grads = model.backward(params, cache, dlogits)      BPTT through the STEs
     [clip_grad_norm(grads, c)]                          trainable parameters only
-    optimizer.step(params, grads, state, lr_e, ...)     lr_e = lr * gamma ** e  (StepLR),
+    optimizer.step(params, grads, state, lr_k, ...)     lr_k from the schedule (StepLR
+                                                        lr * gamma ** e, or cosine, with an
+                                                        optional warm-up:
+                                                        :mod:`hadamnp.training.schedule`),
                                                         per-role lr scales, weight decay
-    [clip latent parameters of the clipped roles to their declared bound]
+    [clip latent parameters of the clipped roles (and those the model always
+     clips, ParamSpec.clip) to their declared bound]
 
 With OIALR (``config.oialr``, :mod:`hadamnp.training.oialr`) the optimizer updates the
 trainable factor ``Σ`` of each factored matrix ``W = U Σ Vᵀ`` from ``dΣ = Uᵀ dW V``, ``W``
@@ -22,8 +26,8 @@ prune; the factors are carried in the optimizer state.
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
 ``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
-(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``e``; the loop
-draws no other random numbers. A checkpoint therefore needs only the parameters, the
+(``r_k = derived_rng(seed, QUANT_STREAM, k)``) and the learning rate on ``(k, e)``; the
+loop draws no other random numbers. A checkpoint therefore needs only the parameters, the
 optimizer state and the position ``(epoch, batch, global_step)`` to continue exactly as
 an uninterrupted run.
 It also records the state of the initialisation generator after drawing, the run
@@ -36,9 +40,19 @@ state; it is checkpointed before the interrupt propagates.
 
 Run directory: ``checkpoint.npz`` (latest, rewritten atomically at step 0, every epoch,
 every ``checkpoint_every`` steps, on interrupt and at the end), ``checkpoint-epochNNN.npz``
-(end of epoch NNN), ``metrics.jsonl`` (:mod:`hadamnp.training.metrics`),
-``config.toml`` (the resolved configuration, readable by ``hadamnp train --config``) and,
-while a process trains in it, ``run.lock``.
+(end of epoch NNN, 0-based; only the last ``keep_last`` are kept when it is set),
+``checkpoint-best.npz`` (the end of the epoch with the best validation figure so far:
+accuracy for classification, else the loss; :func:`best_epoch`),
+``metrics.jsonl`` (:mod:`hadamnp.training.metrics`), ``config.toml`` (the resolved
+configuration, readable by ``hadamnp train --config``) and, while a process trains in it,
+``run.lock``. An epoch's files are written before the state moves past the epoch, so an
+interrupt while writing them makes the resumed run redo (identically) the epoch's
+validation and files.
+
+Early stopping. With ``patience = P``, training ends once the last ``P`` epochs brought no
+validation figure better than the best before them; the test split is then evaluated on the last
+parameters (``checkpoint-best.npz`` holds the best ones). The decision depends only on
+the recorded epoch history, so resuming reproduces it.
 
 Integrity (:mod:`hadamnp.runs.integrity`). :func:`train` and :func:`resume` hold the run's
 lock for the whole session and decide whether the directory is fresh or which checkpoint
@@ -48,12 +62,14 @@ refuses changed data unless ``allow_data_change`` (then a ``data_change`` record
 ``metrics.jsonl``).
 
 Progress goes to an optional ``callback(event)`` (the library prints nothing); ``event`` is
-a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"epoch_end"``,
-``"test"``, and the figures of that moment (see :func:`train`).
+a dict with ``"event"`` one of ``"start"``, ``"epoch_start"``, ``"step"``, ``"eval_start"``,
+``"epoch_end"``, ``"early_stop"``, ``"test"``, and the figures of that moment (see
+:func:`train`).
 """
 
 import dataclasses
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +86,10 @@ from hadamnp.runs.integrity import (CONFIG_NAME, RunLock, data_changes, data_rec
                                     describe_data_changes)
 from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, load_run,
                                    model_for, model_from_checkpoint, model_inputs, run_loss)
-from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe
+from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe, primary_figure
 from hadamnp.training.oialr import LowRankTraining
-from hadamnp.training.optim import clip_grad_norm, make_optimizer, step_lr
+from hadamnp.training.optim import clip_grad_norm, make_optimizer
+from hadamnp.training.schedule import check_resume, learning_rate
 
 __all__ = ["train", "resume", "RunResult", "RESUME_OVERRIDES", "ParamGroups"]
 
@@ -82,7 +99,7 @@ QUANT_STREAM = 4   # stochastic quantizers: stream (4, step) for optimizer step 
 # Options that may change when a run is resumed: none of them alters the trajectory (the
 # data files, found anew through data_dir, npz or text, are checked by their digests).
 RESUME_OVERRIDES = ("epochs", "data_dir", "npz", "text", "checkpoint_every", "val_batches",
-                    "test_batches", "eval_batch_size", "log_every")
+                    "test_batches", "eval_batch_size", "log_every", "keep_last", "patience")
 
 
 @dataclass(frozen=True)
@@ -96,7 +113,8 @@ class ParamGroups:
     lr_scales, weight_decay : dict name -> float
         From the run's per-role tables (1 and 0 when a role is absent).
     bounds : dict name -> float
-        Clipping bounds of the parameters whose role the run clips.
+        Clipping bounds of the parameters whose role the run clips, and of those the
+        model always clips (``ParamSpec.clip``).
     signs : tuple of str
         Parameters of role ``signs`` (their sign flips are counted).
     """
@@ -117,7 +135,7 @@ class ParamGroups:
             weight_decay={name: config.weight_decay.get(specs[name].role, 0.0)
                           for name in trainable},
             bounds={name: specs[name].bound for name in trainable
-                    if specs[name].role in config.clip_roles},
+                    if specs[name].role in config.clip_roles or specs[name].clip},
             signs=tuple(name for name in trainable if specs[name].role == "signs"))
 
 
@@ -150,13 +168,18 @@ class RunResult:
     epoch, batch, step : int
         Position reached.
     finished : bool
-        All epochs done and the test split evaluated (False when ``max_steps`` stopped it).
+        All epochs done (or stopped early) and the test split evaluated (False when
+        ``max_steps`` stopped it).
     history : list of dict
         Epoch records (train and validation figures).
     test : dict or None
         Final test figures (see :func:`evaluate`).
     seconds : float
         Wall-clock time of this call.
+    best_epoch : int or None
+        Epoch (0-based) of the best validation figure, saved in ``checkpoint-best.npz``.
+    stopped_early : bool
+        Early stopping (``patience``) ended the run before its last epoch.
     """
 
     run_dir: Path
@@ -169,6 +192,28 @@ class RunResult:
     history: list
     test: dict | None
     seconds: float
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def best_epoch(history):
+    """Index of the epoch record with the best validation figure (first on ties), or None
+    when no record has one. The figure is :func:`~hadamnp.training.metrics.primary_figure`'s:
+    the accuracy for classification, else the loss."""
+    if not history:
+        return None
+    name, higher = primary_figure(history[-1])
+    values = [(record.get(f"val_{name}"), i) for i, record in enumerate(history)]
+    finite = [(-value if higher else value, i) for value, i in values
+              if isinstance(value, (int, float)) and math.isfinite(value)]
+    return min(finite)[1] if finite else None
+
+
+def patience_exhausted(history, patience):
+    """True when the last ``patience`` epochs of ``history`` brought no new best
+    validation figure (never when ``patience`` is None)."""
+    best = best_epoch(history)
+    return patience is not None and best is not None and len(history) - 1 - best >= patience
 
 
 def _optimizer(config):
@@ -229,6 +274,21 @@ class _Run:
         if config.steps_per_epoch is not None:
             self.batches_per_epoch = min(self.batches_per_epoch, config.steps_per_epoch)
         self.states = None  # the model's state buffer, reused by every batch of one shape
+        if config.patience is not None and "val" not in task.split_names():
+            raise ConfigError(f"patience (early stopping) needs a validation split; task "
+                              f"{task.name} has none")
+
+    def lr(self, step, epoch):
+        """Learning rate of optimizer step ``step`` (0-based) in epoch ``epoch``."""
+        return learning_rate(self.config, step, epoch, self.batches_per_epoch)
+
+    def _eval_sequences(self, split, max_batches):
+        """Sequences an evaluation of ``split`` covers (0 when the task lacks it)."""
+        if split not in self.task.split_names():
+            return 0
+        size = self.task.split_size(split)
+        return size if max_batches is None else min(
+            size, max_batches * self.config.eval_batch_size)
 
     def init_optimizer_state(self, params):
         """Fresh optimizer state for the trainable parameters (frozen ones have none)."""
@@ -277,11 +337,23 @@ class _Run:
                 self.state = state = dataclasses.replace(state, offset=self.log.write(record))
                 self.save(self.state)
                 emit({"event": "data_change", **record})
-            emit({"event": "start", "epoch": state.epoch, "batch": state.batch,
-                  "step": state.step, "epochs": self.config.epochs,
-                  "batches_per_epoch": self.batches_per_epoch})
+            config = self.config
+            start_event = {"event": "start", "epoch": state.epoch, "batch": state.batch,
+                           "step": state.step, "epochs": config.epochs,
+                           "batches_per_epoch": self.batches_per_epoch,
+                           "batch_size": config.batch_size, "max_steps": max_steps,
+                           "val_sequences": self._eval_sequences("val", config.val_batches),
+                           "test_sequences": self._eval_sequences("test",
+                                                                  config.test_batches)}
+            if self.task.baseline() is not None:
+                start_event["baseline"] = self.task.baseline()
+            emit(start_event)
             stopped = max_steps is not None and state.step >= max_steps
-            while self.state.epoch < self.config.epochs and not stopped:
+            while self.state.epoch < config.epochs and not stopped:
+                if patience_exhausted(self.state.history, config.patience):
+                    emit({"event": "early_stop", "epoch": self.state.epoch,
+                          "best_epoch": best_epoch(self.state.history)})
+                    break
                 stopped = self._epoch(emit, max_steps)
             if not stopped and self.state.test is None:
                 self._test(emit)
@@ -295,18 +367,22 @@ class _Run:
         return RunResult(run_dir=self.run_dir, config=self.config, params=state.params,
                          epoch=state.epoch, batch=state.batch, step=state.step,
                          finished=state.test is not None, history=list(state.history),
-                         test=state.test, seconds=time.perf_counter() - start)
+                         test=state.test, seconds=time.perf_counter() - start,
+                         best_epoch=best_epoch(state.history),
+                         stopped_early=state.test is not None
+                         and state.epoch < self.config.epochs)
 
     def _epoch(self, emit, max_steps):
         """Finish the epoch in progress; return True when ``max_steps`` stopped it."""
         config, epoch, first = self.config, self.state.epoch, self.state.batch
-        lr = step_lr(config.lr, epoch, config.gamma)
         started = time.perf_counter()
         emit({"event": "epoch_start", "epoch": epoch, "epochs": config.epochs,
-              "batch": first, "batches": self.batches_per_epoch, "lr": lr})
+              "batch": first, "batches": self.batches_per_epoch,
+              "lr": self.lr(self.state.step, epoch)})
         batches = self.task.iter_batches(epoch, config.batch_size, start_batch=first,
                                          dtype=config.dtype)
         for x, y in itertools.islice(batches, self.batches_per_epoch - first):
+            lr = self.lr(self.state.step, epoch)
             self.state, record = self._step(self.state, x, y, lr)
             emit({"event": "step", **record})
             step = self.state.step
@@ -317,11 +393,14 @@ class _Run:
         state = self.state
         val = None
         if "val" in self.task.split_names():
+            emit({"event": "eval_start", "split": "val",
+                  "sequences": self._eval_sequences("val", config.val_batches)})
             val = evaluate(self.model, state.params, self.task, "val",
                            config.eval_batch_size, config.val_batches, loss=self.loss)
         loss_sum, *metric_sums, positions = state.sums
         train_loss = loss_sum / positions
-        record = {"kind": "epoch", "epoch": epoch, "step": state.step, "lr": lr,
+        record = {"kind": "epoch", "epoch": epoch, "step": state.step,
+                  "lr": self.lr(max(state.step - 1, 0), epoch),
                   "train_loss": train_loss,
                   **{f"train_{name}": total / positions
                      for name, total in zip(self.loss.metrics, metric_sums)},
@@ -331,12 +410,26 @@ class _Run:
         if val is not None:
             record.update({f"val_{key}": value for key, value in val.items()})
         offset = self.log.write(record)
-        self.state = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
-                                         offset=offset, history=state.history + (record,))
-        self.save(self.state)
-        self.save(self.state, ckpt_io.checkpoint_path(self.run_dir, epoch))
+        new = dataclasses.replace(state, epoch=epoch + 1, batch=0, sums=self.zero_sums,
+                                  offset=offset, history=state.history + (record,))
+        # The epoch's files first, the state last (see "Run directory" above).
+        self.save(new, ckpt_io.checkpoint_path(self.run_dir, epoch))
+        if best_epoch(new.history) == epoch:
+            self.save(new, self.run_dir / ckpt_io.BEST_NAME)
+        self.save(new)
+        self._prune(epoch)
+        self.state = new
         emit({"event": "epoch_end", **record})
         return False
+
+    def _prune(self, epoch):
+        """Delete the end-of-epoch snapshots older than the last ``keep_last``."""
+        keep = self.config.keep_last
+        if keep is None:
+            return
+        for number, path in ckpt_io.epoch_checkpoints(self.run_dir):
+            if number <= epoch - keep:
+                path.unlink(missing_ok=True)
 
     def _step(self, state, x, y, lr):
         """One optimizer step on copies; return the new state and its metrics record."""
@@ -398,6 +491,8 @@ class _Run:
         if "test" not in self.task.split_names():
             self.state = dataclasses.replace(state, test={})
             return
+        emit({"event": "eval_start", "split": "test",
+              "sequences": self._eval_sequences("test", self.config.test_batches)})
         test = evaluate(self.model, state.params, self.task, "test",
                         self.config.eval_batch_size, self.config.test_batches, loss=self.loss)
         record = {"kind": "test", "epoch": state.epoch, "step": state.step, **test}
@@ -416,9 +511,12 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         Created if missing; must not already hold a checkpoint.
     callback : callable, optional
         Called with progress events (dicts, key ``"event"``): ``start`` (position,
-        ``epochs``, ``batches_per_epoch``), ``epoch_start`` (``epoch``, ``batch``,
-        ``batches``, ``lr``), ``step`` (``loss``, the loss's metric ``accuracy`` or ``mse``,
-        ``lr``, ``flips``...), ``epoch_end`` (train and ``val_`` figures), ``test``. An
+        ``epochs``, ``batches_per_epoch``, ``batch_size``, ``max_steps``, ``val_sequences`` and
+        ``test_sequences`` (per evaluation, 0 without the split), the copy task's
+        ``baseline``), ``epoch_start`` (``epoch``, ``batch``, ``batches``, ``lr``), ``step``
+        (``loss``, the loss's metric ``accuracy`` or ``mse``, ``lr``, ``flips``...),
+        ``eval_start`` (``split``, ``sequences``), ``epoch_end`` (train and ``val_``
+        figures), ``early_stop`` (``epoch``, ``best_epoch``), ``data_change``, ``test``. An
         exception raised by the callback stops training; a ``KeyboardInterrupt`` is
         checkpointed first.
     max_steps : int, optional
@@ -506,7 +604,9 @@ def resume(run_dir, *, callback=None, max_steps=None, allow_data_change=False, *
 
 def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
     ckpt, config, path = load_run(run_dir)
+    previous = config
     config = config.replace(**overrides)
+    check_resume(previous, config)
     task = build_task(config)
     data = data_record(task)
     # Checkpoints written before digests were recorded have no "data": nothing to compare.
@@ -558,6 +658,7 @@ def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
     if state.batch > run.batches_per_epoch:
         raise CheckpointError(f"{path}: position batch {state.batch} is past the "
                               f"{run.batches_per_epoch} batches of an epoch")
-    if state.epoch < config.epochs and state.test is not None:
+    if (state.epoch < config.epochs and state.test is not None
+            and not patience_exhausted(state.history, config.patience)):
         state = dataclasses.replace(state, test=None)  # more epochs: test again at the end
     return run.run(state, callback, max_steps, fresh=False, changed_data=changed)

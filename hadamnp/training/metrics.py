@@ -89,6 +89,21 @@ class MetricsLog:
         self.close()
 
 
+def primary_figure(record):
+    """``(name, higher_is_better)`` of the figure that ranks a run's epochs.
+
+    Accuracy (higher is better) for classification; the loss (lower) for tasks scored
+    against a baseline (copy, adding: their loss / baseline ratio is the result) and for
+    tasks without accuracy. ``record`` is an evaluation result or a metrics record (keys
+    with or without the ``val_`` prefix). Used for the best-validation checkpoint, early
+    stopping and ``hadamnp report``.
+    """
+    if "baseline" in record or "val_baseline" in record or "accuracy" not in record and \
+            "val_accuracy" not in record:
+        return "loss", False
+    return "accuracy", True
+
+
 def read_metrics(path, kind=None):
     """The records of a ``metrics.jsonl`` file (or of ``RUN_DIR/metrics.jsonl``).
 

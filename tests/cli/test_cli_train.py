@@ -131,7 +131,7 @@ def test_eval(finished):
     result = run("eval", run_dir, "--batches", 1)  # as the run's --test-batches 1
     assert result.exit_code == 0, result.output
     assert "2000 sequences" in run("eval", run_dir).output
-    test_line = next(line for line in output.splitlines() if line.startswith("test"))
+    test_line = next(line for line in output.splitlines() if line.startswith("test  "))
     assert result.output.splitlines()[-1] == test_line
     val = run("eval", checkpoint_path(run_dir, 0), "--split", "val", "--batches", 1)
     assert val.exit_code == 0 and "val  loss" in val.output and "epoch 1" in val.output
@@ -153,21 +153,6 @@ def test_info(finished):
     assert "543,328 bits" in block.output and "block_size=128" in block.output
     assert_user_error(run("info", run_dir, "--hidden", 8), "PATH")
     assert_user_error(run("info", "--hidden", 12), "power of two")
-
-
-def test_progress_on_a_tty_draws_bars_and_epoch_lines(capsys):
-    from hadamnp.cli import _Progress
-
-    progress = _Progress(tty=True)
-    progress({"event": "epoch_start", "epoch": 0, "epochs": 1, "batch": 1, "batches": 3,
-              "lr": 0.1})
-    for step in (2, 3):
-        progress({"event": "step", "step": step, "loss": 1.5, "accuracy": 0.25, "lr": 0.1})
-    assert progress.bar is not None and progress.bar.pos == 3
-    progress({"event": "epoch_end", "epoch": 0, "step": 3, "lr": 0.1, "train_loss": 1.5,
-              "train_accuracy": 0.25, "seconds": 0.5})
-    assert progress.bar is None
-    assert "epoch 1  step 3  lr 0.1  train loss 1.5000 acc 0.2500" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGTERM cannot be caught on Windows")

@@ -82,6 +82,11 @@ OP_CASES = {
     "transpose_axes": (lambda a: ag.transpose(a, (1, 2, 0)), [(2, 3, 4)]),
     "reshape": (lambda a: ag.reshape(a, (6, 2)), [(3, 4)]),
     "relu": (ag.relu, [(4, 5)]),
+    "sigmoid": (ag.sigmoid, [(4, 5)]),
+    "sigmoid_large": (lambda a: ag.sigmoid(a * 8.0), [(3, 4)]),
+    "tanh": (ag.tanh, [(4, 5)]),
+    "gate_like_chain": (lambda a, b: ag.sigmoid(a) * ag.tanh(b) + (1 - ag.sigmoid(b)) * a,
+                        [(3, 4), (3, 4)]),
     "sum_all": (lambda a: ag.tsum(a), [(3, 4)]),
     "sum_axis": (lambda a: ag.tsum(a, axis=1), [(3, 4, 2)]),
     "sum_axes_keepdims": (lambda a: ag.tsum(a, axis=(0, 2), keepdims=True), [(3, 4, 2)]),
@@ -414,6 +419,17 @@ def parse_uniform(spec):
     return int(bits)
 
 
+def read_embedding(meta, config):
+    """The embedding layer of a v2 golden file's model (or None), checked."""
+    embedding = meta["model"].get("embedding")
+    if embedding is not None:
+        assert set(embedding) == {"vocab_size", "embedding_dim", "quantizer", "padding_id"}, \
+            f"unexpected embedding fields {sorted(embedding)}"
+        assert embedding["embedding_dim"] == config["input_size"], (embedding, config)
+        embedding = dict(embedding, bits=parse_uniform(embedding["quantizer"]))
+    return embedding
+
+
 def spec_case(meta):
     """``(family, options)`` of a golden file for the spec model, from its ``meta``.
 
@@ -433,8 +449,11 @@ def spec_case(meta):
     missing = [k for k in V2_META_KEYS if k not in meta]
     assert not missing, f"meta lacks required fields {missing}"
     name, config = meta["model"]["name"], dict(meta["model"]["config"])
+    if name in sm.CELL_GATES:
+        return name, cell_case(name, config, read_embedding(meta, config))
     known = {"input_size", "hidden_size", "output_size", "recurrence", "block_size",
-             "quant_in", "quant_out", "quant_rec", "nonlinear", "many_to_many", "dtype"}
+             "quant_in", "quant_out", "quant_rec", "nonlinear", "store_every",
+             "many_to_many", "dtype"}
     assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
     assert config["dtype"] == "float64"
     n = config["hidden_size"]
@@ -446,12 +465,7 @@ def spec_case(meta):
         assert name == "dense" and config["recurrence"] == "dense", (name, config)
         assert config["quant_rec"] == "none" and config["block_size"] is None, config
         m = n
-    embedding = meta["model"].get("embedding")
-    if embedding is not None:
-        assert set(embedding) == {"vocab_size", "embedding_dim", "quantizer", "padding_id"}, \
-            f"unexpected embedding fields {sorted(embedding)}"
-        assert embedding["embedding_dim"] == config["input_size"], (embedding, config)
-        embedding = dict(embedding, bits=parse_uniform(embedding["quantizer"]))
+    embedding = read_embedding(meta, config)
     return name, dict(n=n, m=m, d_in=config["input_size"], d_out=config["output_size"],
                       bits_in=parse_uniform(config["quant_in"]),
                       bits_out=parse_uniform(config["quant_out"]),
@@ -472,6 +486,8 @@ def golden_errors(arrays, meta):
     assert meta["version"] == 2 or meta["loss"] == "cross_entropy", meta
     loss = meta["loss"]
     family, case = spec_case(meta)
+    if family in sm.CELL_GATES:
+        return cell_golden_errors(arrays, meta, family, case, loss)
     embedding = case["embedding"]
     dense = family == "dense"
     names = (sm.DENSE_PARAM_NAMES if dense else sm.PARAM_NAMES) + (("E",) if embedding else ())
@@ -544,6 +560,108 @@ def golden_errors(arrays, meta):
     return errors
 
 
+# Arguments of the spec strings of Ott et al.'s quantizers, in positional order. Golden
+# files are written with the deterministic forward, so "-stochastic" names are read as
+# their deterministic counterparts.
+OTT_ARGS = {"none": (), "binary": ("H",), "ternary": ("W0",), "pow2-ternary": ("i", "f"),
+            "exponential": ()}
+
+
+def parse_ott(spec):
+    """``(kind, args)`` of a quantizer spec the spec model implements."""
+    name, _, rest = spec.partition(":")
+    kind = name.removesuffix("-stochastic")
+    assert kind in OTT_ARGS, f"no spec-model quantizer for {spec!r}"
+    args = {}
+    for k, part in enumerate(filter(None, rest.split(","))):
+        key, eq, value = part.partition("=")
+        args[key if eq else OTT_ARGS[kind][k]] = float(value if eq else part)
+    return kind, args
+
+
+def cell_case(name, config, embedding):
+    """Options of a rnn / gru / lstm golden file, read field by field."""
+    known = {"input_size", "hidden_size", "output_size", "quant_in", "quant_rec",
+             "quant_bias", "quant_out", "clip_shadow", "many_to_many", "dtype"}
+    known |= {"peepholes"} if name == "lstm" else set()
+    assert set(config) == known, f"unexpected model fields {sorted(set(config) ^ known)}"
+    assert config["dtype"] == "float64"
+    return dict(n=config["hidden_size"], d_in=config["input_size"],
+                d_out=config["output_size"], many_to_many=config["many_to_many"],
+                peepholes=config.get("peepholes", False), embedding=embedding,
+                quant={g: parse_ott(config[g]) for g in
+                       ("quant_in", "quant_rec", "quant_bias", "quant_out")})
+
+
+CELL_STATES = {"rnn": ("h",), "gru": ("h", "gates", "hc"), "lstm": ("h", "c", "tc", "gates")}
+
+
+def cell_golden_errors(arrays, meta, cell, case, loss):
+    """:func:`golden_errors` of a rnn / gru / lstm file."""
+    embedding = case["embedding"]
+    cell_names = sm.cell_param_names(cell, case["peepholes"])
+    names = cell_names + (("E",) if embedding else ())
+    quantized = [k for k in names if sm.cell_group(k) is not None]
+    weight_keys = [f"weight.{k}_q" for k in quantized] + \
+        [f"weight.{k}" for k in names if k.startswith("p_")] + \
+        (["weight.E_q", "state.embedded"] if embedding else [])
+    expected = {"x", "y", "logits", "loss", *weight_keys,
+                *(f"state.{k}" for k in CELL_STATES[cell]),
+                *(f"param.{k}" for k in names), *(f"grad.{k}" for k in names)}
+    assert set(arrays) == expected, (
+        f"golden keys differ: missing {sorted(expected - set(arrays))}, "
+        f"extra {sorted(set(arrays) - expected)}")
+    roles = {k: "embedding" if k == "E" else "bias" if k == "c" or k == "b" or
+             k.startswith("b_") else "weight" for k in names}
+    assert meta["param_roles"] == roles, meta["param_roles"]
+    n, d_in, d_out, mtm = case["n"], case["d_in"], case["d_out"], case["many_to_many"]
+    x, y = arrays["x"], arrays["y"]
+    nb, T = x.shape[:2]
+    G = len(sm.CELL_GATES[cell])
+    positions = (nb, T) if mtm else (nb,)
+    shapes = {"x": (nb, T) if embedding else (nb, T, d_in),
+              "y": positions + ((d_out,) if loss == "mse" else ()), "loss": (),
+              "logits": (nb, T, d_out) if mtm else (nb, d_out), "state.h": (nb, T, n),
+              "state.c": (nb, T, n), "state.tc": (nb, T, n), "state.hc": (nb, T, n),
+              "state.gates": (nb, T, G * n)}
+    for k in names:
+        shape = ((n, d_in) if k.startswith("W_x") else (n, n) if k.startswith("W_h")
+                 else (d_out, n) if k == "V" else (d_out,) if k == "c" else (n,))
+        shapes[f"param.{k}"] = shapes[f"grad.{k}"] = shape
+        shapes[f"weight.{k}_q"] = shapes[f"weight.{k}"] = shape
+    if embedding:
+        table = (embedding["vocab_size"], d_in)
+        shapes["param.E"] = shapes["grad.E"] = shapes["weight.E_q"] = table
+        shapes["state.embedded"] = (nb, T, d_in)
+    integers = ({"x"} if embedding else set()) | (set() if loss == "mse" else {"y"})
+    for key in arrays:
+        assert arrays[key].shape == shapes[key], f"{key}: {arrays[key].shape}, {shapes[key]}"
+        want = np.int64 if key in integers else np.float64
+        assert arrays[key].dtype == want, f"{key}: dtype {arrays[key].dtype}"
+    params = {k: arrays[f"param.{k}"] for k in names}
+    value, logits, states, grads, effective = sm.cell_forward_loss(
+        cell, params, x, y, quant=case["quant"], peepholes=case["peepholes"],
+        many_to_many=mtm, loss=loss, embedding=embedding and {
+            "bits": embedding["bits"], "padding_id": embedding["padding_id"]})
+    reference = {"logits": logits, "loss": np.asarray(value)}
+    if embedding:
+        table_q = sm.quantize(params["E"], embedding["bits"])
+        reference["weight.E_q"] = table_q
+        reference["state.embedded"] = sm.embed(table_q, x, embedding["padding_id"]).value
+    reference.update({f"weight.{k}_q": v for k, v in effective.items()})
+    reference.update({f"weight.{k}": params[k] for k in names if k.startswith("p_")})
+    reference.update({f"state.{k}": v for k, v in states.items()})
+    reference.update({f"grad.{k}": g for k, g in grads.items()})
+    errors = {}
+    for key, ref in reference.items():
+        errors[key] = rel_err(arrays[key], ref)
+        scale = max(float(np.max(np.abs(ref))), TINY)
+        np.testing.assert_allclose(
+            arrays[key], ref, rtol=RTOL, atol=1e-12 * scale,
+            err_msg=f"golden {key} vs spec autograd (norm-wise rel err {errors[key]:.3e})")
+    return errors
+
+
 def assert_golden_agrees(arrays, meta):
     errors = golden_errors(arrays, meta)
     worst = max(errors, key=errors.get)
@@ -570,6 +688,35 @@ GOLDEN_CASES = [  # (model, options, many_to_many, seq_len, seed)
     ("block-hadamrnn", dict(hidden_size=8, block_size=2, quant_out="uniform:2"), True, 5, 6),
     ("dense", dict(hidden_size=8), True, 4, 7),
     ("dense", dict(hidden_size=4, quant_in="none", nonlinear=True), False, 5, 8),
+    # low-precision cells x Ott et al.'s quantizer families (stochastic specs: the golden
+    # forward is deterministic)
+    ("rnn", dict(hidden_size=4), False, 5, 11),
+    ("rnn", dict(hidden_size=5, quant_in="binary", quant_rec="binary:0.5",
+                 quant_bias="binary-stochastic"), True, 4, 12),
+    ("rnn", dict(hidden_size=4, quant_in="ternary", quant_rec="ternary-stochastic",
+                 quant_bias="ternary", quant_out="ternary"), False, 6, 13),
+    ("rnn", dict(hidden_size=3, quant_rec="pow2-ternary:1,3", quant_bias="exponential",
+                 quant_out="exponential-stochastic"), True, 5, 14),
+    ("gru", dict(hidden_size=4), True, 5, 15),
+    ("gru", dict(hidden_size=5, quant_in="binary-stochastic", quant_rec="binary:0.25",
+                 quant_bias="binary"), False, 5, 16),
+    ("gru", dict(hidden_size=4, quant_in="ternary-stochastic", quant_rec="ternary",
+                 quant_bias="ternary:0.3"), True, 4, 17),
+    ("gru", dict(hidden_size=4, quant_in="pow2-ternary", quant_rec="pow2-ternary:f=2",
+                 quant_bias="pow2-ternary:f=3"), False, 6, 18),
+    ("gru", dict(hidden_size=3, quant_in="exponential", quant_rec="exponential-stochastic",
+                 quant_bias="exponential", quant_out="pow2-ternary:2,2"), True, 5, 19),
+    ("lstm", dict(hidden_size=4), False, 5, 20),
+    ("lstm", dict(hidden_size=4, peepholes=True), True, 5, 21),
+    ("lstm", dict(hidden_size=5, quant_in="binary", quant_rec="binary-stochastic:0.5",
+                  quant_bias="binary:0.2", quant_out="binary"), True, 4, 22),
+    ("lstm", dict(hidden_size=4, peepholes=True, quant_in="ternary",
+                  quant_rec="ternary-stochastic", quant_bias="ternary"), False, 6, 23),
+    ("lstm", dict(hidden_size=3, quant_in="pow2-ternary:f=3", quant_rec="pow2-ternary:1,2",
+                  quant_bias="pow2-ternary"), True, 5, 24),
+    ("lstm", dict(hidden_size=4, peepholes=True, quant_in="exponential-stochastic",
+                  quant_rec="exponential", quant_bias="exponential-stochastic",
+                  quant_out="exponential"), False, 5, 25),
 ]
 CASE_IDS = [f"{c[0]}-{'-'.join(f'{k}{v}' for k, v in c[1].items())}" for c in GOLDEN_CASES]
 
@@ -627,6 +774,13 @@ GOLDEN_TASK_CASES = [
          embedding_dim=3, output_size=3, loss="mse", many_to_many=True, seq_len=5, seed=14),
     dict(model="hadamrnn", hidden_size=8, input_size=30, embedding_dim=5,
          quant_embedding="uniform:2", output_size=1, loss="bce", seq_len=6, seed=15),
+    dict(model="lstm", hidden_size=4, quant_rec="ternary", input_size=2, output_size=1,
+         loss="mse", seq_len=6, seed=16),
+    dict(model="gru", hidden_size=4, quant_in="exponential", input_size=9, embedding_dim=3,
+         quant_embedding="uniform:4", output_size=1, loss="bce", many_to_many=True,
+         seq_len=5, seed=17),
+    dict(model="rnn", hidden_size=3, quant_bias="pow2-ternary:f=2", input_size=2,
+         output_size=2, loss="mse", many_to_many=True, seq_len=5, seed=18),
 ]
 TASK_CASE_IDS = [f"{c['model']}-{c.get('loss', 'ce')}"
                  f"{'-emb' + str(c['embedding_dim']) if 'embedding_dim' in c else ''}"
@@ -736,4 +890,97 @@ def test_golden_from_checkpoint_agrees_with_spec_autograd(trained_copy_run, tmp_
     trained = load_checkpoint(checkpoint_path(trained_copy_run)).params
     for name, value in trained.items():
         np.testing.assert_array_equal(arrays[f"param.{name}"], value.astype(np.float64))
+    assert_golden_agrees(arrays, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# The low-precision cells of the spec model (rnn, gru, lstm) and their golden files
+# --------------------------------------------------------------------------------------------
+
+FP_QUANT = {g: ("none", {}) for g in ("quant_in", "quant_rec", "quant_bias", "quant_out")}
+
+
+def _cell_problem(cell, peepholes, seed, n=3, d_in=2, d_out=4, T=5, nb=2, mtm=True):
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name in sm.cell_param_names(cell, peepholes):
+        shape = ((n, d_in) if name.startswith("W_x") else (n, n) if name.startswith("W_h")
+                 else (d_out, n) if name == "V" else (d_out,) if name == "c" else (n,))
+        params[name] = rng.standard_normal(shape) * 0.6
+    x = rng.standard_normal((nb, T, d_in))
+    y = rng.integers(0, d_out, size=(nb, T) if mtm else (nb,))
+    return params, x, y
+
+
+@pytest.mark.parametrize("cell,peepholes", [("rnn", False), ("gru", False), ("lstm", False),
+                                            ("lstm", True)])
+@pytest.mark.parametrize("mtm", [False, True])
+def test_spec_cells_match_finite_differences_unquantized(cell, peepholes, mtm):
+    params, x, y = _cell_problem(cell, peepholes, 40 + mtm, mtm=mtm)
+    kw = dict(quant=FP_QUANT, peepholes=peepholes, many_to_many=mtm)
+    _, _, _, grads, _ = sm.cell_forward_loss(cell, params, x, y, **kw)
+    errors = {name: rel_err(grads[name], numeric_grad(
+        lambda: sm.cell_forward_loss(cell, params, x, y, **kw)[0], params[name]))
+        for name in params}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < FD_RTOL, f"worst FD rel err {errors[worst]:.3e} on {worst}"
+
+
+def test_spec_cell_states_follow_the_equations():
+    """The GRU's stored states against a direct NumPy evaluation of the spec's equations."""
+    params, x, y = _cell_problem("gru", False, 3)
+    _, _, states, _, _ = sm.cell_forward_loss("gru", params, x, y, quant=FP_QUANT,
+                                              many_to_many=True)
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    h = np.zeros((2, 3))
+    for t in range(x.shape[1]):
+        xt, P = x[:, t], params
+        r = sig(xt @ P["W_xr"].T + h @ P["W_hr"].T + P["b_r"])
+        u = sig(xt @ P["W_xu"].T + h @ P["W_hu"].T + P["b_u"])
+        c = np.tanh(xt @ P["W_xc"].T + P["b_c"] + r * (h @ P["W_hc"].T))
+        h = (1 - u) * h + u * c
+        np.testing.assert_allclose(states["h"][:, t], h, rtol=1e-13)
+        np.testing.assert_allclose(states["gates"][:, t], np.concatenate([r, u, c], 1),
+                                   rtol=1e-13)
+
+
+def test_spec_ott_quantizers_hand_examples():
+    M = np.array([-0.9, -0.25, -0.2, 0.0, 0.25, 0.3, 0.75, 0.76])
+    np.testing.assert_array_equal(sm.ott_quantize(M, "binary", {}, 0.5),
+                                  [-1, -1, -1, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(sm.ott_quantize(M, "ternary", {}, 0.5),
+                                  [-0.5, -0.5, 0, 0, 0, 0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(sm.ott_quantize(M, "ternary", {"W0": 1.0}, 0.5),
+                                  [-1, 0, 0, 0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(sm.ott_quantize(M, "pow2-ternary", {}, 0.5),
+                                  [-0.5, 0, 0, 0, 0, 0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(sm.ott_quantize(M, "exponential", {}, 0.5),
+                                  [-1, -0.25, -0.25, 0, 0.25, 0.25, 0.5, 1])
+    assert parse_ott("pow2-ternary:1,3") == ("pow2-ternary", {"i": 1.0, "f": 3.0})
+    assert parse_ott("binary-stochastic:H=0.5") == ("binary", {"H": 0.5})
+
+
+def test_golden_cli_cell_file_agrees_with_spec_autograd(tmp_path):
+    """``hadamnp golden --model gru --quant-rec ternary-stochastic ...``: the file holds the
+    deterministic forward, which the spec model recomputes."""
+    pytest.importorskip("hadamnp.golden.vectors")
+    from click.testing import CliRunner
+
+    from hadamnp.cli import main
+
+    path = tmp_path / "gru.npz"
+    args = ["golden", "--model", "gru", "--hidden", "6", "--quant-rec", "ternary-stochastic",
+            "--quant-in", "exponential", "-O", "quant_bias=pow2-ternary:0,3", "--input-size",
+            "3", "--output-size", "4", "--seq-len", "5", "--batch", "2", "--many-to-many",
+            "--seed", "9", "--out", str(path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}\n{result.exception!r}"
+    arrays, meta = load_npz_independently(path)
+    assert meta["model"]["name"] == "gru"
+    assert meta["model"]["config"]["quant_rec"] == "ternary-stochastic"
+    W0 = np.sqrt(6 / (2 * 6))  # the recurrent Glorot bound of n = 6: the ternary levels
+    np.testing.assert_array_equal(np.unique(arrays["weight.W_hr_q"]), [-W0, 0.0, W0])
     assert_golden_agrees(arrays, meta)

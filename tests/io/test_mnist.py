@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,44 @@ def test_real_mnist_files():
         assert np.array_equal(np.unique(labels), np.arange(10))
     # Well-known facts of the official files: first training label 5, first test label 7.
     assert arrays.train_labels[0] == 5 and arrays.test_labels[0] == 7
+
+
+class _RecordedFile:
+    """An entry of an installation record (``importlib.metadata.PackagePath``-like)."""
+
+    def __init__(self, root, relative):
+        self.root, self.relative = root, Path(relative)
+        self.name, self.parts = self.relative.name, self.relative.parts
+
+    def locate(self):
+        return self.root / self.relative
+
+
+def test_installed_data_is_found_outside_a_checkout(tmp_path, monkeypatch):
+    # A wheel install records the data files relative to site-packages.
+    site = tmp_path / "lib" / "site-packages"
+    share = tmp_path / "share" / "hadamnp" / "data"
+    site.mkdir(parents=True)
+    share.mkdir(parents=True)
+    arrays = fake_dir(share)
+    record = [_RecordedFile(site, "hadamnp/__init__.py")]
+    record += [_RecordedFile(site, f"../../share/hadamnp/data/{name}.gz")
+               for name in mnist.FILES.values()]
+    monkeypatch.setattr(mnist.metadata, "files", lambda name: record)
+    assert mnist.installed_data_dir() == share.resolve()
+    # The checkout's data/ comes first; without it the installed copy is used.
+    monkeypatch.delenv(mnist.ENV_VAR, raising=False)
+    monkeypatch.setattr(mnist.hadamnp, "__file__", str(site / "hadamnp" / "__init__.py"))
+    assert mnist.resolve_data_dir() == share.resolve()
+    loaded = mnist.load_mnist()
+    assert np.array_equal(loaded.test_labels, arrays["test_labels"])
+
+
+def test_no_installed_data(monkeypatch):
+    def missing(name):
+        raise mnist.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(mnist.metadata, "files", missing)
+    assert mnist.installed_data_dir() is None
+    monkeypatch.setattr(mnist.metadata, "files", lambda name: None)
+    assert mnist.installed_data_dir() is None

@@ -355,3 +355,158 @@ def test_dense_forward_rejects_non_square_w():
     with pytest.raises(ShapeError, match="W"):
         kernels.dense_forward(np.zeros((8, 4)), a["U"], a["b"], a["V"], a["c"], a["x"],
                               nonlinear=False, many_to_many=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpointed states (store_every)
+# ----------------------------------------------------------------------------------------------
+
+def _hadamard_problem(seed, n, m, B, T, d_in, d_out, dtype):
+    rng = np.random.default_rng(seed)
+    p = random_problem(rng, n, B, T, d_in, d_out, dtype)
+    p["s"] = random_signs(rng, n, dtype)
+    p["m"] = m
+    return p
+
+
+def _forward(impl, p, nonlinear, mtm, **options):
+    return impl.hadamard_forward(p["s"], p["m"], p["U"], p["b"], p["V"], p["c"], p["x"],
+                                 nonlinear=nonlinear, many_to_many=mtm, **options)
+
+
+def _backward(impl, p, h, g, nonlinear, **options):
+    return impl.hadamard_backward(p["s"], p["m"], p["U"], p["V"], p["x"], h, g,
+                                  nonlinear=nonlinear, **options)
+
+
+# (n, m, B, T, d_in, d_out): B = 1, 2 and odd, T = 1, many inputs (the BLAS path).
+STORE_SHAPES = ((8, 8, 1, 7, 1, 2), (16, 4, 2, 1, 2, 3), (16, 16, 3, 9, 6, 2),
+                (4, 2, 70, 5, 1, 3), (8, 8, 13, 6, 7, 2))
+
+
+@pytest.mark.parametrize("shape", STORE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_store_every_gives_the_same_bits(shape, dtype):
+    """Every k-th state is exactly the full run's; the gradients recomputed from them equal
+    the all-states gradients bit for bit (same float operations), for k dividing T or not."""
+    n, m, B, T, d_in, d_out = shape
+    p = _hadamard_problem(11, n, m, B, T, d_in, d_out, dtype)
+    for nonlinear, mtm in FLAGS:
+        h, logits = _forward(kernels, p, nonlinear, mtm)
+        g = np.random.default_rng(2).standard_normal(logits.shape).astype(dtype)
+        full = _backward(kernels, p, h, g, nonlinear, input_grad=True)
+        for k in sorted({2, 3, T, T + 1}):
+            label = f"{shape} {dtype.__name__} nonlinear={nonlinear} mtm={mtm} k={k}"
+            h_k, logits_k = _forward(kernels, p, nonlinear, mtm, store_every=k)
+            assert h_k.shape == (T // k, n, B), label
+            np.testing.assert_array_equal(h_k, h[k - 1::k], err_msg=label)
+            np.testing.assert_array_equal(logits_k, logits, err_msg=label)
+            grads = _backward(kernels, p, h_k, g, nonlinear, input_grad=True, store_every=k,
+                              b=p["b"])
+            assert sorted(grads) == sorted(full), label
+            for name in full:
+                np.testing.assert_array_equal(grads[name], full[name], err_msg=f"{label} d{name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_store_every_matches_reference(dtype):
+    n, m, B, T, d_in, d_out = 16, 8, 3, 7, 2, 3
+    p = _hadamard_problem(12, n, m, B, T, d_in, d_out, dtype)
+    p64 = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    for nonlinear, mtm in FLAGS:
+        label = f"{dtype.__name__} nonlinear={nonlinear} mtm={mtm}"
+        h, logits = _forward(kernels, p, nonlinear, mtm, store_every=3)
+        h_ref, _ = _forward(reference, p64, nonlinear, mtm, store_every=3)
+        assert_close(h, h_ref, RTOL[dtype], f"{label}: stored states")
+        g = np.random.default_rng(3).standard_normal(logits.shape).astype(dtype)
+        grads = _backward(kernels, p, h, g, nonlinear, input_grad=True, store_every=3, b=p["b"])
+        grads_ref = _backward(reference, p64, h.astype(np.float64), g.astype(np.float64),
+                              nonlinear, input_grad=True, store_every=3, b=p64["b"])
+        for name in grads_ref:
+            assert_close(grads[name], grads_ref[name], RTOL[dtype], f"{label}: d{name}")
+
+
+def test_store_every_arguments_are_validated():
+    from hadamnp.errors import ConfigError
+
+    p = _hadamard_problem(15, 8, 8, 3, 4, 2, 3, np.float64)
+    for bad, error in ((0, ConfigError), (-1, ConfigError), (1.5, TypeError), (True, TypeError)):
+        for impl in (kernels, reference):
+            with pytest.raises(error, match="store_every"):
+                _forward(impl, p, False, True, store_every=bad)
+    h, logits = _forward(kernels, p, False, True, store_every=2)
+    for impl in (kernels, reference):
+        with pytest.raises(ConfigError, match="bias b"):
+            _backward(impl, p, h, np.zeros_like(logits), False, store_every=2)
+        with pytest.raises(ShapeError, match="h"):
+            _backward(impl, p, h, np.zeros_like(logits), False, store_every=1)
+
+
+def test_all_states_are_rebuilt_from_the_stored_ones():
+    p = _hadamard_problem(16, 16, 4, 3, 10, 2, 3, np.float32)
+    for nonlinear in (False, True):
+        h, _ = _forward(kernels, p, nonlinear, True)
+        for k in (1, 3, 10, 11):
+            h_k, _ = _forward(kernels, p, nonlinear, True, store_every=k)
+            for impl in (kernels, reference):
+                full = impl.hadamard_states(p["s"], p["m"], p["U"], p["b"], p["x"], h_k,
+                                            nonlinear=nonlinear, store_every=k)
+                if impl is kernels:
+                    np.testing.assert_array_equal(full, h, err_msg=f"k={k}")
+                else:
+                    assert_close(full, h, RTOL[np.float32], f"reference k={k}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The lean single-step inference path
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,m,d_in,d_out", [(1, 1, 1, 1), (2, 2, 2, 1), (16, 4, 3, 2),
+                                             (64, 64, 1, 10), (512, 128, 5, 3)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_step_matches_reference_and_the_sequence_kernel(n, m, d_in, d_out, dtype):
+    """States equal the sequence kernel's bit for bit (d_in <= 4: the same operations);
+    logits, and states computed with BLAS's U x (d_in = 5), within float tolerance."""
+    rng = np.random.default_rng(n + d_in)
+    p = random_problem(rng, n, 1, 6, d_in, d_out, dtype)
+    s = random_signs(rng, n, dtype)
+    for nonlinear in (False, True):
+        weights = kernels.hadamard_step_weights(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                nonlinear=nonlinear)
+        h_seq, logits_seq = kernels.hadamard_forward(s, m, p["U"], p["b"], p["V"], p["c"],
+                                                     p["x"], nonlinear=nonlinear,
+                                                     many_to_many=True)
+        h, h_ref = np.zeros(n, dtype), np.zeros(n, np.float64)
+        logits, logits_ref = np.empty(d_out, dtype), np.empty(d_out, np.float64)
+        for t in range(p["x"].shape[0]):
+            x_t = np.ascontiguousarray(p["x"][t, :, 0])
+            kernels.hadamard_step(weights, h, x_t, logits)
+            reference.hadamard_step(weights.astype(np.float64), h_ref, x_t.astype(np.float64),
+                                    logits_ref)
+            label = f"n={n} m={m} {dtype.__name__} nonlinear={nonlinear} t={t}"
+            if d_in <= 4:
+                np.testing.assert_array_equal(h, h_seq[t, :, 0], err_msg=label)
+            assert_close(h, h_seq[t, :, 0], RTOL[dtype], f"{label}: state vs sequence")
+            assert_close(h, h_ref, RTOL[dtype], f"{label}: state")
+            assert_close(logits, logits_seq[t, :, 0], RTOL[dtype], f"{label}: logits vs sequence")
+            assert_close(logits, logits_ref, RTOL[dtype], f"{label}: logits vs reference")
+
+
+def test_step_checks_sizes_and_weights():
+    rng = np.random.default_rng(16)
+    p = random_problem(rng, 8, 1, 2, 2, 3, np.float32)
+    s = random_signs(rng, 8, np.float32)
+    weights = kernels.hadamard_step_weights(s, 4, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(ShapeError, match="sizes"):
+        kernels.hadamard_step(weights, np.zeros(4, np.float32), np.zeros(2, np.float32),
+                              np.zeros(3, np.float32))
+    with pytest.raises(ShapeError, match="U"):
+        kernels.hadamard_step_weights(s, 4, p["U"][:4], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(TypeError, match="b"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"].astype(np.float64), p["V"], p["c"],
+                                      nonlinear=False)
+    with pytest.raises(SizeError):
+        kernels.hadamard_step_weights(s, 3, p["U"], p["b"], p["V"], p["c"], nonlinear=False)
+    with pytest.raises(NonFiniteError, match="V"):
+        kernels.hadamard_step_weights(s, 4, p["U"], p["b"], np.full_like(p["V"], np.nan),
+                                      p["c"], nonlinear=False)

@@ -191,7 +191,7 @@ BAD_CONFIGS = {
     "unknown ste": ({"quant_rec": "sign:tanh"}, ConfigError, "tanh"),
     "unknown dtype": ({"dtype": "float16"}, ConfigError, "float16"),
     "quant_in 33 bits": ({"quant_in": "uniform:33"}, ConfigError, "quant_in.*33"),
-    "quant_out unknown": ({"quant_out": "ternary"}, ConfigError, "quant_out.*ternary"),
+    "quant_out unknown": ({"quant_out": "quinary"}, ConfigError, "quant_out.*quinary"),
     "quant_in not a spec": ({"quant_in": 2.5}, ConfigError, "quant_in"),
     "uniform signs": ({"quant_rec": "uniform:2"}, ConfigError, "sign quantizer"),
     "input_size = 0": ({"input_size": 0}, ConfigError, "input_size"),

@@ -220,7 +220,8 @@ def test_options_validation_and_parsing():
 
 
 def test_models_declare_layer_depths():
-    """Depth is declared by the models (input 0, recurrence 1, readout 2), on matrices only."""
+    """Depth is declared by the models (input 0, recurrence 1, readout 2), on matrices only;
+    each gate matrix of a cell is a layer matrix of its own."""
     from hadamnp.models.registry import build_model
 
     sizes = dict(input_size=3, hidden_size=8, output_size=2)
@@ -229,6 +230,12 @@ def test_models_declare_layer_depths():
               for name in ("hadamrnn", "block-hadamrnn", "dense")}
     assert depths == {"hadamrnn": {"U": 0, "V": 2}, "block-hadamrnn": {"U": 0, "V": 2},
                       "dense": {"W": 1, "U": 0, "V": 2}}
+    for cell, gates in (("rnn", [""]), ("gru", "ruc"), ("lstm", "ifgo")):
+        specs = build_model(cell, **sizes).param_specs()
+        assert {k: s.depth for k, s in specs.items() if s.depth is not None} == {
+            **{f"W_x{g}": 0 for g in gates}, **{f"W_h{g}": 1 for g in gates}, "V": 2}
+    peepholes = build_model("lstm", peepholes=True, **sizes).param_specs()
+    assert peepholes["p_i"].depth is None and peepholes["b_i"].depth is None
     with pytest.raises(ConfigError, match="layer depth"):
         ParamSpec((4,), "weight", depth=0)
     with pytest.raises(ConfigError, match="layer depth"):

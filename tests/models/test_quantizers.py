@@ -188,7 +188,7 @@ def test_canonical_specs():
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("ternary", ["unknown quantizer 'ternary'", "uniform"]),
+    ("quinary", ["unknown quantizer 'quinary'", "uniform", "ternary"]),
     ("uniform", ["uniform", "bits"]),
     ("uniform:40", ["40", "[1, 16]"]),
     ("uniform:4,5", ["at most 1"]),

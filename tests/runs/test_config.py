@@ -1,6 +1,7 @@
 """Tests of hadamnp.runs.config: presets, TOML layering, the model table, role tables,
 validation, and reading the first run-config vocabulary from old checkpoints."""
 
+import numpy as np
 import pytest
 
 from hadamnp.errors import ConfigError
@@ -213,13 +214,59 @@ def test_from_dict_rejects_unknown_key():
         RunConfig.from_dict({**values, "extra": 1})
 
 
+def npz_archive(path, splits=()):
+    arrays = {"x": np.zeros((10, 3, 2)), "y": np.zeros(10, dtype=np.int64)}
+    for split in splits:
+        arrays.update({f"x_{split}": np.zeros((2, 3, 2)),
+                       f"y_{split}": np.zeros(2, dtype=np.int64)})
+    np.savez(path, **arrays)
+    return str(path)
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_toml_round_trip(tmp_path, name):
-    config = preset_config(name).replace(lr=0.1 + 0.2, data_dir='a "quoted" \\ dir',
-                                         clip_roles=("signs",),
-                                         weight_decay={"bias": 1e-3})
-    path = write(tmp_path, config_to_toml(config))
-    assert resolve_config(path=path) == config
+    overrides = {"npz": npz_archive(tmp_path / "d.npz")} if name == "npz" else {}
+    config = resolve_config(preset=name, overrides=overrides).replace(
+        lr=0.1 + 0.2, data_dir='a "quoted" \\ dir', clip_roles=("signs",),
+        weight_decay={"bias": 1e-3})
+    text = config_to_toml(config)
+    assert f'\npreset = "{name}"\n' in text
+    path = write(tmp_path, text)
+    back = resolve_config(path=path)
+    assert back == config and back.preset == name
+
+
+def test_config_records_the_preset_used():
+    assert resolve_config().preset == "quick"
+    assert resolve_config(overrides={"task": "copy"}).preset == "copy"
+    assert resolve_config(preset="base").preset == "base"
+    assert resolve_config(overrides={"preset": "smnist"}).task == "smnist"
+    # a record, not part of the configuration's identity
+    assert preset_config("quick").replace(preset="base") == preset_config("quick")
+
+
+def test_toml_of_a_config_unsetting_a_preset_option_names_base(tmp_path):
+    config = preset_config("quick").replace(steps_per_epoch=None)
+    text = config_to_toml(config)
+    assert '\npreset = "base"\n' in text and "resolved from preset 'quick'" in text
+    assert resolve_config(path=write(tmp_path, text)) == config
+
+
+def test_npz_defaults_hold_out_validation_and_test(tmp_path):
+    plain = npz_archive(tmp_path / "plain.npz")
+    config = resolve_config(overrides={"npz": plain, "task": "npz"})
+    assert config.preset == "npz" and config.epochs == 20 and config.keep_last == 5
+    assert (config.npz_val_fraction, config.npz_test_fraction) == (0.1, 0.1)
+    # an archive with its own test split keeps it; the explicit option wins
+    own = npz_archive(tmp_path / "own.npz", ["test"])
+    config = resolve_config(overrides={"npz": own, "task": "npz"})
+    assert (config.npz_val_fraction, config.npz_test_fraction) == (0.1, None)
+    config = resolve_config(overrides={"npz": plain, "task": "npz", "npz_val_fraction": 0.25})
+    assert config.npz_val_fraction == 0.25
+
+
+def test_quick_preset_tests_on_the_whole_test_split():
+    assert preset_config("quick").test_batches is None
 
 
 FIRST_VOCABULARY = {
@@ -247,3 +294,11 @@ def test_first_vocabulary_checkpoint_configs_are_converted():
                                         "block": 4})
     assert block.model_options["block_size"] == 4
     assert run_config_from_checkpoint(config.to_dict()) == config
+
+
+def test_preset_role_options_apply_only_to_roles_the_model_has():
+    dense = resolve_config(overrides={"model": {"name": "dense"}})
+    assert dense.preset == "quick" and dict(dense.lr_scales) == {}
+    assert dict(resolve_config().lr_scales) == {"signs": 0.1}
+    with pytest.raises(ConfigError, match="model 'dense' has no parameter with role 'signs'"):
+        resolve_config(overrides={"model": {"name": "dense"}, "lr_scales": {"signs": 0.5}})

@@ -50,6 +50,9 @@ GRAD_CASES = [
     ("dense", dict(hidden_size=4, input_size=6, output_size=3), ("U", "W", "V")),
     ("hadamrnn", dict(hidden_size=8, input_size=3, output_size=5), ("U", "V")),
     ("dense", dict(hidden_size=8, input_size=3, output_size=5, nonlinear=True), ("W",)),
+    ("lstm", dict(hidden_size=4, input_size=3, output_size=2), ("W_xi", "W_hf", "W_hg", "V")),
+    ("gru", dict(hidden_size=4, input_size=6, output_size=2), ("W_xr", "W_hu", "W_hc")),
+    ("rnn", dict(hidden_size=5, input_size=3, output_size=2), ("W_x", "W_h")),
 ]
 
 
@@ -375,3 +378,32 @@ def test_no_eligible_matrix_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_lstm_gate_matrices_prune_and_resume(tmp_path):
+    """`hadamnp train --model lstm --oialr ...`: every gate matrix is factored on its own,
+    pruned by the rule, and an interrupted run resumes bit-identically across rank
+    changes."""
+    runner = CliRunner()
+    args = ["train", "--preset", "base", "--task", "copy", "--copy-length", "30",
+            "--model", "lstm", "--hidden", "16", "--batch-size", "16", "--epochs", "2",
+            "--steps-per-epoch", "8", "--lr", "0.03", "--log-every", "1",
+            "--val-batches", "1", "--test-batches", "1", "--oialr", "delay=6,every=4,beta=0.3"]
+    out = runner.invoke(main, args + ["--out", str(tmp_path / "ref")])
+    assert out.exit_code == 0, out.output
+    records = read_metrics(tmp_path / "ref", "oialr")
+    gates = {f"W_{kind}{g}" for kind in "xh" for g in "ifgo"}
+    assert set(records[-1]["ranks"]) == gates
+    assert any(records[1]["ranks"][w] < records[0]["ranks"][w] for w in gates)
+    for stop in (6, 10):
+        run = tmp_path / f"stop{stop}"
+        out = runner.invoke(main, args + ["--out", str(run), "--max-steps", str(stop)])
+        assert out.exit_code == 0, out.output
+        out = runner.invoke(main, ["train", "--resume", str(run)])
+        assert out.exit_code == 0, out.output
+        assert comparable_metrics(run) == comparable_metrics(tmp_path / "ref")
+        assert same_params(restore(run)[1], restore(tmp_path / "ref")[1])
+
+
+def test_lstm_clipped_shadow_weights_are_refused(tmp_path):
+    config = tiny("lstm").replace(model_options={"hidden_size": 16, "quant_rec": "ternary"})
+    with pytest.raises(ConfigError, match="W_hi, W_hf, W_hg, W_ho would be clipped"):
+        train(config, tmp_path / "run")
