@@ -49,6 +49,20 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def source_commit():
+    """The git commit of the hadamnp package that runs (None outside a checkout)."""
+    import subprocess
+
+    import hadamnp
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(hadamnp.__file__).parent, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
 def run_config(args, beta):
     """``args.steps`` steps as whole epochs of at most one pass over the 50k training
     images each, constant learning rate."""
@@ -102,7 +116,8 @@ def train_one(args, name, beta):
             "full_trainable": model.size().trainable,
             "ranks": lowrank[-1]["ranks"] if lowrank else None,
             "wall_s": spent["wall"], "cpu_s": spent["cpu"], "cpu_model": cpu_model(),
-            "load_avg_at_start": load, "numba_threads": os.environ.get("NUMBA_NUM_THREADS")}
+            "load_avg_at_start": load, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
+            "commit": source_commit()}
 
 
 def report(out):
