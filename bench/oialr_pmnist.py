@@ -4,13 +4,13 @@ A measurement, not a speed benchmark (not run by ``run_all``). For one model (``
 full-precision dense-``W`` RNN with a linear recurrence; ``lstm``), trains runs from the
 same seed (same initialisation and batches): full rank, and OIALR (``hadamnp train
 --oialr``) at each cutoff fraction ``β`` of ``--betas``, with the same ``delay`` and
-``every``. Defaults per model (``DEFAULTS``): the budgets of the README table. Each run is an ordinary
-hadamnp run directory under ``--out`` (``NAME/`` with ``metrics.jsonl`` and checkpoints
-every ``--checkpoint-every`` steps); rerunning the script resumes unfinished runs (bit for
-bit) and skips finished ones. Reported per run: test accuracy (first ``--test-batches`` x
-500 test sequences), trainable values at the end (OIALR: ``k²`` per factored matrix), the
-factored matrices' ranks, wall-clock and CPU (process) seconds summed over the script's
-calls, the CPU model and the load average.
+``every``. Defaults per model (``DEFAULTS``): the budgets of the README table. Each run is
+an ordinary hadamnp run directory under ``--out`` (``NAME/`` with ``metrics.jsonl`` and
+checkpoints every ``--checkpoint-every`` steps); rerunning the script resumes unfinished
+runs (bit for bit) and skips finished ones. Reported per run: test accuracy (first
+``--test-batches`` x 500 test sequences), trainable values at the end (OIALR: ``k²`` per
+factored matrix), the factored matrices' ranks, wall-clock and CPU (process) seconds
+summed over the script's calls, the CPU model and the load average.
 
 Usage (the figures in README.md)::
 
@@ -117,7 +117,7 @@ def train_one(args, name, beta):
             "ranks": lowrank[-1]["ranks"] if lowrank else None,
             "wall_s": spent["wall"], "cpu_s": spent["cpu"], "cpu_model": cpu_model(),
             "load_avg_at_start": load, "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
-            "commit": source_commit()}
+            "commit": args.commit}
 
 
 def report(out):
@@ -142,7 +142,8 @@ def report(out):
     except ImportError:
         print("matplotlib not installed: no plot")
         return
-    groups = sorted({(r["model"], r["hidden"], r["lr"]) for r in rows if r["beta"] is not None})
+    groups = sorted({(r["model"], r["hidden"], r["lr"]) for r in rows
+                     if r["beta"] is not None})
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, (model, hidden, lr) in zip(axes[0], groups):
         for r in rows:
@@ -181,6 +182,7 @@ def main():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.commit = source_commit()  # the code imported now is the code that runs
     if args.report:
         report(args.out)
         return

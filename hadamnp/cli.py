@@ -411,8 +411,9 @@ def _training_options(func):
                        help="Write a step line to metrics.jsonl every N steps."),
         click.option("--oialr", default=None, metavar="delay=N,every=N[,beta=X,...]",
                      help="OIALR low-rank training after a full-rank warm-up of `delay` "
-                          "steps, checks every `every` steps (options: beta, keep_first, "
-                          "keep_last, stable_delay, layer_step, weights=A:B; see "
+                          "steps, checks every `every` steps (options: beta, "
+                          "keep_first_layer, keep_last_layer, stable_delay, layer_step, "
+                          "weights=A:B; see "
                           "docs/oialr.md).  [default: full rank]"),
     ]
     for option in reversed(options):

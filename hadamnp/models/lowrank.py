@@ -43,9 +43,10 @@ checks, the mean over the ``N`` columns of the cosine between ``Q_prev[:, j]`` a
 Eligible weights (:func:`select_weights`). The model declares its layer weight matrices
 with a depth (:attr:`hadamnp.models.protocol.ParamSpec.depth`, 0 at the input); OIALR
 factors a matrix when ``min(shape) > max(shape) / 10``, except those of the last layer
-(the deepest: ``keep_last``) and optionally of the first (``keep_first``). Parameters of
-role ``signs`` (the binary recurrent matrix of HadamRNN, ``diag(sign u) H / sqrt(n)``) are
-never factored: a low-rank matrix is neither binary nor orthogonal.
+(the deepest: ``keep_last_layer``) and optionally of the first (``keep_first_layer``).
+Parameters of role ``signs`` (the binary recurrent matrix of HadamRNN,
+``diag(sign u) H / sqrt(n)``) are never factored: a low-rank matrix is neither binary nor
+orthogonal.
 
 Inclusion order (:func:`included`). Layers are ordered from input to output (by depth,
 then declaration order). The ``c``-th check (``c = 1`` at the switch) updates the last
@@ -83,7 +84,7 @@ class OIALROptions:
     beta : float in (0, 1)
         Cutoff fraction ``β`` of the rank rule (``sigma_cutoff_fraction``; 0.15 in the
         released experiment configurations).
-    keep_first, keep_last : bool
+    keep_first_layer, keep_last_layer : bool
         Keep the first / last layer at full rank (released experiment configurations:
         False / True).
     stable_delay : int >= 0
@@ -100,8 +101,8 @@ class OIALROptions:
     delay: int
     every: int
     beta: float = 0.15
-    keep_first: bool = False
-    keep_last: bool = True
+    keep_first_layer: bool = False
+    keep_last_layer: bool = True
     stable_delay: int = 0
     layer_step: float = 0.1
     weights: tuple | None = None
@@ -113,7 +114,7 @@ class OIALROptions:
                     or value < low:
                 raise ConfigError(f"oialr.{name} must be an integer >= {low}, got {value!r}")
             object.__setattr__(self, name, int(value))
-        for name in ("keep_first", "keep_last"):
+        for name in ("keep_first_layer", "keep_last_layer"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"oialr.{name} must be true or false, got "
                                   f"{getattr(self, name)!r}")
@@ -279,12 +280,12 @@ def _refusal(name, spec, first, last, options):
     if not eligible_shape(spec.shape):
         return (f"{name} {spec.shape} is too skinny to factor (OIALR needs "
                 f"min(shape) > max(shape) / 10)")
-    if options.keep_last and spec.depth == last:
+    if options.keep_last_layer and spec.depth == last:
         return (f"{name} is in the last layer (depth {last}), kept at full rank "
-                f"(keep_last = true)")
-    if options.keep_first and spec.depth == first:
+                f"(keep_last_layer = true)")
+    if options.keep_first_layer and spec.depth == first:
         return (f"{name} is in the first layer (depth {first}), kept at full rank "
-                f"(keep_first = true)")
+                f"(keep_first_layer = true)")
     return None
 
 

@@ -152,12 +152,12 @@ def options(**changes):
 
 def test_select_weights_rules_and_order():
     assert select_weights(SPECS, options()) == ("W_x", "W", "W2")
-    assert select_weights(SPECS, options(keep_first=True)) == ("W", "W2")
-    assert select_weights(SPECS, options(keep_last=False)) == ("W_x", "W", "W2", "V")
+    assert select_weights(SPECS, options(keep_first_layer=True)) == ("W", "W2")
+    assert select_weights(SPECS, options(keep_last_layer=False)) == ("W_x", "W", "W2", "V")
     assert select_weights(SPECS, options(weights=["W2", "W"])) == ("W", "W2")
     # declared order inside a depth, depth before declaration order
-    specs = {"V": ParamSpec((8, 8), "weight", depth=2), "B": ParamSpec((8, 8), "weight", depth=1),
-             "A": ParamSpec((8, 8), "weight", depth=1), "Z": ParamSpec((8, 8), "weight", depth=0)}
+    specs = {name: ParamSpec((8, 8), "weight", depth=depth)
+             for name, depth in (("V", 2), ("B", 1), ("A", 1), ("Z", 0))}
     assert select_weights(specs, options()) == ("Z", "B", "A")
 
 
@@ -196,17 +196,17 @@ def test_included_deepest_first():
 # ---------------------------------------------------------------------------- options
 
 def test_options_validation_and_parsing():
-    table = parse_oialr("delay=500, every=250,beta=0.2,keep_first=true,weights=W:U")
-    assert table == {"delay": 500, "every": 250, "beta": 0.2, "keep_first": True,
+    table = parse_oialr("delay=500, every=250,beta=0.2,keep_first_layer=true,weights=W:U")
+    assert table == {"delay": 500, "every": 250, "beta": 0.2, "keep_first_layer": True,
                      "weights": ["W", "U"]}
     opts = OIALROptions.from_table(table)
-    assert opts.weights == ("W", "U") and opts.keep_first is True
+    assert opts.weights == ("W", "U") and opts.keep_first_layer is True
     assert OIALROptions.from_table(opts.to_dict()) == opts
     for bad, message in ((dict(delay=0, every=1), "delay"), (dict(delay=1, every=0), "every"),
                          (dict(delay=1, every=1, beta=1.0), "beta"),
                          (dict(delay=1, every=1, beta=True), "beta"),
                          (dict(delay=1, every=1, layer_step=0), "layer_step"),
-                         (dict(delay=1, every=1, keep_last=1), "keep_last"),
+                         (dict(delay=1, every=1, keep_last_layer=1), "keep_last_layer"),
                          (dict(delay=1, every=1, weights="W"), "weights"),
                          (dict(delay=1, every=1, stable_delay=-1), "stable_delay")):
         with pytest.raises(ConfigError, match=message):

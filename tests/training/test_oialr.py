@@ -45,7 +45,7 @@ def rel_err(analytic, numeric):
 
 
 # (model name, options, factored weights): square W, tall U (8, 3), wide U (4, 6) and a
-# wide readout V (keep_last = false), each truncated below full rank.
+# wide readout V (keep_last_layer = false), each truncated below full rank.
 GRAD_CASES = [
     ("dense", dict(hidden_size=4, input_size=6, output_size=3), ("U", "W", "V")),
     ("hadamrnn", dict(hidden_size=8, input_size=3, output_size=5), ("U", "V")),
@@ -72,8 +72,8 @@ def test_sigma_gradient_through_the_unroll(name, sizes, weights, many_to_many):
     # rounding level of the loss, so central differences resolve it to ~1e-10.
     G = rng.standard_normal((B, T, sizes["output_size"]) if many_to_many
                             else (B, sizes["output_size"]))
-    lowrank = LowRankTraining(OIALROptions(1, 1, keep_last=False, weights=weights), model,
-                              trainable=list(params), bounds={})
+    lowrank = LowRankTraining(OIALROptions(1, 1, keep_last_layer=False, weights=weights),
+                              model, trainable=list(params), bounds={})
     opt_state = {}
     for w in weights:  # factors below full rank, with a full (non-diagonal) Σ
         U, s, Vt = factorize(params[w])
