@@ -423,6 +423,12 @@ def _training_options(func):
         _preset_option("--diagnostics/--no-diagnostics", key="diagnostics",
                        help="Training diagnostics in the logged step lines (gradient norms, "
                             "latent-sign magnitudes, quantizer scales and codes, max |h|)."),
+        click.option("--oialr", default=None, metavar="delay=N,every=N[,beta=X,...]",
+                     help="OIALR low-rank training after a full-rank warm-up of `delay` "
+                          "steps, checks every `every` steps (options: beta, "
+                          "keep_first_layer, keep_last_layer, stable_delay, layer_step, "
+                          "weights=A:B; see "
+                          "docs/oialr.md).  [default: full rank]"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -465,6 +471,7 @@ def _overrides(options):
     if signs_optimizer is not None:
         role_optimizers["signs"] = signs_optimizer
     clip = options.pop("clip_latent", ())
+    oialr = options.pop("oialr", None)
     values = {key: value for key, value in options.items()
               if value is not None and key not in _NOT_CONFIG}
     for key, value in (("model", model), ("lr_scales", lr_scales),
@@ -472,6 +479,14 @@ def _overrides(options):
                        ("role_optimizers", role_optimizers)):
         if value:
             values[key] = value
+    if oialr is not None:
+        from hadamnp.errors import ConfigError
+        from hadamnp.models.lowrank import parse_oialr
+
+        try:
+            values["oialr"] = parse_oialr(oialr)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--oialr") from None
     if "npz" in values:
         values.setdefault("task", "npz")
     if "text" in values:
@@ -786,12 +801,16 @@ def info(path, input_size, output_size, list_registry, **options):
         _echo_registry()
         return
     overrides = _overrides(options)
+    lowrank = None
     try:
         if path is not None:
             if overrides or options["preset"] or input_size or output_size:
                 raise click.BadParameter("model options describe a model without PATH; "
                                          "give one or the other", param_hint="PATH")
+            from hadamnp.training.oialr import run_lowrank_size
+
             model, _, _ = restore(path)
+            lowrank = run_lowrank_size(path, model)
             click.echo(f"checkpoint     {path}")
         else:
             config = resolve_config(options["preset"], None, overrides)
@@ -807,6 +826,12 @@ def info(path, input_size, output_size, list_registry, **options):
                    f"quantizer {table['quantizer']}, padding id {table['padding_id']}")
     click.echo(f"parameters     {size.parameters:,} ({size.trainable:,} trainable; "
                f"float32 reference model: {size.float32_parameters:,})")
+    if lowrank is not None:
+        ranks = ", ".join(f"{name} rank {k}/{N}" for name, (k, N) in lowrank["ranks"].items())
+        click.echo("oialr          " + (
+            f"{ranks}: {lowrank['trainable']:,} trainable of {size.parameters:,} (k² per "
+            f"factored matrix), {lowrank['stored']:,} stored while training (U, Σ, Vᵀ)"
+            if ranks else "full-rank warm-up (no matrix factored yet)"))
     parts = "  ".join(f"{key} {value:,}" for key, value in size.bits.items())
     click.echo(f"storage        {size.total_bits:,} bits = {size.total_bits / 8192:.2f} KiB  "
                f"[{parts}]")

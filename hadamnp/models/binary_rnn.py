@@ -137,9 +137,10 @@ class BinaryRNN:
             raise ConfigError(f"config must be a BinaryRNNConfig, got {type(config).__name__}")
         self.config = config
         n, d_in, d_out = config.hidden_size, config.input_size, config.output_size
-        self.W = Weight("W", (n, n), _orthogonal_init, quantizer=config.quant_rec)
-        self.U = Weight("U", (n, d_in), xavier_uniform, quantizer=config.quant_in)
-        self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out)
+        # layer depths (input, recurrence, readout) order the matrices for OIALR
+        self.W = Weight("W", (n, n), _orthogonal_init, quantizer=config.quant_rec, depth=1)
+        self.U = Weight("U", (n, d_in), xavier_uniform, quantizer=config.quant_in, depth=0)
+        self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out, depth=2)
 
     # ------------------------------------------------------------------ parameters
 

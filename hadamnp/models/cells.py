@@ -92,13 +92,16 @@ class CellLayer:
         Declare the quantized parameters as always clipped to ``[-W0, W0]``.
     prefix : str
         Prepended to every parameter name (distinct names for stacked layers).
+    depth : int
+        Layer depth (``ParamSpec.depth``) of the input matrices ``W_x<g>``; the recurrent
+        matrices ``W_h<g>`` are one deeper (the order OIALR uses, input to output).
     kernels : {"numba", "reference"}
     """
 
     def __init__(self, cell, input_size, hidden_size, *, quant_in="none", quant_rec="none",
                  quant_bias="none", parametrization="dense", param_in=None, param_rec=None,
                  share_in=None, share_rec=None, peepholes=False, clip_shadow=True, prefix="",
-                 kernels="numba"):
+                 depth=0, kernels="numba"):
         if cell not in CELLS:
             raise ConfigError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
         if peepholes and cell != "lstm":
@@ -121,14 +124,15 @@ class CellLayer:
 
         # role None: "binary" for a one-bit quantizer, else "weight" (models/weights.py)
         def weight(name, shape, spec, option, W0, init, role=None, param="dense",
-                   param_option=None, share=None):
+                   param_option=None, share=None, depth=None):
             quantizer = bind_scale(spec, W0, option)
             if clip_shadow and quantizer.name != "none":
                 self.clipped.add(prefix + name)
             shared = {"B": share} if share else None  # the low-rank right factor
             try:
                 return Weight(prefix + name, shape, init, quantizer=quantizer,
-                              parametrization=param, role=role, bound=W0, shared=shared)
+                              parametrization=param, role=role, bound=W0, depth=depth,
+                              shared=shared)
             except ConfigError as exc:
                 raise ConfigError(f"{param_option}: {exc}") from None
 
@@ -137,10 +141,10 @@ class CellLayer:
         param_rec = parametrization if param_rec is None else param_rec
         self.Wx = [weight(f"W_x{g}", (n, d_in), quant_in, "quant_in", self.W0_in,
                           _uniform(self.W0_in), param=param_in, param_option="param_in",
-                          share=share_in) for g in gates]
+                          share=share_in, depth=depth) for g in gates]
         self.Wh = [weight(f"W_h{g}", (n, n), quant_rec, "quant_rec", self.W0_rec,
                           _uniform(self.W0_rec), param=param_rec, param_option="param_rec",
-                          share=share_rec) for g in gates]
+                          share=share_rec, depth=depth + 1) for g in gates]
         self.b = [weight("b" + (f"_{g}" if g else ""), (n,), quant_bias, "quant_bias",
                          self.W0_in, _uniform(bias_bound), role="bias") for g in gates]
         self.p = [f"{prefix}p_{g}" for g in PEEPHOLES] if self.peepholes else []
@@ -158,7 +162,7 @@ class CellLayer:
         for w in self.weight_objects:
             for name, spec in w.param_specs().items():
                 clip = w.name in self.clipped and spec.bound is not None
-                specs[name] = ParamSpec(spec.shape, spec.role, spec.bound, clip=clip)
+                specs[name] = dataclasses.replace(spec, clip=clip)
         specs.update({name: ParamSpec((self.hidden_size,), "weight") for name in self.p})
         return specs
 

@@ -182,10 +182,11 @@ class HadamRNN:
         self._kernels = recurrence
         self.recurrence = config.recurrent_matrix()
         n, d_in, d_out = config.hidden_size, config.input_size, config.output_size
+        # Layer depths (input, recurrence, readout) order the matrices for OIALR.
         self.U = Weight("U", (n, d_in), _input_init, quantizer=config.quant_in,
-                        parametrization=config.param_in)
+                        parametrization=config.param_in, depth=0)
         self.V = Weight("V", (d_out, n), xavier_uniform, quantizer=config.quant_out,
-                        parametrization=config.param_out)
+                        parametrization=config.param_out, depth=2)
 
     @property
     def name(self):

@@ -211,7 +211,10 @@ class LowPrecisionRNN:
                                 clip_shadow=config.clip_shadow, kernels=kernels)
         W0_out = config.bounds()["quant_out"]
         quantizer = bind_scale(config.quant_out, W0_out, "quant_out")
-        self.V = Weight("V", (d_out, n), _glorot, quantizer=quantizer, bound=W0_out)
+        # OIALR's order: layer l's input matrices at depth 2l, its recurrent ones at 2l + 1,
+        # the readout after the top layer
+        self.V = Weight("V", (d_out, n), _glorot, quantizer=quantizer, bound=W0_out,
+                        depth=2 * config.num_layers)
         self._clip_V = config.clip_shadow and quantizer.name != "none"
 
     @property

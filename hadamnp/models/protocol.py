@@ -95,12 +95,18 @@ class ParamSpec:
         The method itself clips this parameter to ``[-bound, bound]`` after every update
         (e.g. the shadow weights of a quantized matrix, as in BinaryConnect), whatever the
         run's ``clip_roles``. Needs a ``bound``.
+    depth : int or None
+        For a dense weight matrix: its layer's position from the input (0) to the output
+        (largest), as a PyTorch module list would order the layers (input matrices, then
+        recurrent matrices, then the readout). Depth-ordered training methods (OIALR,
+        :mod:`hadamnp.training.oialr`) read it; None: not a layer's weight matrix.
     """
 
     shape: tuple
     role: str
     bound: float | None = None
     clip: bool = False
+    depth: int | None = None
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -111,6 +117,9 @@ class ParamSpec:
             raise ConfigError(f"a clipping bound must be > 0, got {self.bound!r}")
         if self.clip and self.bound is None:
             raise ConfigError("a parameter clipped by its model needs a bound")
+        if self.depth is not None and (len(self.shape) != 2 or self.depth < 0):
+            raise ConfigError(f"a layer depth ({self.depth!r}) is declared by a matrix "
+                              f"parameter and is >= 0 (shape {self.shape})")
 
     @property
     def trainable(self):

@@ -115,7 +115,8 @@ class DenseRecurrence:
 
     def __init__(self, n, quantizer):
         self.n = n
-        self.weight = Weight("W", (n, n), _orthogonal_init, quantizer=quantizer)
+        # depth 1: between the input matrix U (0) and the readout V (2) of the model
+        self.weight = Weight("W", (n, n), _orthogonal_init, quantizer=quantizer, depth=1)
         self.weights = (self.weight,)
 
     def param_specs(self):

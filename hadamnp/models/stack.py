@@ -145,7 +145,8 @@ class CellStack:
                 self.layers.append(CellLayer(
                     cell, input_size if layer == 0 else hidden_size, hidden_size,
                     param_in=param_in[layer], param_rec=param_rec[layer], share_in=share_in,
-                    share_rec=share_rec, prefix=_prefix(layer, num_layers), **layer_options))
+                    share_rec=share_rec, prefix=_prefix(layer, num_layers), depth=2 * layer,
+                    **layer_options))
             except ConfigError as exc:
                 raise ConfigError(f"{exc}" if num_layers == 1
                                   else f"layer {layer}: {exc}") from None

@@ -171,6 +171,9 @@ class Weight:
         Role of the latent parameters; ``None``: ``binary`` for a one-bit quantizer, else
         ``weight`` (module docstring).
     bound : float or None, the latent clipping bound of the dense parameter
+    depth : int or None, the layer depth of the dense parameter (``ParamSpec.depth``:
+        0 at the input; the model's readout deepest), read by depth-ordered training
+        methods such as OIALR
     shared : dict part -> parameter name, optional
         Parts of the parametrization stored under a model-level name shared with other
         weights (see the module docstring), e.g. ``{"B": "P_h"}``.
@@ -183,7 +186,7 @@ class Weight:
     """
 
     def __init__(self, name, shape, init_matrix, quantizer="none", parametrization="dense",
-                 role=None, bound=None, shared=None):
+                 role=None, bound=None, depth=None, shared=None):
         self.name = name
         self.shape = tuple(int(d) for d in shape)
         self.init_matrix = init_matrix
@@ -192,6 +195,7 @@ class Weight:
         self.binary = self.quantizer.code_bits(1) == 1
         self.role = role if role is not None else ("binary" if self.binary else "weight")
         self.bound = bound
+        self.depth = depth
         self.shared = dict(shared or {})
         own = self.parametrization.param_specs(self.name, self.shape, self.role)
         # local parameter name (as the parametrization names it) -> name in the model
@@ -234,8 +238,11 @@ class Weight:
 
     def param_specs(self):
         specs = self.parametrization.param_specs(self.name, self.shape, self.role)
-        if self.bound is not None and self.name in specs:
-            specs[self.name] = dataclasses.replace(specs[self.name], bound=self.bound)
+        if self.name in specs:  # the dense parametrization: the matrix is the parameter
+            spec = specs[self.name]
+            specs[self.name] = dataclasses.replace(
+                spec, bound=spec.bound if self.bound is None else self.bound,
+                depth=self.depth)
         specs = self._rename(specs)
         specs.update({self._owned_name(part): spec for part, spec in self._owned.items()})
         return specs

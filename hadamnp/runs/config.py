@@ -25,6 +25,11 @@ tables keyed by parameter role (:data:`hadamnp.models.protocol.ROLES`)::
     [weight_decay]
     weight = 1e-4
 
+    [oialr]                         # OIALR low-rank training (hadamnp.training.oialr)
+    delay = 500
+    every = 250
+    beta = 0.15
+
 Presets (:data:`PRESETS`): ``paper-*`` carry the paper's recipes exactly; ``copy``,
 ``smnist``, ``pmnist`` are the recipes that train here (README, "Training that
 converges"): the paper's, with the latent signs frozen at their random initial values
@@ -80,6 +85,7 @@ from hadamnp.models import registry
 from hadamnp.models.protocol import ROLES
 from hadamnp.models.embedding import Embedded, EmbeddingConfig
 from hadamnp.models.losses import get_loss
+from hadamnp.models.lowrank import OIALROptions
 from hadamnp.models.quantizers import get_quantizer, uniform_spec
 
 __all__ = ["RunConfig", "PRESETS", "DEFAULT_PRESET", "TASKS", "resolve_config",
@@ -204,6 +210,10 @@ class RunConfig:
         Early stopping: end training (then evaluate the test split) once this many epochs
         have passed without a better validation figure (accuracy for classification, else
         the loss; None: never).
+    oialr : mapping or None
+        Train the eligible weight matrices in OIALR's low-rank form after a full-rank
+        warm-up: the options of :class:`hadamnp.models.lowrank.OIALROptions` (``delay``,
+        ``every``, ``beta``, ...; stored with every option filled in). None: full rank.
     preset : str
         The preset the options were resolved from. A record only: every option is stored
         explicitly, and configurations are compared without it.
@@ -251,6 +261,7 @@ class RunConfig:
     warmup_steps: int = 0
     keep_last: int | None = None
     patience: int | None = None
+    oialr: typing.Mapping | None = None
     preset: str = dataclasses.field(default="base", compare=False)
 
     def __post_init__(self):
@@ -510,6 +521,8 @@ def _coerce(name, value):
                     raise ConfigError(f"{name}.{key} must be a number, got {item!r}")
             value = {key: float(item) for key, item in value.items()}
         return _frozen(value)
+    if name == "oialr":
+        return None if value is None else _frozen(OIALROptions.from_table(value).to_dict())
     if name == "clip_roles":
         if isinstance(value, str) or not isinstance(value, (list, tuple)) \
                 or not all(isinstance(v, str) for v in value):

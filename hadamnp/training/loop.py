@@ -27,6 +27,11 @@ epoch's ``flips``) and, with ``diagnostics`` on, :mod:`hadamnp.training.diagnost
 Epoch records also count loss spikes (``spikes``, ``flip_spikes``), and the collapse
 detector (:mod:`hadamnp.training.guard`) adds ``warning`` records and events.
 
+With OIALR (``config.oialr``, :mod:`hadamnp.training.oialr`) the optimizer updates the
+trainable factor ``Σ`` of each factored matrix ``W = U Σ Vᵀ`` from ``dΣ = Uᵀ dW V``, ``W``
+is recomposed after the update, and the schedule's grid steps switch, re-orthogonalize and
+prune; the factors are carried in the optimizer state.
+
 Reproducibility. Batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``
 (:mod:`hadamnp.io.datasets`), the initial parameters on ``seed`` (stream
 ``derived_rng(seed, INIT_STREAM)``), the draws of stochastic quantizers on ``(seed, k)``
@@ -99,6 +104,7 @@ from hadamnp.runs.plumbing import (build_task, check_restored_params, evaluate, 
 from hadamnp.training.diagnostics import gradient_diagnostics, update_diagnostics
 from hadamnp.training.guard import epoch_warnings, is_spike
 from hadamnp.training.metrics import METRICS_NAME, MetricsLog, json_safe, primary_figure
+from hadamnp.training.oialr import LowRankTraining
 from hadamnp.training.optim import clip_grad_norm, make_optimizer
 from hadamnp.training.role_optim import RoleOptimizer, get_role_optimizer
 from hadamnp.training.schedule import check_resume, learning_rate
@@ -289,6 +295,8 @@ class _Run:
         self.model = model
         self.groups = ParamGroups.of(model, config)
         self.optimizer = _optimizer(config, self.groups)
+        self.lowrank = LowRankTraining.of(model, config, self.groups.trainable,
+                                          self.groups.bounds)
         self.loss = run_loss(config, task)
         self.zero_sums = (0.0,) * (1 + len(self.loss.metrics)) + (0,)
         self.init_rng_state = init_rng_state
@@ -495,15 +503,21 @@ class _Run:
         logged = (state.step + 1) % config.log_every == 0
         diagnostics = (gradient_diagnostics(model, groups, current, grads, cache)
                        if logged and config.diagnostics else None)
+        if self.lowrank is not None:  # dL/dW -> dL/dΣ of the factored matrices
+            grads = self.lowrank.gradients(grads, state.opt_state)
         grad_norm = (clip_grad_norm(grads, config.clip_grad_norm)
                      if config.clip_grad_norm is not None else None)
         params = {name: value.copy() for name, value in current.items()}
         opt_state = {name: value.copy() for name, value in state.opt_state.items()}
-        self.optimizer.step({name: params[name] for name in groups.trainable}, grads,
-                            opt_state, lr, lr_scales=groups.lr_scales,
+        variables = {name: params[name] for name in groups.trainable}
+        if self.lowrank is not None:
+            variables = self.lowrank.variables(variables, opt_state)
+        self.optimizer.step(variables, grads, opt_state, lr, lr_scales=groups.lr_scales,
                             weight_decay=groups.weight_decay)
         for name, bound in groups.bounds.items():
             np.clip(params[name], -bound, bound, out=params[name])
+        if self.lowrank is not None:
+            self.lowrank.compose(params, opt_state)
         record = {"kind": "step", "epoch": state.epoch, "batch": state.batch,
                   "step": state.step + 1, "loss": loss, **metrics, "lr": lr}
         flips = state.flips
@@ -521,6 +535,9 @@ class _Run:
         offset = state.offset
         if logged:
             offset = self.log.write(record)
+        if self.lowrank is not None and self.lowrank.due(state.step + 1):
+            event = self.lowrank.update(params, opt_state, state.step + 1)
+            offset = self.log.write({**event, "epoch": state.epoch})
         loss_sum, *metric_sums, positions = state.sums
         spike = positions > 0 and bool(is_spike(loss, loss_sum / positions, state.batch))
         watch = (state.watch[0] + spike, state.watch[1] + (spike and state.watch[2] > 0),
@@ -590,7 +607,9 @@ def train(config, run_dir, *, callback=None, max_steps=None):
     model = model_for(config, task)
     init_rng = derived_rng(config.seed, INIT_STREAM)
     params = model.init_params(init_rng)
-    ParamGroups.of(model, config)  # checks the role optimizers' specs before writing
+    # The run's checks (role optimizers' specs, OIALR's choice of matrices) before the
+    # directory exists.
+    run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng), data_record(task))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -600,8 +619,6 @@ def train(config, run_dir, *, callback=None, max_steps=None):
         lock.remove_stale_temp_files()
         text = config_to_toml(config).encode("utf-8")
         write_atomic(run_dir / CONFIG_NAME, lambda fileobj: fileobj.write(text))
-        run = _Run(config, run_dir, task, model, ckpt_io.rng_to_state(init_rng),
-                   data_record(task))
         state = _State(params=params, opt_state=run.init_optimizer_state(params), epoch=0,
                        batch=0, step=0, sums=run.zero_sums, offset=0, history=())
         return run.run(state, callback, max_steps, fresh=True)
@@ -684,8 +701,13 @@ def _resume(run_dir, callback, max_steps, allow_data_change, overrides):
     if "init" not in ckpt.rng_state:
         raise CheckpointError(f"{path}: no 'init' generator state")
     run = _Run(config, run_dir, task, model, ckpt.rng_state["init"], data)
-    opt_state = _opt_from_checkpoint(ckpt.optimizer_state,
-                                     run.init_optimizer_state(ckpt.params), path)
+    template = run.init_optimizer_state(ckpt.params)
+    if run.lowrank is not None:  # the factors' shapes are those of the checkpoint
+        template = run.lowrank.restore_template(template, ckpt.optimizer_state,
+                                                ckpt.position["global_step"], path)
+    opt_state = _opt_from_checkpoint(ckpt.optimizer_state, template, path)
+    if run.lowrank is not None:
+        run.lowrank.check_restored(ckpt.params, opt_state, path)
     metrics = ckpt.metrics
     try:
         *sums, positions = metrics["sums"]
