@@ -316,6 +316,11 @@ def select_weights(specs, options):
     first, last = min(depths), max(depths)
     if options.weights is not None:
         for name in options.weights:
+            parts = [key for key in specs if key.startswith(f"{name}.")]
+            if name not in specs and parts:
+                raise ConfigError(f"oialr.weights: {name} is not a dense weight matrix "
+                                  f"(stored as {', '.join(parts)}: a structured "
+                                  f"parametrization); OIALR factors dense matrices only")
             if name not in specs:
                 layers = [n for n, s in specs.items() if s.depth is not None]
                 raise ConfigError(f"oialr.weights: the model has no parameter {name!r} "

@@ -407,3 +407,44 @@ def test_lstm_clipped_shadow_weights_are_refused(tmp_path):
     config = tiny("lstm").replace(model_options={"hidden_size": 16, "quant_rec": "ternary"})
     with pytest.raises(ConfigError, match="W_hi, W_hf, W_hg, W_ho would be clipped"):
         train(config, tmp_path / "run")
+
+
+def test_stacked_lstm_orders_its_layers_by_depth(tmp_path):
+    """Two LSTM layers: layer 0's input matrices at depth 0, its recurrent ones at 1, layer
+    1's at 2 and 3, the readout at 4; the inclusion order follows the stack."""
+    model = build_model("lstm", input_size=10, hidden_size=16, output_size=9, num_layers=2)
+    specs = model.param_specs()
+    depths = {name: spec.depth for name, spec in specs.items() if spec.depth is not None}
+    assert depths["V"] == 4
+    for layer in (0, 1):
+        for g in "ifgo":
+            assert depths[f"l{layer}.W_x{g}"] == 2 * layer
+            assert depths[f"l{layer}.W_h{g}"] == 2 * layer + 1
+    config = tiny("lstm").replace(model_options={"hidden_size": 16, "num_layers": 2})
+    train(config, tmp_path / "run", max_steps=7)
+    ranks = read_metrics(tmp_path / "run", "oialr")[-1]["ranks"]
+    assert list(ranks) == [f"l{layer}.W_{kind}{g}" for layer in (0, 1) for kind in "xh"
+                           for g in "ifgo"]
+
+
+def test_structured_matrices_are_not_factored(tmp_path):
+    config = tiny("lstm", oialr={"weights": ["W_hi"]}).replace(
+        model_options={"hidden_size": 16, "param_rec": "lowrank:4"})
+    with pytest.raises(ConfigError, match="W_hi.*not a dense weight matrix"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_frozen_signs_with_a_factored_input_matrix_resume_exactly(tmp_path):
+    """OIALR on HadamRNN's U next to a role optimizer on its signs: u never moves, U is
+    factored, and an interrupted run resumes bit for bit."""
+    config = tiny("hadamrnn", oialr={"weights": ["U"]},
+                  role_optimizers={"signs": "frozen"})
+    expected = train(config, tmp_path / "ref")
+    initial = load_checkpoint(checkpoint_path(tmp_path / "ref", 0)).params
+    np.testing.assert_array_equal(expected.params["u"], initial["u"])
+    assert read_metrics(tmp_path / "ref", "oialr")[-1]["ranks"]["U"] < 10
+    train(config, tmp_path / "stopped", max_steps=9)
+    result = resume(tmp_path / "stopped")
+    assert same_params(result.params, expected.params)
+    assert comparable_metrics(tmp_path / "stopped") == comparable_metrics(tmp_path / "ref")
