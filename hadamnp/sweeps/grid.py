@@ -18,10 +18,12 @@ order) and/or an explicit list of runs (``[[runs]]``, each merged over the base)
     seed = [1, 2, 3]
 
     [[runs]]                        # more runs, outside the product
+    label = "fp-dense"              # optional: names the run and its report group
     "model.name" = "dense"
     "model.quant_in" = "none"
 
-Every run is validated (a :class:`~hadamnp.runs.config.RunConfig`) when the grid is read, so
+The key ``label`` (in ``[axes]`` or ``[[runs]]``) is no run option: it names the run
+directory (``r<index>-<label>-seed=<seed>``) and the run's group in the report. Every run is validated (a :class:`~hadamnp.runs.config.RunConfig`) when the grid is read, so
 a typo anywhere fails before anything trains. Unknown top-level keys are errors. Each run
 gets a stable identifier ``r<index>-<axis values>`` and its own run directory.
 """
@@ -39,6 +41,7 @@ from hadamnp.runs.config import RunConfig, resolve_config
 __all__ = ["SweepRun", "Grid", "load_grid", "parse_grid"]
 
 GRID_KEYS = ("name", "base", "axes", "runs")
+LABEL = "label"  # a settings key that names a run instead of setting an option
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,11 @@ def _merged(base, settings, where):
 
 
 def _slug(settings):
-    text = "-".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
+    if "label" in settings:
+        seed = [f"seed={settings['seed']}"] if "seed" in settings else []
+        text = "-".join([str(settings["label"]), *seed])
+    else:
+        text = "-".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
     return re.sub(r"[^A-Za-z0-9=._+-]+", "_", text)[:80]
 
 
@@ -146,7 +153,8 @@ def parse_grid(values, default_name="sweep"):
     runs, seen = [], {}
     for index, settings in enumerate(settings_list):
         run_id = f"r{index:03d}" + (f"-{_slug(settings)}" if settings else "")
-        config = _resolve(_merged(base, settings, run_id), f"run {run_id}")
+        options = {k: v for k, v in settings.items() if k != LABEL}
+        config = _resolve(_merged(base, options, run_id), f"run {run_id}")
         key = json.dumps(config.to_dict(), sort_keys=True)
         if key in seen:
             raise ConfigError(f"runs {seen[key]} and {run_id} have the same configuration")

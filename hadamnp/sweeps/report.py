@@ -70,6 +70,8 @@ def _run_dirs(paths):
 
 
 def _label(config, settings):
+    if settings is not None and "label" in settings:
+        return str(settings["label"])
     if settings is not None:
         shown = {k: v for k, v in settings.items() if k != "seed"}
         return ", ".join(f"{k}={v}" for k, v in shown.items()) or config.model

@@ -30,6 +30,19 @@ def test_preset_in_the_base_and_a_single_run_grid():
     assert dict(run.config.lr_scales) == {"signs": 0.1}
 
 
+def test_labels_name_runs_and_report_groups(tmp_path):
+    from hadamnp.sweeps.report import _label
+
+    grid = parse_grid({"base": BASE, "axes": {"seed": [1, 2]},
+                       "runs": [{"label": "fp dense", "model.name": "dense", "seed": 5}]})
+    assert [r.run_id for r in grid.runs] == ["r000-seed=1", "r001-seed=2",
+                                             "r002-fp_dense-seed=5"]
+    run = grid.runs[2]
+    assert (run.config.model, run.config.seed) == ("dense", 5)
+    assert "label" not in run.config.to_dict()
+    assert _label(run.config, run.settings) == "fp dense"
+
+
 @pytest.mark.parametrize("values, words", [
     ({"base": BASE, "axis": {}}, ["unknown grid key 'axis'"]),
     ({"name": "a b", "base": BASE}, ["grid name"]),
