@@ -9,6 +9,7 @@ import pytest
 from hadamnp.errors import NonFiniteError, ShapeError
 from hadamnp.kernels import cells as kernels
 from hadamnp.reference import cells as reference
+from gradcheck import numeric_grad
 
 # float32 values are compared norm-wise: max|a - b| / max|b| (the twins use different libm
 # paths and summation orders), float64 to near rounding.
@@ -84,19 +85,6 @@ def test_reused_buffers_give_the_same_results(cell, peep):
         np.testing.assert_array_equal(args[k], v, err_msg=f"{k} was written")
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(dH, dH0)
-
-
-def numeric_grad(loss, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + eps
-        up = loss()
-        array[idx] = orig - eps
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("impl", [kernels, reference], ids=["numba", "reference"])

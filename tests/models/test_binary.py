@@ -7,27 +7,9 @@ import numpy as np
 import pytest
 
 from hadamnp.models import binary
+from gradcheck import numeric_grad, rel_err
 
 EPS = 1e-6
-
-
-def numeric_grad(f, array):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = f()
-        array[idx] = orig - EPS
-        down = f()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
-def rel_err(got, ref):
-    scale = float(np.max(np.abs(ref)))
-    assert scale > 0, "vacuous check: the numeric gradient is zero"
-    return float(np.max(np.abs(got - ref))) / scale
 
 
 @pytest.mark.parametrize("shape, axis", [((4, 7), 1), ((6, 3), 0), ((1, 5), 1), ((3, 2), 0)])

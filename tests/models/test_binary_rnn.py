@@ -16,28 +16,9 @@ from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models import binary, binary_rnn
 from hadamnp.models.losses import softmax_cross_entropy
 from hadamnp.models.registry import build_model
+from gradcheck import numeric_grad, rel_err
 
-EPS = 1e-6
 FD_RTOL = 1e-7
-
-
-def rel_err(analytic, numeric):
-    scale = float(np.max(np.abs(numeric)))
-    assert scale > 0, "the numeric gradient is identically zero: the check would be vacuous"
-    return float(np.max(np.abs(analytic - numeric))) / scale
-
-
-def numeric_grad(loss, array):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = loss()
-        array[idx] = orig - EPS
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def problem(mtm, standardize, quant_rec="none", n=5, T=4, B=3, seed=0):

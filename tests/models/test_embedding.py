@@ -10,8 +10,8 @@ from hadamnp.models.embedding import Embedded, EmbeddingConfig, embed
 from hadamnp.models.losses import get_loss
 from hadamnp.models.registry import build_model, model_from_description
 from hadamnp.runs.plumbing import model_inputs
+from gradcheck import numeric_grad, rel_err
 
-EPS = 1e-6
 FD_RTOL = 1e-7
 V, D, B = 7, 3, 3
 
@@ -37,25 +37,6 @@ def batch(rng, net, T, loss="cross_entropy"):
     else:
         y = rng.integers(0, net.config.output_size, size=positions)
     return params, ids, y
-
-
-def numeric_grad(loss, array):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = loss()
-        array[idx] = orig - EPS
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
-def rel_err(analytic, numeric):
-    scale = float(np.max(np.abs(numeric)))
-    assert scale > 0, "the numeric gradient is identically zero: the check would be vacuous"
-    return float(np.max(np.abs(analytic - numeric))) / scale
 
 
 def test_forward_is_the_wrapped_model_on_the_looked_up_rows(rng):

@@ -29,6 +29,7 @@ from hadamnp.models.hadamrnn import HadamRNN, HadamRNNConfig
 from hadamnp.models.quantizers import uniform_spec
 from hadamnp.reference import recurrence as reference
 from hadamnp.models.losses import softmax_cross_entropy
+from gradcheck import numeric_grad, rel_err
 
 EPS = 1e-6
 FD_RTOL = 1e-7
@@ -46,27 +47,6 @@ D_IN, D_OUT, B = 2, 3, 2
 def case_id(case):
     (name, *_), mtm, nonlinear, T = case
     return f"{name}-{'m2m' if mtm else 'm2o'}-{'relu' if nonlinear else 'linear'}-T{T}"
-
-
-def rel_err(analytic, numeric):
-    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
-    scale = float(np.max(np.abs(numeric)))
-    assert scale > 0, "the numeric gradient is identically zero: the check would be vacuous"
-    return float(np.max(np.abs(analytic - numeric))) / scale
-
-
-def numeric_grad(loss, array):
-    """Central differences of ``loss()`` w.r.t. every entry of ``array`` (restored after)."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = loss()
-        array[idx] = orig - EPS
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def build(model, mtm, nonlinear, T, bits=0, seed=0):

@@ -14,6 +14,7 @@ from hadamnp.models.quantizers import Uniform
 from hadamnp.reference.recurrence import hadamard_matrix
 from hadamnp.models.losses import softmax_cross_entropy
 from hadamnp.training.optim import Adam
+from gradcheck import rel_err
 
 # (n, block_size, recurrence) of the three registered model kinds.
 KINDS = {"hadamrnn": (16, None, "hadamard"), "block-hadamrnn": (16, 4, "hadamard"),
@@ -37,11 +38,6 @@ def run(net, seed, B=3, T=6):
     logits, cache = net.forward(params, x)
     loss, dlogits = softmax_cross_entropy(logits, y)
     return params, logits, loss, net.backward(params, cache, dlogits), cache
-
-
-def rel_err(got, ref):
-    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    return float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from hadamnp.errors import ConfigError, ShapeError
 from hadamnp.models.lowprec import LowPrecisionRNN
 from hadamnp.models.lowprec_quantizers import glorot_bound
 from hadamnp.models.registry import build_model, model_from_description, model_options
+from gradcheck import numeric_grad, rel_err
 
-EPS = 1e-6
 FD_RTOL = 1e-7
 D_IN, D_OUT, N, B = 2, 3, 4, 3
 FAMILIES = [("rnn", {}), ("gru", {}), ("lstm", {}), ("lstm", {"peepholes": True})]
@@ -30,25 +30,6 @@ def build(name, options, mtm, T=5, kernels="numba", seed=0, **quant):
     x = rng.standard_normal((B, T, D_IN))
     weights = rng.standard_normal((B, T, D_OUT) if mtm else (B, D_OUT))
     return model, params, x, weights
-
-
-def rel_err(analytic, numeric):
-    scale = float(np.max(np.abs(numeric)))
-    assert scale > 0, "the numeric gradient is zero: the check would be vacuous"
-    return float(np.max(np.abs(analytic - numeric))) / scale
-
-
-def numeric_grad(loss, array):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = loss()
-        array[idx] = orig - EPS
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
 
 
 def grads_of(model, params, x, weights, input_grad=True, rng=None):

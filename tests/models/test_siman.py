@@ -10,14 +10,9 @@ from hadamnp.models.init import xavier_uniform
 from hadamnp.models.quantizers import Sign, get_quantizer, quantizer_spec
 from hadamnp.models.siman import SiMaN
 from hadamnp.models.weights import Weight
+from gradcheck import rel_err
 
 EPS = 1e-6
-
-
-def rel_err(got, ref):
-    scale = float(np.max(np.abs(ref)))
-    assert scale > 0, "vacuous check: the reference is zero"
-    return float(np.max(np.abs(got - ref))) / scale
 
 
 def surrogate(M, alpha):

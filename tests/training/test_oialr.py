@@ -20,28 +20,9 @@ from hadamnp.training.loop import resume, train
 from hadamnp.training.metrics import read_metrics
 from hadamnp.training.oialr import LowRankTraining, checkpoint_ranks
 from hadamnp.training.optim import make_optimizer
+from gradcheck import numeric_grad, rel_err
 
-EPS = 1e-6
 FD_RTOL = 1e-7
-
-
-def numeric_grad(loss, array):
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + EPS
-        up = loss()
-        array[idx] = orig - EPS
-        down = loss()
-        array[idx] = orig
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
-def rel_err(analytic, numeric):
-    scale = float(np.max(np.abs(numeric)))
-    assert scale > 0, "the numeric gradient is identically zero: the check would be vacuous"
-    return float(np.max(np.abs(analytic - numeric))) / scale
 
 
 # (model name, options, factored weights): square W, tall U (8, 3), wide U (4, 6) and a
