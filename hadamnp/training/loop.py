@@ -46,8 +46,10 @@ and the length of ``metrics.jsonl`` that belongs to it.
 Optional model members (:mod:`hadamnp.models.protocol`). ``project_params(params, k)``
 rewrites parameters before the forward pass of step ``k`` (a deterministic function of the
 parameters and ``k``, so the schedule needs no state of its own and resumes exactly);
-``diagnostics(params)`` adds its figures (flat keys such as ``ones.W``) to the logged step
-records (parameters after the update) and to the epoch records.
+``diagnostics(params, cache=None, grads=None)`` adds its figures (flat keys such as
+``alpha.U``, ``ones.W``, ``h_absmax``) to the logged step records (the step's forward
+parameters, cache and gradients) and, without a cache, to the epoch records (the epoch's
+final parameters).
 
 Interruption. Each step works on copies and then replaces the whole training state with
 one assignment, so a ``KeyboardInterrupt`` (Ctrl-C) arriving anywhere leaves a consistent
