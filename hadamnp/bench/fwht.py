@@ -52,19 +52,11 @@ import subprocess
 import sys
 import tempfile
 
-THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "MKL_NUM_THREADS")
-
-
-def _arg_value(argv, flag, default):
-    """Value following ``flag`` in ``argv`` (read before argparse: NumPy is not loaded yet)."""
-    return argv[argv.index(flag) + 1] if flag in argv[:-1] else default
-
-
 if __name__ == "__main__":
     # Thread counts must be set before NumPy/BLAS and Numba are imported.
-    for _var in THREAD_ENV_VARS:
-        os.environ[_var] = _arg_value(sys.argv, "--threads", "1")
+    from hadamnp.bench._threads import set_threads_from_argv
+
+    set_threads_from_argv(sys.argv)
 
 import argparse  # noqa: E402
 

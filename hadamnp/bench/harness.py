@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hadamnp.bench._threads import THREAD_ENV_VARS
+
 FULL_BUDGET_S = 1.0
 QUICK_BUDGET_S = 0.15
 _MIN_SAMPLE_S = 20e-6
-THREAD_ENV_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                   "MKL_NUM_THREADS")
 _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vpopcntdq", "popcnt",
               "bmi2")
 
