@@ -166,6 +166,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(DEFAULTS), default="dense")
     parser.add_argument("--out", type=Path, required=True, help="results directory")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP/Numba threads of the training (default 1)")
     parser.add_argument("--betas", type=float, nargs="+", default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=8)
@@ -178,6 +180,11 @@ def main():
     for key in ("hidden", "steps", "batch_size", "delay", "every"):
         parser.add_argument("--" + key.replace("_", "-"), type=int, default=None)
     args = parser.parse_args()
+    # before NumPy and Numba are imported (only the functions below import hadamnp's modules)
+    from hadamnp.bench._threads import THREAD_ENV_VARS
+
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = str(args.threads)
     for key, value in DEFAULTS[args.model].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
