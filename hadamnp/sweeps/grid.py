@@ -23,8 +23,9 @@ order) and/or an explicit list of runs (``[[runs]]``, each merged over the base)
     "model.quant_in" = "none"
 
 The key ``label`` (in ``[axes]`` or ``[[runs]]``) is no run option: it names the run
-directory (``r<index>-<label>-seed=<seed>``) and the run's group in the report. Every run is validated (a :class:`~hadamnp.runs.config.RunConfig`) when the grid is read, so
-a typo anywhere fails before anything trains. Unknown top-level keys are errors. Each run
+directory (``r<index>-<label>-seed=<seed>``) and the run's group in the report. Every run
+is validated (a :class:`~hadamnp.runs.config.RunConfig`) when the grid is read, so a typo
+anywhere fails before anything trains. Unknown top-level keys are errors. Each run
 gets a stable identifier ``r<index>-<axis values>`` and its own run directory.
 """
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from hadamnp.errors import ConfigError
 from hadamnp.runs.config import RunConfig, resolve_config
 
-__all__ = ["SweepRun", "Grid", "load_grid", "parse_grid"]
+__all__ = ["SweepRun", "Grid", "LABEL", "load_grid", "parse_grid"]
 
 GRID_KEYS = ("name", "base", "axes", "runs")
 LABEL = "label"  # a settings key that names a run instead of setting an option
@@ -101,9 +102,9 @@ def _merged(base, settings, where):
 
 
 def _slug(settings):
-    if "label" in settings:
+    if LABEL in settings:
         seed = [f"seed={settings['seed']}"] if "seed" in settings else []
-        text = "-".join([str(settings["label"]), *seed])
+        text = "-".join([str(settings[LABEL]), *seed])
     else:
         text = "-".join(f"{k.split('.')[-1]}={v}" for k, v in settings.items())
     return re.sub(r"[^A-Za-z0-9=._+-]+", "_", text)[:80]

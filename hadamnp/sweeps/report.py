@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hadamnp.errors import CheckpointError, ConfigError
+from hadamnp.sweeps.grid import LABEL
 
 __all__ = ["RunRecord", "collect", "group_runs", "markdown_table", "write_report"]
 
@@ -70,8 +71,8 @@ def _run_dirs(paths):
 
 
 def _label(config, settings):
-    if settings is not None and "label" in settings:
-        return str(settings["label"])
+    if settings is not None and LABEL in settings:
+        return str(settings[LABEL])
     if settings is not None:
         shown = {k: v for k, v in settings.items() if k != "seed"}
         return ", ".join(f"{k}={v}" for k, v in shown.items()) or config.model
