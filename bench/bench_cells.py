@@ -38,8 +38,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
-                                   machine_facts, make_row, print_table, skip_row,
-                                   time_call, write_jsonl)
+                                   import_torch, machine_facts, make_row, print_table,
+                                   skip_row, time_call, write_jsonl)
 
 BENCH = "cells"
 SHAPE = {"n": 128, "T": 784, "B": 100, "d_in": 1, "d_out": 10}
@@ -114,14 +114,6 @@ def torch_step(torch, cell, params, x, y):
     return step, result
 
 
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def run_cell(cell, quick, threads):
     """Rows of one cell: hadamnp, numpy-reference and (if importable) both PyTorch paths."""
     case = case_name(cell)
@@ -141,7 +133,7 @@ def run_cell(cell, quick, threads):
     rows.append(make_row(BENCH, case, "numpy-reference", timing, loss=result["loss"],
                          **common))
 
-    torch = _import_torch()
+    torch = import_torch()
     for impl, mkldnn in (("torch", True), ("torch-native", False)):
         if torch is None:
             rows.append(skip_row(BENCH, case, impl, "torch not importable"))

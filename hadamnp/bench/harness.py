@@ -239,6 +239,16 @@ def _blas_info():
     return info
 
 
+def import_torch():
+    """The ``torch`` module, or ``None`` when PyTorch is not installed (its rows are then
+    skipped)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def _version(module_name):
     try:
         module = __import__(module_name)

@@ -46,8 +46,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 from hadamnp.bench.harness import (add_ratios, budget, format_facts,  # noqa: E402
-                                   machine_facts, make_row, memory_bandwidth, print_table,
-                                   skip_row, time_call)
+                                   import_torch, machine_facts, make_row, memory_bandwidth,
+                                   print_table, skip_row, time_call)
 
 BENCH = "training"
 
@@ -172,14 +172,6 @@ def torch_step(shape, recurrence, params, x, y):
     return step, result
 
 
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def fwht_step_time(n, B, quick):
     """Measured seconds of one in-place column FWHT of an ``(n, B)`` float32 state."""
     from hadamnp.kernels.fwht import fwht_columns_inplace
@@ -224,7 +216,7 @@ def run_shape(shape_name, quick, bandwidth):
     rows.append(make_row(BENCH, case, "numpy-dense", timing, loss=result["loss"], threads=1,
                          **common))
 
-    torch = _import_torch()
+    torch = import_torch()
     for recurrence in ("dense", "fwht"):
         impl = f"torch-{recurrence}"
         if torch is None:

@@ -4,10 +4,9 @@ a stacked shared low-rank LSTM train and resume bit for bit after an interruptio
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
+from cli_helpers import interrupted_at_step, params, run
 
 COMMON = ["--task", "pmnist", "--model", "lstm", "--hidden", 8, "--batch-size", 8,
           "--epochs", 2, "--steps-per-epoch", 3, "--train-size", 48, "--lr", 0.02,
@@ -17,14 +16,6 @@ VARIANTS = {
     "shared-lowrank": ["-O", "num_layers=2", "-O", 'param_in=["dense", "lowrank:3"]', "-O",
                        "param_rec=lowrank:3", "-O", "share=layers"],
 }
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def params(run_dir):
-    return load_checkpoint(checkpoint_path(run_dir)).params
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -48,24 +39,12 @@ def test_trains_with_the_structured_parameters(finished):
     assert first.position["global_step"] == 6
 
 
-def test_interrupted_run_resumes_bit_identically(finished, tmp_path, monkeypatch):
-    from hadamnp.training import loop
-
+def test_interrupted_run_resumes_bit_identically(finished, tmp_path):
     name, run_dir, _ = finished
-    original = loop._Run._step
-    calls = []
-
-    def interrupting(self, *args):
-        calls.append(1)
-        if len(calls) == 5:   # in the second epoch
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(loop._Run, "_step", interrupting)
-    result = run("train", *COMMON, *VARIANTS[name], "--out", tmp_path)
+    with interrupted_at_step(5):   # in the second epoch
+        result = run("train", *COMMON, *VARIANTS[name], "--out", tmp_path)
     assert result.exit_code == 130, result.output
     assert load_checkpoint(checkpoint_path(tmp_path)).position["global_step"] == 4
-    monkeypatch.setattr(loop._Run, "_step", original)
     resumed = run("train", "--resume", tmp_path)
     assert resumed.exit_code == 0, resumed.output
     a, b = params(run_dir), params(tmp_path)

@@ -4,11 +4,10 @@ stochastic draws come from the run's seed and the step, not from stored generato
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
 from hadamnp.models.lowprec_quantizers import glorot_bound
+from cli_helpers import interrupted_at_step, params, run
 
 HIDDEN = 8
 TINY = ["--task", "pmnist", "--model", "lstm", "--hidden", HIDDEN,
@@ -16,14 +15,6 @@ TINY = ["--task", "pmnist", "--model", "lstm", "--hidden", HIDDEN,
         "-O", "quant_bias=binary-stochastic:H=0.25", "--batch-size", 8, "--epochs", 2,
         "--steps-per-epoch", 3, "--train-size", 48, "--lr", 0.05, "--val-batches", 1,
         "--test-batches", 1, "--eval-batch-size", 16, "--preset", "base"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def params(run_dir):
-    return load_checkpoint(checkpoint_path(run_dir)).params
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +42,12 @@ def test_trains_and_clips_the_shadow_weights(finished):
         == "none"
 
 
-def test_interrupted_run_resumes_bit_identically(finished, tmp_path, monkeypatch):
-    from hadamnp.training import loop
-
+def test_interrupted_run_resumes_bit_identically(finished, tmp_path):
     run_dir, _ = finished
-    original = loop._Run._step
-    calls = []
-
-    def interrupting(self, *args):
-        calls.append(1)
-        if len(calls) == 4:   # in the second epoch
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(loop._Run, "_step", interrupting)
-    result = run("train", *TINY, "--out", tmp_path)
+    with interrupted_at_step(4):   # in the second epoch
+        result = run("train", *TINY, "--out", tmp_path)
     assert result.exit_code == 130, result.output
     assert load_checkpoint(checkpoint_path(tmp_path)).position["global_step"] == 3
-    monkeypatch.setattr(loop._Run, "_step", original)
     resumed = run("train", "--resume", tmp_path)
     assert resumed.exit_code == 0, resumed.output
     a, b = params(run_dir), params(tmp_path)

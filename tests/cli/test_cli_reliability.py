@@ -7,29 +7,13 @@ import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from hadamnp.training.metrics import read_metrics
+from cli_helpers import assert_user_error, run
 
 TINY = ["--hidden", "8", "--batch-size", "10", "--epochs", "1", "--lr", "0.01",
         "--npz-test-fraction", "0.25", "--log-every", "1"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    """A clean failure: non-zero exit, a one-line message naming the problem, no traceback."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
 
 
 def write_npz(path, seed=0, labels=None, **arrays):

@@ -1,18 +1,13 @@
 """``hadamnp train`` options of issue 13: role optimizers and diagnostics."""
 
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
 from hadamnp.training.metrics import read_metrics
+from cli_helpers import run
 
 TINY = ["--task", "copy", "--copy-length", "30", "--hidden", "16", "--batch-size", "16",
         "--epochs", "1", "--steps-per-epoch", "4", "--lr", "0.03", "--val-batches", "1",
         "--test-batches", "1", "--preset", "base", "--log-every", "1"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def test_optimizer_signs_and_no_diagnostics(tmp_path):

@@ -5,27 +5,14 @@ import re
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.golden.vectors import read_golden
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
+from cli_helpers import assert_user_error, run
 
 COMMON = ["--preset", "base", "--model", "dense", "--hidden", "8", "--batch-size", "8",
           "--epochs", "2", "--steps-per-epoch", "4", "--lr", "0.01", "--val-batches", "1",
           "--test-batches", "1", "--eval-batch-size", "16"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
 
 
 @pytest.fixture(scope="module")

@@ -4,31 +4,13 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from hadamnp.cli import main
 from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
+from cli_helpers import assert_user_error, interrupted_at_step, params, run
 
 TINY = ["--task", "copy", "--copy-length", "30", "--hidden", "16", "--batch-size", "16",
         "--epochs", "2", "--steps-per-epoch", "6", "--lr", "0.03", "--val-batches", "1",
         "--test-batches", "1", "--preset", "base"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    """A clean failure: non-zero exit, message shown, no traceback."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, (fragment, result.output)
-
-
-def params(run_dir):
-    return load_checkpoint(checkpoint_path(run_dir)).params
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +41,12 @@ def test_max_steps_then_resume_matches(finished, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_ctrl_c_saves_and_exits(finished, tmp_path, monkeypatch):
-    from hadamnp.training import loop
-
-    original = loop._Run._step
-    calls = []
-
-    def interrupting(self, *args):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-        return original(self, *args)
-
-    monkeypatch.setattr(loop._Run, "_step", interrupting)
-    result = run("train", *TINY, "--out", tmp_path)
+def test_ctrl_c_saves_and_exits(finished, tmp_path):
+    with interrupted_at_step(5):
+        result = run("train", *TINY, "--out", tmp_path)
     assert result.exit_code == 130
     assert "--resume" in result.output
     assert load_checkpoint(checkpoint_path(tmp_path)).position["global_step"] == 4
-    monkeypatch.setattr(loop._Run, "_step", original)
     assert run("train", "--resume", tmp_path).exit_code == 0
     a, b = params(finished[0]), params(tmp_path)
     assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -22,10 +22,10 @@ import pytest
 
 import autograd_ref as ag
 import spec_model as sm
+from gradcheck import numeric_grad
 
 RTOL = 1e-7
 TINY = np.finfo(np.float64).tiny
-FD_EPS = 1e-6
 FD_RTOL = 1e-7  # central differences in float64 on smooth tiny problems: truncation ~eps^2
 
 
@@ -38,21 +38,6 @@ def rel_err(got, ref):
     if ref.size == 0:
         return 0.0
     return float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), TINY))
-
-
-def numeric_grad(f, array, eps=FD_EPS):
-    """Central-difference gradient of the scalar ``f()`` w.r.t. ``array`` (perturbed in place
-    and restored)."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        orig = array[idx]
-        array[idx] = orig + eps
-        f_plus = f()
-        array[idx] = orig - eps
-        f_minus = f()
-        array[idx] = orig
-        grad[idx] = (f_plus - f_minus) / (2 * eps)
-    return grad
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from hadamnp.io.checkpoint import checkpoint_path, load_checkpoint
 from hadamnp.runs.config import resolve_config
 from hadamnp.runs.integrity import RunLock
 from hadamnp.training.loop import train
-from hadamnp.training.metrics import read_metrics
 from workers import broadcast, start_workers, stop_workers
+from run_compare import comparable_metrics
 
 OPTIONS = dict(task="copy", copy_length=30, batch_size=16, epochs=2, steps_per_epoch=4,
                lr=3e-2, log_every=1, val_batches=1, test_batches=1,
@@ -41,15 +41,11 @@ for line in sys.stdin:
 REFUSALS = ("in use by process", "in use by another process", "already holds a run")
 
 
-def comparable(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
-
-
 def same_run(run_dir, reference_dir):
     a = load_checkpoint(checkpoint_path(run_dir)).params
     b = load_checkpoint(checkpoint_path(reference_dir)).params
     return (all(np.array_equal(a[k], b[k]) for k in b)
-            and comparable(run_dir) == comparable(reference_dir))
+            and comparable_metrics(run_dir) == comparable_metrics(reference_dir))
 
 
 def race(tmp_path, reps, count=8):

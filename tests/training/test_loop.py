@@ -9,6 +9,7 @@ from hadamnp.runs.config import resolve_config
 from hadamnp.runs.plumbing import evaluate_run, load_run
 from hadamnp.training.loop import resume, train
 from hadamnp.training.metrics import read_metrics
+from run_compare import comparable_metrics, same_params
 
 
 def tiny(model=None, **changes):
@@ -17,15 +18,6 @@ def tiny(model=None, **changes):
                    steps_per_epoch=8, lr=3e-2, log_every=1, val_batches=1, test_batches=1,
                    model={"name": "hadamrnn", "hidden_size": 16, **(model or {})})
     return resolve_config(preset="base", overrides={**options, **changes})
-
-
-def same_params(a, b):
-    return sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def comparable_metrics(run_dir):
-    # wall-clock seconds are the only field allowed to differ between runs
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
 
 
 def interrupt_at(step):

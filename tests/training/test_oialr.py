@@ -21,6 +21,7 @@ from hadamnp.training.metrics import read_metrics
 from hadamnp.training.oialr import LowRankTraining, checkpoint_ranks
 from hadamnp.training.optim import make_optimizer
 from gradcheck import numeric_grad, rel_err
+from run_compare import comparable_metrics, same_params
 
 FD_RTOL = 1e-7
 
@@ -183,14 +184,6 @@ def tiny(model="dense", oialr=None, **changes):
                    model={"name": model, "hidden_size": 16},
                    oialr={"delay": 6, "every": 4, "beta": 0.3, **(oialr or {})})
     return resolve_config(preset="base", overrides={**options, **changes})
-
-
-def same_params(a, b):
-    return sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def comparable_metrics(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
 
 
 @pytest.fixture(scope="module")

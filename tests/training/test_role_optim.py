@@ -15,6 +15,7 @@ from hadamnp.training.metrics import read_metrics
 from hadamnp.training.optim import Adam
 from hadamnp.training.role_optim import (Bop, Frozen, RoleOptimizer, get_role_optimizer,
                                          role_optimizer_spec)
+from run_compare import comparable_metrics
 
 
 def bop_transcription(w, m, g, threshold, gamma):
@@ -172,10 +173,6 @@ def interrupt_at(step):
     return callback
 
 
-def comparable(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
-
-
 @pytest.mark.parametrize("role_optimizers", [
     {"signs": "bop:threshold=1e-3,adaptivity=0.2"}, {"signs": "frozen"}])
 @pytest.mark.parametrize("stop", [4, 6])
@@ -187,7 +184,7 @@ def test_resume_with_a_role_optimizer_is_bit_identical(tmp_path, role_optimizers
     result = resume(tmp_path / "cut")
     for name in expected.params:
         np.testing.assert_array_equal(result.params[name], expected.params[name])
-    assert comparable(tmp_path / "cut") == comparable(tmp_path / "ref")
+    assert comparable_metrics(tmp_path / "cut") == comparable_metrics(tmp_path / "ref")
     flips = [r["flips"] for r in read_metrics(tmp_path / "ref", "step")]
     if "frozen" in role_optimizers.values():
         assert flips == [0] * 12

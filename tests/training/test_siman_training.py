@@ -9,6 +9,7 @@ from hadamnp.cli import main
 from hadamnp.runs.config import resolve_config
 from hadamnp.training.loop import ParamGroups, resume, train
 from hadamnp.training.metrics import read_metrics
+from run_compare import comparable_metrics
 
 MODELS = {
     "dense": {"name": "dense", "hidden_size": 16, "quant_in": "none", "quant_out": "none",
@@ -25,10 +26,6 @@ def run(model, **changes):
     options = dict(task="copy", copy_length=24, batch_size=16, epochs=2, steps_per_epoch=8,
                    lr=2e-2, log_every=1, val_batches=1, test_batches=1, model=model)
     return resolve_config(preset="base", overrides={**options, **changes})
-
-
-def comparable_metrics(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
 
 
 @pytest.fixture(scope="module")

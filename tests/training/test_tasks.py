@@ -14,6 +14,7 @@ from hadamnp.runs.config import resolve_config
 from hadamnp.runs.plumbing import build_task, evaluate_run, model_for, restore, run_loss
 from hadamnp.training.loop import resume, train
 from hadamnp.training.metrics import read_metrics
+from run_compare import comparable_metrics, same_params
 
 
 def generated_text(size, seed=0):
@@ -37,14 +38,6 @@ def config(**changes):
                    val_batches=1, test_batches=1, eval_batch_size=16,
                    model={"name": "dense", "hidden_size": 8})
     return resolve_config(preset="base", overrides={**options, **changes})
-
-
-def same_params(a, b):
-    return sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def comparable_metrics(run_dir):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(run_dir)]
 
 
 def stop_at(step):
